@@ -1,0 +1,43 @@
+// swift-tools-version:6.0
+import PackageDescription
+
+let package = Package(
+    name: "MockShift",
+    platforms: [.macOS(.v15)],
+    products: [
+        .executable(name: "mockshift", targets: ["MockShiftCLI"]),
+    ],
+    dependencies: [
+        .package(url: "https://github.com/apple/swift-argument-parser", from: "1.5.0"),
+        .package(url: "https://github.com/apple/swift-log", from: "1.6.0"),
+        .package(url: "https://github.com/apple/swift-http-types", from: "1.3.0"),
+        .package(url: "https://github.com/apple/swift-crypto", from: "3.12.0"),
+    ],
+    targets: [
+        // C libraries, each a module map plus one shim header (TECH-NOTES §1).
+        .systemLibrary(name: "CMicroHTTPD", pkgConfig: "libmicrohttpd",
+                       providers: [.apt(["libmicrohttpd-dev"])]),
+        .systemLibrary(name: "CSQLite3", pkgConfig: "sqlite3",
+                       providers: [.apt(["libsqlite3-dev"])]),
+        // HTTP transport: libmicrohttpd, request/response values, suspend/resume. Knows nothing of pipelines.
+        .target(name: "MockShiftHTTP", dependencies: [
+            "CMicroHTTPD",
+            .product(name: "HTTPTypes", package: "swift-http-types"),
+            .product(name: "Logging", package: "swift-log"),
+        ]),
+        // API (routes, handlers) → Engine (runs, scheduler, LLM simulation) → Store (SQLite); Model is shared.
+        .target(name: "MockShift", dependencies: [
+            "MockShiftHTTP", "CSQLite3",
+            .product(name: "HTTPTypes", package: "swift-http-types"),
+            .product(name: "Logging", package: "swift-log"),
+            .product(name: "Crypto", package: "swift-crypto"),
+        ]),
+        // The `mockshift` executable: parses options and starts things, nothing else.
+        .executableTarget(name: "MockShiftCLI", dependencies: [
+            "MockShift", "MockShiftHTTP",
+            .product(name: "ArgumentParser", package: "swift-argument-parser"),
+            .product(name: "Logging", package: "swift-log"),
+        ]),
+        .testTarget(name: "MockShiftTests", dependencies: ["MockShift"]),
+    ]
+)

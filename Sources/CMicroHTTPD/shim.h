@@ -1,0 +1,62 @@
+#ifndef CMICROHTTPD_SHIM_H
+#define CMICROHTTPD_SHIM_H
+/* Helpers for what Swift cannot call directly: the variadic MHD_start_daemon and MHD_get_daemon_info,
+ * and macros that do not import. No logic beyond argument marshalling lives here. */
+#include <stdint.h>
+#include <string.h>
+#include <stdio.h>
+#include <sys/types.h>
+#include <sys/socket.h>
+#include <netdb.h>
+#include <microhttpd.h>
+
+static const uint64_t CMHD_SIZE_UNKNOWN = MHD_SIZE_UNKNOWN;
+
+/* Starts a daemon bound to host:port (host resolved with getaddrinfo, IPv4 preferred).
+ * Returns NULL when the host does not resolve or MHD cannot start (port in use, ...). */
+static inline struct MHD_Daemon *
+cmhd_start(unsigned int flags, const char *host, uint16_t port,
+           MHD_AccessHandlerCallback handler, void *handler_cls,
+           MHD_RequestCompletedCallback completed, void *completed_cls,
+           unsigned int thread_pool_size, unsigned int connection_limit,
+           unsigned int connection_timeout_s, size_t connection_memory_limit)
+{
+    struct addrinfo hints, *res = NULL, *ai;
+    struct sockaddr_storage addr;
+    memset(&hints, 0, sizeof hints);
+    hints.ai_socktype = SOCK_STREAM;
+    hints.ai_flags = AI_NUMERICSERV;
+    char service[8];
+    snprintf(service, sizeof service, "%u", (unsigned) port);
+    if (getaddrinfo(host, service, &hints, &res) != 0 || res == NULL) return NULL;
+    ai = res;
+    for (struct addrinfo *p = res; p; p = p->ai_next) { if (p->ai_family == AF_INET) { ai = p; break; } }
+    memset(&addr, 0, sizeof addr);
+    memcpy(&addr, ai->ai_addr, ai->ai_addrlen);
+    if (ai->ai_family == AF_INET6) flags |= MHD_USE_IPv6;
+    freeaddrinfo(res);
+
+    struct MHD_OptionItem ops[10]; int i = 0;
+    ops[i].option = MHD_OPTION_SOCK_ADDR; ops[i].value = 0; ops[i].ptr_value = &addr; i++;
+    if (completed) { ops[i].option = MHD_OPTION_NOTIFY_COMPLETED; ops[i].value = (intptr_t) completed; ops[i].ptr_value = completed_cls; i++; }
+    if (thread_pool_size > 1) { ops[i].option = MHD_OPTION_THREAD_POOL_SIZE; ops[i].value = thread_pool_size; ops[i].ptr_value = NULL; i++; }
+    if (connection_limit) { ops[i].option = MHD_OPTION_CONNECTION_LIMIT; ops[i].value = connection_limit; ops[i].ptr_value = NULL; i++; }
+    if (connection_timeout_s) { ops[i].option = MHD_OPTION_CONNECTION_TIMEOUT; ops[i].value = connection_timeout_s; ops[i].ptr_value = NULL; i++; }
+    if (connection_memory_limit) { ops[i].option = MHD_OPTION_CONNECTION_MEMORY_LIMIT; ops[i].value = (intptr_t) connection_memory_limit; ops[i].ptr_value = NULL; i++; }
+    ops[i].option = MHD_OPTION_LISTEN_BACKLOG_SIZE; ops[i].value = 4096; ops[i].ptr_value = NULL; i++;
+    ops[i].option = MHD_OPTION_END; ops[i].value = 0; ops[i].ptr_value = NULL;
+    return MHD_start_daemon(flags, port, NULL, NULL, handler, handler_cls, MHD_OPTION_ARRAY, ops, MHD_OPTION_END);
+}
+
+/* The port the daemon is bound to (useful with port 0), or 0 when unknown. */
+static inline uint16_t cmhd_bound_port(struct MHD_Daemon *daemon) {
+    const union MHD_DaemonInfo *info = MHD_get_daemon_info(daemon, MHD_DAEMON_INFO_BIND_PORT);
+    return info ? info->port : 0;
+}
+
+/* Number of open connections (for stats). */
+static inline unsigned int cmhd_current_connections(struct MHD_Daemon *daemon) {
+    const union MHD_DaemonInfo *info = MHD_get_daemon_info(daemon, MHD_DAEMON_INFO_CURRENT_CONNECTIONS);
+    return info ? info->num_connections : 0;
+}
+#endif

@@ -1,0 +1,105 @@
+import Foundation
+import HTTPTypes
+import Logging
+import MockShiftHTTP
+
+/// The VectorShift API on top of the transport: authenticates, routes, calls a handler and renders its answer
+/// or error. One instance serves every request; it holds the store and the run engine.
+public final class MockShiftApp: HTTPResponder {
+    public let store: Store
+    public let engine: RunEngine
+    let router: Router
+    let apiKeys: Set<String>
+    let logger: Logger
+    /// Body limit in bytes, for the 413 message.
+    let maxBodyBytes: Int
+
+    /// - Parameter apiKeys: accepted keys; empty = any key (SPEC §1 `--api-key`).
+    public init(store: Store, engine: RunEngine, apiKeys: Set<String>, maxBodyBytes: Int, logger: Logger) {
+        self.store = store
+        self.engine = engine
+        self.router = Router.vectorShiftRoutes()
+        self.apiKeys = apiKeys
+        self.maxBodyBytes = maxBodyBytes
+        self.logger = logger
+    }
+
+    public func respond(to request: Request, writer: ResponseWriter) {
+        let path = request.path
+        do {
+            if request.bodyTooLarge {
+                throw APIError(.payloadTooLarge, "Request body exceeds the limit of \(maxBodyBytes) bytes")
+            }
+            let namespace = try authenticate(request)
+            let (handler, parameters) = try router.match(request.head.method, path)
+            let context = HandlerContext(app: self, request: request, namespace: namespace, parameters: parameters, writer: writer)
+            switch try handler(context) {
+            case let .json(status, body): writer.send(Self.json(status, body))
+            case .later: break
+            }
+        } catch let error as APIError {
+            logger.debug("\(request.head.method.rawValue) \(path) -> \(error.kind): \(error.message)")
+            writer.send(Self.render(error))
+        } catch {
+            logger.error("\(request.head.method.rawValue) \(path) failed: \(error)")
+            writer.send(Self.render(APIError(.internalError, "internal error: \(error)")))
+        }
+    }
+
+    /// The caller's namespace: its API key, or `default` with no key or `Bearer None` (SPEC §7). With
+    /// configured keys, anything else is 401 in the auth format (API.md §2).
+    func authenticate(_ request: Request) throws -> String {
+        let header = request.head.headerFields[.authorization]
+        let key: String?
+        if let header {
+            let parts = header.split(separator: " ", maxSplits: 1)
+            guard parts.count == 2, parts[0].lowercased() == "bearer" else {
+                if apiKeys.isEmpty { return "default" }
+                throw APIError(.unauthorized, "Invalid authorization header format")
+            }
+            let value = parts[1].trimmingCharacters(in: .whitespaces)
+            key = value == "None" || value.isEmpty ? nil : value
+        } else {
+            key = nil
+        }
+        if apiKeys.isEmpty { return key ?? "default" }
+        guard header != nil else { throw APIError(.unauthorized, "Missing authorization header") }
+        guard let key, apiKeys.contains(key) else { throw APIError(.unauthorized, "Invalid API key: verification failed") }
+        return key
+    }
+
+    // MARK: Rendering
+
+    /// A JSON response.
+    public static func json(_ status: HTTPResponse.Status, _ body: JSON) -> Response {
+        Response(status: status, headerFields: [.contentType: "application/json"], body: body.encoded())
+    }
+
+    /// The HTTP status for an error kind (SPEC §2).
+    public static func status(for kind: APIError.Kind) -> HTTPResponse.Status {
+        switch kind {
+        case .badRequest: .badRequest
+        case .unauthorized: .unauthorized
+        case .notFound: .notFound
+        case .methodNotAllowed: .methodNotAllowed
+        case .conflict: .conflict
+        case .payloadTooLarge: .contentTooLarge
+        case .unprocessable: .unprocessableContent
+        case .notImplemented: .notImplemented
+        case .internalError: .internalServerError
+        }
+    }
+
+    /// The one place errors become bodies: `{"error":...}` for authentication, `{"status":"failed","error":...}`
+    /// (plus `run_id` when a run is concerned) for everything else (API.md §2).
+    public static func render(_ error: APIError) -> Response {
+        var body: JSONObject
+        if error.kind == .unauthorized {
+            body = ["error": .string(error.message)]
+        } else {
+            body = ["status": "failed", "error": .string(error.message)]
+            if let runID = error.runID { body["run_id"] = .string(runID) }
+        }
+        return json(status(for: error.kind), .object(body))
+    }
+}

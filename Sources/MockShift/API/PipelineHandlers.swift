@@ -1,0 +1,242 @@
+import Foundation
+import HTTPTypes
+
+/// Pipeline CRUD handlers (API.md §3, SPEC §2 and §8).
+enum PipelineHandlers {
+    /// `POST /pipeline` (`Pipeline.new`): stores a new pipeline, answers `{"status":"success","id":ID}`.
+    static func create(_ c: HandlerContext) throws -> Reply {
+        let body = try c.bodyObject()
+        guard let name = body["name"]?.stringValue, !name.isEmpty else {
+            throw APIError(.badRequest, "Pipeline name is required")
+        }
+        let nodes = try checkedNodes(body["nodes"] ?? .object([:]))
+        let id = IDs.make()
+        let now = wallClockMicros()
+        let record = PipelineRecord(
+            id: id, namespace: c.namespace, name: name, mainBranch: id, folderID: body["folder_id"]?.stringValue,
+            description: body["description"]?.stringValue, nodes: nodes,
+            canvasMetadata: body["canvas_metadata"] ?? .object([:]), createdAt: now, modifiedAt: now, currentVersion: nil)
+        try c.app.store.savePipeline(record)
+        return .json(.ok, ["status": "success", "id": .string(id)])
+    }
+
+    /// `GET /pipeline?id=…|name=…[&version=…]` (`Pipeline.fetch`): `{"status":"success","object":{…}}`, 404 when
+    /// missing. With a name, the most recently modified pipeline of that name wins (API.md §3.2).
+    static func fetch(_ c: HandlerContext) throws -> Reply {
+        let id = c.request.queryValue("id"), name = c.request.queryValue("name")
+        var pipeline: PipelineRecord?
+        if let id, !id.isEmpty {
+            pipeline = try c.app.store.pipeline(namespace: c.namespace, id: id)
+            if let name, !name.isEmpty, pipeline?.name != name { pipeline = nil }
+        } else if let name, !name.isEmpty {
+            pipeline = try c.app.store.pipeline(namespace: c.namespace, name: name)
+        } else {
+            throw APIError(.badRequest, "Pipeline ID or name is required")
+        }
+        guard var pipeline else { throw APIError(.notFound, "Pipeline not found") }
+        if let version = c.request.queryValue("version"), !version.isEmpty {
+            let snapshot = try deployedVersion(c, pipeline, version)
+            pipeline.nodes = snapshot.nodes
+            pipeline.canvasMetadata = snapshot.canvasMetadata
+        }
+        return .json(.ok, ["status": "success", "object": render(pipeline)])
+    }
+
+    /// `POST /update/pipeline/{id}` (`save`, `move_to_folder`): a partial update (keys absent stay as they
+    /// are). `deploy: true` snapshots a version, bumped as `bump` says (SPEC §8). Save-only keys such as
+    /// `deploy` and `branch_id` are never stored (API.md §3.2 "Mock gotcha").
+    static func update(_ c: HandlerContext) throws -> Reply {
+        let body = try c.bodyObject()
+        guard var pipeline = try c.app.store.pipeline(namespace: c.namespace, id: c.parameter("id")) else {
+            throw APIError(.notFound, "Pipeline not found")
+        }
+        if let nodes = body["nodes"] { pipeline.nodes = try checkedNodes(nodes) }
+        if let canvas = body["canvas_metadata"] { pipeline.canvasMetadata = canvas }
+        if let name = body["name"] {
+            guard let s = name.stringValue, !s.isEmpty else { throw APIError(.badRequest, "name must be a non-empty string") }
+            pipeline.name = s
+        }
+        if let folder = body["folder_id"] { pipeline.folderID = folder.stringValue }
+        if let description = body["description"] { pipeline.description = description.stringValue }
+        pipeline.modifiedAt = max(wallClockMicros(), pipeline.modifiedAt + 1)
+        var answer: JSONObject = ["status": "success", "id": .string(pipeline.id)]
+        if flag(body["deploy"]) {
+            let bump = body["bump"]?.stringValue
+            guard bump == nil || ["major", "minor", "patch"].contains(bump!) else {
+                throw APIError(.badRequest, "bump must be one of major, minor, patch")
+            }
+            let version = SemanticVersion.next(after: pipeline.currentVersion, bump: bump)
+            pipeline.currentVersion = version
+            try c.app.store.savePipeline(pipeline, deploying: PipelineVersion(
+                pipelineID: pipeline.id, version: version, nodes: pipeline.nodes, canvasMetadata: pipeline.canvasMetadata,
+                description: body["description"]?.stringValue, createdAt: pipeline.modifiedAt))
+            answer["version"] = .string(version)
+        } else {
+            try c.app.store.savePipeline(pipeline)
+        }
+        return .json(.ok, .object(answer))
+    }
+
+    /// `GET /pipelines` (`Pipeline.list`): `objects` when `verbose=true`, else `object_ids` (API.md §3.4).
+    static func list(_ c: HandlerContext) throws -> Reply {
+        let offset = try intQuery(c, "offset") ?? 0
+        let limit = try intQuery(c, "limit") ?? 1000
+        let pipelines = try c.app.store.pipelines(namespace: c.namespace, folderID: c.request.queryValue("folder_id"),
+                                                  offset: max(0, offset), limit: max(0, limit))
+        if c.request.queryValue("verbose") == "true" {
+            return .json(.ok, ["status": "success", "objects": .array(pipelines.map(summary))])
+        }
+        return .json(.ok, ["status": "success", "object_ids": .array(pipelines.map { .string($0.id) })])
+    }
+
+    /// `DELETE /pipeline/{id}`: terminates the pipeline's live runs (SPEC §3), then deletes it.
+    static func delete(_ c: HandlerContext) throws -> Reply {
+        let id = c.parameter("id")
+        guard try c.app.store.pipeline(namespace: c.namespace, id: id) != nil else {
+            throw APIError(.notFound, "Pipeline not found")
+        }
+        c.app.engine.terminateRuns(namespace: c.namespace, pipelineID: id)
+        _ = try c.app.store.deletePipeline(namespace: c.namespace, id: id)
+        return .json(.ok, ["status": "success"])
+    }
+
+    /// `POST /pipeline/{id}/duplicate`: a copy of the working state under a new id (API.md §3.6).
+    static func duplicate(_ c: HandlerContext) throws -> Reply {
+        let body = try c.bodyObject()
+        guard var copy = try c.app.store.pipeline(namespace: c.namespace, id: c.parameter("id")) else {
+            throw APIError(.notFound, "Pipeline not found")
+        }
+        copy.id = IDs.make()
+        copy.mainBranch = copy.id
+        copy.name = body["name"]?.stringValue ?? "\(copy.name) (copy)"
+        if let d = body["description"] { copy.description = d.stringValue }
+        if let f = body["folder_id"] { copy.folderID = f.stringValue }
+        copy.currentVersion = nil
+        copy.createdAt = wallClockMicros()
+        copy.modifiedAt = copy.createdAt
+        try c.app.store.savePipeline(copy)
+        return .json(.ok, ["status": "success", "id": .string(copy.id)])
+    }
+
+    /// `POST /pipeline/{id}/revert` `{"version": v}`: copies snapshot `v` into the working state (SPEC §8).
+    static func revert(_ c: HandlerContext) throws -> Reply {
+        let body = try c.bodyObject()
+        guard var pipeline = try c.app.store.pipeline(namespace: c.namespace, id: c.parameter("id")) else {
+            throw APIError(.notFound, "Pipeline not found")
+        }
+        guard let version = body["version"]?.stringValue else { throw APIError(.badRequest, "version is required") }
+        let snapshot = try deployedVersion(c, pipeline, version)
+        pipeline.nodes = snapshot.nodes
+        pipeline.canvasMetadata = snapshot.canvasMetadata
+        pipeline.modifiedAt = max(wallClockMicros(), pipeline.modifiedAt + 1)
+        try c.app.store.savePipeline(pipeline)
+        return .json(.ok, ["status": "success"])
+    }
+
+    // MARK: Helpers
+
+    /// The deployed snapshot `version` ("latest" = newest) of `pipeline`. Throws 400 for a malformed version,
+    /// 404 for an unknown one.
+    static func deployedVersion(_ c: HandlerContext, _ pipeline: PipelineRecord, _ version: String) throws -> PipelineVersion {
+        let wanted = version == "latest" ? pipeline.currentVersion : version
+        guard version == "latest" || SemanticVersion.isValid(version) else {
+            throw APIError(.badRequest, "Invalid pipeline version: invalid format")
+        }
+        guard let wanted, let snapshot = try c.app.store.version(pipelineID: pipeline.id, version: wanted) else {
+            throw APIError(.notFound, "Pipeline version \(version) not found")
+        }
+        return snapshot
+    }
+
+    /// Checks a `nodes` value: an object of node objects, each with a string `type` (the SDK's `from_json`
+    /// needs it). Fills a missing node `id` from its key.
+    static func checkedNodes(_ value: JSON) throws -> JSONObject {
+        guard let nodes = value.objectValue else { throw APIError(.badRequest, "nodes must be an object keyed by node id") }
+        var checked = JSONObject()
+        for (key, node) in nodes {
+            guard var object = node.objectValue else { throw APIError(.badRequest, "node '\(key)' must be an object") }
+            guard object["type"]?.stringValue != nil else { throw APIError(.badRequest, "node '\(key)' has no type") }
+            if object["id"] == nil { object["id"] = .string(key) }
+            checked[key] = .object(object)
+        }
+        return checked
+    }
+
+    /// The object `fetch` returns: only keys the SDK consumes or ignores (API.md §3.2), `inputs` and `outputs`
+    /// recomputed from the input and output nodes.
+    static func render(_ p: PipelineRecord) -> JSON {
+        var inputs = JSONObject(), outputs = JSONObject()
+        for (_, value) in p.nodes {
+            guard let node = value.objectValue, let name = node["name"]?.stringValue ?? node["id"]?.stringValue else { continue }
+            let nodeInputs = node["inputs"]?.objectValue ?? [:]
+            switch node["type"]?.stringValue {
+            case "input":
+                var info: JSONObject = ["io_type": nodeInputs["input_type"] ?? "string",
+                                        "description": nodeInputs["description"] ?? ""]
+                if let d = nodeInputs["default_value"], d != .null { info["default_value"] = d }
+                inputs[name] = .object(info)
+            case "output":
+                outputs[name] = ["io_type": nodeInputs["output_type"] ?? "string", "description": nodeInputs["description"] ?? ""]
+            default: break
+            }
+        }
+        var object: JSONObject = [
+            "_id": .string(p.id), "id": .string(p.id), "name": .string(p.name), "mainBranch": .string(p.mainBranch),
+            "nodes": .object(p.nodes), "canvas_metadata": p.canvasMetadata, "inputs": .object(inputs), "outputs": .object(outputs),
+            "createdDate": .string(iso8601(micros: p.createdAt)), "modifiedDate": .string(iso8601(micros: p.modifiedAt)),
+        ]
+        if let d = p.description { object["description"] = .string(d) }
+        if let v = p.currentVersion { object["currentVersion"] = .string(v) }
+        return .object(object)
+    }
+
+    static func summary(_ p: PipelineRecord) -> JSON {
+        ["_id": .string(p.id), "id": .string(p.id), "name": .string(p.name), "mainBranch": .string(p.mainBranch),
+         "createdDate": .string(iso8601(micros: p.createdAt)), "modifiedDate": .string(iso8601(micros: p.modifiedAt))]
+    }
+
+    static func intQuery(_ c: HandlerContext, _ name: String) throws -> Int? {
+        guard let raw = c.request.queryValue(name), !raw.isEmpty else { return nil }
+        guard let n = Int(raw) else { throw APIError(.badRequest, "\(name) must be an integer") }
+        return n
+    }
+}
+
+/// `true` for JSON `true` or the form value `"true"` (API.md §1: bools travel as "true"/"false" in forms).
+func flag(_ value: JSON?) -> Bool {
+    switch value {
+    case let .bool(b): b
+    case let .string(s): s.lowercased() == "true"
+    default: false
+    }
+}
+
+/// Deploy version numbers (SPEC §8).
+enum SemanticVersion {
+    /// `MAJOR.MINOR.PATCH` with decimal parts.
+    static func isValid(_ s: String) -> Bool { parts(s) != nil }
+
+    static func parts(_ s: String) -> [Int]? {
+        let p = s.split(separator: ".", omittingEmptySubsequences: false).map { Int($0) }
+        guard p.count == 3, p.allSatisfy({ $0 != nil && $0! >= 0 }) else { return nil }
+        return p.map { $0! }
+    }
+
+    /// The version after `current`: the first deploy is 1.0.0 (0.1.0 / 0.0.1 for bump minor / patch); later
+    /// ones bump the named part (patch when absent) and reset the parts below it.
+    static func next(after current: String?, bump: String?) -> String {
+        guard let current, var p = parts(current) else {
+            switch bump {
+            case "minor": return "0.1.0"
+            case "patch": return "0.0.1"
+            default: return "1.0.0"
+            }
+        }
+        switch bump ?? "patch" {
+        case "major": p = [p[0] + 1, 0, 0]
+        case "minor": p = [p[0], p[1] + 1, 0]
+        default: p[2] += 1
+        }
+        return p.map(String.init).joined(separator: ".")
+    }
+}

@@ -1,0 +1,80 @@
+import HTTPTypes
+import MockShiftHTTP
+
+/// What a handler gives back: a JSON answer now, or nothing yet (it answers later through the writer, e.g. a
+/// synchronous run that waits for its end).
+public enum Reply: Sendable {
+    case json(HTTPResponse.Status, JSON)
+    case later
+}
+
+/// Everything a handler needs about one request.
+public struct HandlerContext: Sendable {
+    public let app: MockShiftApp
+    public let request: Request
+    /// API-key namespace (SPEC §7).
+    public let namespace: String
+    /// Path parameters by name (`:id` → `id`).
+    public let parameters: [String: String]
+    /// For handlers that reply `.later`.
+    public let writer: ResponseWriter
+
+    /// A path parameter that the route guarantees.
+    public func parameter(_ name: String) -> String { parameters[name] ?? "" }
+
+    /// The request body as a JSON object: a JSON body (empty → `{}`), or form fields (urlencoded or
+    /// multipart, SPEC §4) with each value kept as text. Throws `.badRequest` "Invalid JSON body".
+    public func bodyObject() throws -> JSONObject {
+        if let fields = request.formFields {
+            var object = JSONObject()
+            for field in fields { object[field.name] = .string(field.text) }
+            return object
+        }
+        if request.body.allSatisfy({ $0 == 32 || $0 == 10 || $0 == 13 || $0 == 9 }) { return [:] }
+        guard let value = try? JSON.parse(request.body), let object = value.objectValue else {
+            throw APIError(.badRequest, "Invalid JSON body")
+        }
+        return object
+    }
+}
+
+/// A handler: parses, calls the engine or the store, renders. Throws ``APIError``.
+public typealias Handler = @Sendable (HandlerContext) throws -> Reply
+
+/// Matches a method and path to a handler. Patterns are literal segments and `:name` parameters.
+public struct Router: Sendable {
+    struct Route: Sendable {
+        let method: HTTPRequest.Method
+        let segments: [Substring]
+        let handler: Handler
+    }
+
+    private var routes: [Route] = []
+
+    public init() {}
+
+    /// Adds a route; `pattern` like `/v1/pipeline/:id/run`.
+    public mutating func add(_ method: HTTPRequest.Method, _ pattern: String, _ handler: @escaping Handler) {
+        routes.append(Route(method: method, segments: pattern.split(separator: "/"), handler: handler))
+    }
+
+    /// The handler and parameters for `method` and `path`. Throws `.notFound` for an unknown path and
+    /// `.methodNotAllowed` when only the method is wrong.
+    public func match(_ method: HTTPRequest.Method, _ path: String) throws -> (Handler, [String: String]) {
+        let parts = path.split(separator: "/")
+        var pathKnown = false
+        for route in routes where route.segments.count == parts.count {
+            var parameters: [String: String] = [:]
+            var matched = true
+            for (pattern, part) in zip(route.segments, parts) {
+                if pattern.first == ":" { parameters[String(pattern.dropFirst())] = String(part) }
+                else if pattern != part { matched = false; break }
+            }
+            guard matched else { continue }
+            if route.method == method { return (route.handler, parameters) }
+            pathKnown = true
+        }
+        if pathKnown { throw APIError(.methodNotAllowed, "Method \(method.rawValue) not allowed on \(path)") }
+        throw APIError(.notFound, "Not found: \(method.rawValue) \(path)")
+    }
+}

@@ -1,0 +1,29 @@
+import HTTPTypes
+
+/// The whole served API, one line a route (API.md §0, SPEC §2). Read top to bottom to see what MockShift
+/// answers; handlers live in `PipelineHandlers.swift` and `RunHandlers.swift`.
+extension Router {
+    static func vectorShiftRoutes() -> Router {
+        var r = Router()
+        // Pipelines (API.md §3)
+        r.add(.post, "/v1/pipeline", PipelineHandlers.create)
+        r.add(.get, "/v1/pipeline", PipelineHandlers.fetch)
+        r.add(.post, "/v1/update/pipeline/:id", PipelineHandlers.update)
+        r.add(.get, "/v1/pipelines", PipelineHandlers.list)
+        r.add(.delete, "/v1/pipeline/:id", PipelineHandlers.delete)
+        r.add(.post, "/v1/pipeline/:id/duplicate", PipelineHandlers.duplicate)
+        r.add(.post, "/v1/pipeline/:id/revert", PipelineHandlers.revert)
+        // Runs (API.md §4–5, SPEC §3–4)
+        r.add(.post, "/v1/pipeline/:id/run", RunHandlers.run)
+        r.add(.get, "/v1/pipeline/:id/run/status/:task", RunHandlers.status)
+        r.add(.post, "/v1/pipeline/:id/terminate", RunHandlers.terminate)
+        // Served by later issues: answered 501 with a clear message until then (issue 3 and later).
+        r.add(.post, "/v1/pipeline/:id/bulk-run", RunHandlers.notYet("bulk runs"))
+        r.add(.post, "/v1/pipeline/:id/bulk_run", RunHandlers.notYet("bulk runs"))
+        r.add(.post, "/v1/pipeline/:id/pause", RunHandlers.notYet("pause"))
+        r.add(.post, "/v1/pipeline/:id/resume", RunHandlers.notYet("resume"))
+        // Test controls (SPEC §7)
+        r.add(.get, "/_mock/health", MockHandlers.health)
+        return r
+    }
+}

@@ -1,0 +1,180 @@
+import Foundation
+import Synchronization
+
+/// Identifies one scheduled timer, for ``Scheduler/cancel(_:)``.
+public struct TimerID: Hashable, Sendable {
+    let value: UInt64
+}
+
+/// The one timer scheduler that drives every run (SPEC §6): a deadline heap served by a single thread, so
+/// thousands of live runs need no thread each. Times are nanoseconds on the scheduler's clock.
+///
+/// With `clock: .manual` no thread runs: time moves only through ``advance(byNanoseconds:)``, which fires
+/// due timers on the caller's thread in deadline order. Tests use it for exact timing; SPEC §6's
+/// `--clock manual` will use it too.
+public final class Scheduler: Sendable {
+    /// Where the scheduler's time comes from.
+    public enum Clock: Sendable {
+        /// The monotonic clock; a background thread fires timers.
+        case real
+        /// Time starts at 0 and moves only with ``Scheduler/advance(byNanoseconds:)``.
+        case manual
+    }
+
+    private struct Entry: Comparable {
+        let deadline: UInt64
+        let sequence: UInt64
+        static func < (a: Entry, b: Entry) -> Bool {
+            (a.deadline, a.sequence) < (b.deadline, b.sequence)
+        }
+    }
+
+    private struct State {
+        var heap: [Entry] = []
+        var actions: [UInt64: @Sendable () -> Void] = [:]
+        var nextSequence: UInt64 = 1
+        var manualNow: UInt64 = 0
+        var stopped = false
+    }
+
+    public let clock: Clock
+    private let state = Mutex(State())
+    private let wakeup = NSCondition()  // signalled when an earlier deadline arrives or on stop
+    private let origin = DispatchTime.now().uptimeNanoseconds
+
+    /// Creates a scheduler; with `.real` its thread starts at once.
+    public init(clock: Clock = .real) {
+        self.clock = clock
+        if clock == .real {
+            let thread = Thread { [self] in self.runLoop() }
+            thread.name = "mockshift-scheduler"
+            thread.start()
+        }
+    }
+
+    /// Nanoseconds since the scheduler started (real) or the manual time.
+    public var now: UInt64 {
+        switch clock {
+        case .real: DispatchTime.now().uptimeNanoseconds - origin
+        case .manual: state.withLock { $0.manualNow }
+        }
+    }
+
+    /// Runs `action` on the scheduler's thread once `delay` nanoseconds have passed. Timers with equal deadlines
+    /// fire in the order they were scheduled.
+    @discardableResult
+    public func schedule(afterNanoseconds delay: UInt64, _ action: @escaping @Sendable () -> Void) -> TimerID {
+        let deadline = now &+ delay
+        let (id, isEarliest) = state.withLock { st -> (UInt64, Bool) in
+            let id = st.nextSequence
+            st.nextSequence += 1
+            st.actions[id] = action
+            let entry = Entry(deadline: deadline, sequence: id)
+            Scheduler.push(entry, into: &st.heap)
+            return (id, st.heap.first == entry)
+        }
+        if isEarliest && clock == .real {
+            wakeup.lock()
+            wakeup.signal()
+            wakeup.unlock()
+        }
+        return TimerID(value: id)
+    }
+
+    /// Cancels a timer; returns false when it already fired or was cancelled.
+    @discardableResult
+    public func cancel(_ id: TimerID) -> Bool {
+        state.withLock { $0.actions.removeValue(forKey: id.value) != nil }
+    }
+
+    /// Number of timers waiting to fire.
+    public var pendingCount: Int { state.withLock { $0.actions.count } }
+
+    /// Manual clock only: moves time forward and fires every timer that falls due, in order, on this thread
+    /// (including timers those actions schedule within the window).
+    public func advance(byNanoseconds delta: UInt64) {
+        precondition(clock == .manual, "advance is for the manual clock")
+        let target = state.withLock { $0.manualNow &+ delta }
+        while let action = popDue(upTo: target, settingNow: true) { action() }
+        state.withLock { $0.manualNow = max($0.manualNow, target) }
+    }
+
+    /// Stops the thread; pending timers never fire.
+    public func stop() {
+        state.withLock {
+            $0.stopped = true
+            $0.actions.removeAll()
+        }
+        wakeup.lock()
+        wakeup.broadcast()
+        wakeup.unlock()
+    }
+
+    // MARK: Internals
+
+    /// Pops the earliest live timer due at `limit`, skipping cancelled entries.
+    private func popDue(upTo limit: UInt64, settingNow: Bool) -> (@Sendable () -> Void)? {
+        state.withLock { st in
+            while let top = st.heap.first, top.deadline <= limit {
+                Scheduler.popFirst(&st.heap)
+                if let action = st.actions.removeValue(forKey: top.sequence) {
+                    if settingNow { st.manualNow = max(st.manualNow, top.deadline) }
+                    return action
+                }
+            }
+            return nil
+        }
+    }
+
+    private func runLoop() {
+        while true {
+            if state.withLock({ $0.stopped }) { return }
+            let current = now
+            if let action = popDue(upTo: current, settingNow: false) {
+                action()
+                continue
+            }
+            let next: UInt64? = state.withLock { st in
+                while let top = st.heap.first, st.actions[top.sequence] == nil { Scheduler.popFirst(&st.heap) }
+                return st.heap.first?.deadline
+            }
+            wakeup.lock()
+            // Re-check under the condition's lock so a schedule() between the check and the wait is not lost.
+            let earliest = state.withLock { $0.heap.first?.deadline }
+            if earliest == next, !state.withLock({ $0.stopped }) {
+                if let next {
+                    let waitNanos = next > now ? next - now : 0
+                    if waitNanos > 0 { _ = wakeup.wait(until: Date(timeIntervalSinceNow: Double(waitNanos) / 1e9)) }
+                } else {
+                    wakeup.wait()
+                }
+            }
+            wakeup.unlock()
+        }
+    }
+
+    private static func push(_ entry: Entry, into heap: inout [Entry]) {
+        heap.append(entry)
+        var i = heap.count - 1
+        while i > 0 {
+            let parent = (i - 1) / 2
+            if heap[i] < heap[parent] { heap.swapAt(i, parent); i = parent } else { break }
+        }
+    }
+
+    private static func popFirst(_ heap: inout [Entry]) {
+        guard !heap.isEmpty else { return }
+        heap.swapAt(0, heap.count - 1)
+        heap.removeLast()
+        var i = 0
+        while true {
+            let l = 2 * i + 1, r = l + 1
+            var smallest = i
+            if l < heap.count && heap[l] < heap[smallest] { smallest = l }
+            if r < heap.count && heap[r] < heap[smallest] { smallest = r }
+            if smallest == i { return }
+            heap.swapAt(i, smallest)
+            i = smallest
+        }
+    }
+}

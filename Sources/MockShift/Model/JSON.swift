@@ -1,0 +1,204 @@
+import Foundation
+
+/// A JSON value whose objects keep their key order, so that answers list `status` first (SPEC §3) and
+/// pipeline documents round-trip. Parsing goes through Foundation's `JSONDecoder`; printing is `encoded()`.
+public enum JSON: Sendable, Equatable {
+    case null
+    case bool(Bool)
+    case int(Int64)
+    case double(Double)
+    case string(String)
+    case array([JSON])
+    case object(JSONObject)
+
+    /// Parses `bytes`; throws `DecodingError` for malformed JSON.
+    public static func parse(_ bytes: some Collection<UInt8>) throws -> JSON {
+        try JSONDecoder().decode(JSON.self, from: Data(bytes))
+    }
+
+    /// Parses a UTF-8 string; throws `DecodingError` for malformed JSON.
+    public static func parse(_ text: String) throws -> JSON { try parse(Array(text.utf8)) }
+
+    /// Compact JSON bytes, object keys in their stored order. Written here rather than with `JSONEncoder`,
+    /// which reorders keys (measured) while SPEC §3 wants `status` first.
+    public func encoded() -> [UInt8] {
+        var out: [UInt8] = []
+        out.reserveCapacity(256)
+        write(into: &out)
+        return out
+    }
+
+    private func write(into out: inout [UInt8]) {
+        switch self {
+        case .null: out.append(contentsOf: "null".utf8)
+        case let .bool(b): out.append(contentsOf: (b ? "true" : "false").utf8)
+        case let .int(i): out.append(contentsOf: String(i).utf8)
+        case let .double(d): out.append(contentsOf: (d.isFinite ? "\(d)" : "null").utf8)
+        case let .string(s): JSON.writeString(s, into: &out)
+        case let .array(items):
+            out.append(UInt8(ascii: "["))
+            for (i, item) in items.enumerated() {
+                if i > 0 { out.append(UInt8(ascii: ",")) }
+                item.write(into: &out)
+            }
+            out.append(UInt8(ascii: "]"))
+        case let .object(object):
+            out.append(UInt8(ascii: "{"))
+            for (i, entry) in object.entries.enumerated() {
+                if i > 0 { out.append(UInt8(ascii: ",")) }
+                JSON.writeString(entry.key, into: &out)
+                out.append(UInt8(ascii: ":"))
+                entry.value.write(into: &out)
+            }
+            out.append(UInt8(ascii: "}"))
+        }
+    }
+
+    private static let hex: [UInt8] = Array("0123456789abcdef".utf8)
+
+    private static func writeString(_ s: String, into out: inout [UInt8]) {
+        out.append(UInt8(ascii: "\""))
+        for byte in s.utf8 {
+            switch byte {
+            case UInt8(ascii: "\""): out.append(contentsOf: [92, 34])
+            case UInt8(ascii: "\\"): out.append(contentsOf: [92, 92])
+            case 0x0A: out.append(contentsOf: [92, UInt8(ascii: "n")])
+            case 0x0D: out.append(contentsOf: [92, UInt8(ascii: "r")])
+            case 0x09: out.append(contentsOf: [92, UInt8(ascii: "t")])
+            case 0..<0x20:
+                out.append(contentsOf: [92, UInt8(ascii: "u"), 48, 48, hex[Int(byte >> 4)], hex[Int(byte & 15)]])
+            default: out.append(byte)
+            }
+        }
+        out.append(UInt8(ascii: "\""))
+    }
+
+    /// Compact JSON text.
+    public func encodedString() -> String { String(decoding: encoded(), as: UTF8.self) }
+
+    // MARK: Accessors
+
+    public subscript(key: String) -> JSON? {
+        if case let .object(o) = self { return o[key] }
+        return nil
+    }
+
+    public var objectValue: JSONObject? { if case let .object(o) = self { o } else { nil } }
+    public var arrayValue: [JSON]? { if case let .array(a) = self { a } else { nil } }
+    public var stringValue: String? { if case let .string(s) = self { s } else { nil } }
+    public var boolValue: Bool? { if case let .bool(b) = self { b } else { nil } }
+    public var isNull: Bool { self == .null }
+
+    /// An integer for `.int`, or a whole `.double`, or a decimal string.
+    public var intValue: Int64? {
+        switch self {
+        case let .int(i): i
+        case let .double(d) where d.rounded() == d && abs(d) < 9e18: Int64(d)
+        case let .string(s): Int64(s.trimmingCharacters(in: .whitespaces))
+        default: nil
+        }
+    }
+
+    /// A number for `.int` or `.double`, or a numeric string.
+    public var doubleValue: Double? {
+        switch self {
+        case let .int(i): Double(i)
+        case let .double(d): d
+        case let .string(s): Double(s.trimmingCharacters(in: .whitespaces))
+        default: nil
+        }
+    }
+
+    /// Text form used when a value is spliced into a template string: strings as they are, other values as JSON.
+    public var templateText: String {
+        switch self {
+        case let .string(s): s
+        case .null: ""
+        case let .bool(b): b ? "true" : "false"
+        case let .int(i): String(i)
+        case let .double(d): d.rounded() == d && abs(d) < 1e15 ? String(Int64(d)) : String(d)
+        default: encodedString()
+        }
+    }
+}
+
+/// A JSON object with ordered keys (insertion order). Lookups are linear: the objects here are small.
+public struct JSONObject: Sendable, Equatable, Sequence, ExpressibleByDictionaryLiteral {
+    public private(set) var entries: [(key: String, value: JSON)] = []
+
+    public init() {}
+    public init(dictionaryLiteral elements: (String, JSON)...) {
+        for (k, v) in elements { self[k] = v }
+    }
+    public init(_ pairs: [(String, JSON)]) {
+        for (k, v) in pairs { self[k] = v }
+    }
+
+    public subscript(key: String) -> JSON? {
+        get { entries.first(where: { $0.key == key })?.value }
+        set {
+            if let i = entries.firstIndex(where: { $0.key == key }) {
+                if let newValue { entries[i].value = newValue } else { entries.remove(at: i) }
+            } else if let newValue {
+                entries.append((key, newValue))
+            }
+        }
+    }
+
+    public var keys: [String] { entries.map(\.key) }
+    public var count: Int { entries.count }
+    public var isEmpty: Bool { entries.isEmpty }
+
+    public func makeIterator() -> IndexingIterator<[(key: String, value: JSON)]> { entries.makeIterator() }
+
+    public static func == (a: JSONObject, b: JSONObject) -> Bool {
+        a.count == b.count && a.entries.allSatisfy { b[$0.key] == $0.value }
+    }
+}
+
+struct JSONKey: CodingKey {
+    var stringValue: String
+    var intValue: Int? { nil }
+    init(_ s: String) { stringValue = s }
+    init?(stringValue: String) { self.stringValue = stringValue }
+    init?(intValue: Int) { nil }
+}
+
+extension JSON: Decodable {
+    public init(from decoder: any Decoder) throws {
+        if let keyed = try? decoder.container(keyedBy: JSONKey.self) {
+            var object = JSONObject()
+            for key in keyed.allKeys { object[key.stringValue] = try keyed.decode(JSON.self, forKey: key) }
+            self = .object(object)
+            return
+        }
+        if var list = try? decoder.unkeyedContainer() {
+            var items: [JSON] = []
+            while !list.isAtEnd { items.append(try list.decode(JSON.self)) }
+            self = .array(items)
+            return
+        }
+        let single = try decoder.singleValueContainer()
+        if single.decodeNil() { self = .null }
+        else if let b = try? single.decode(Bool.self) { self = .bool(b) }
+        else if let i = try? single.decode(Int64.self) { self = .int(i) }
+        else if let d = try? single.decode(Double.self) { self = .double(d) }
+        else { self = .string(try single.decode(String.self)) }
+    }
+}
+
+extension JSON: ExpressibleByStringLiteral, ExpressibleByIntegerLiteral, ExpressibleByBooleanLiteral,
+    ExpressibleByArrayLiteral, ExpressibleByDictionaryLiteral, ExpressibleByFloatLiteral, ExpressibleByNilLiteral {
+    public init(stringLiteral value: String) { self = .string(value) }
+    public init(integerLiteral value: Int64) { self = .int(value) }
+    public init(booleanLiteral value: Bool) { self = .bool(value) }
+    public init(arrayLiteral elements: JSON...) { self = .array(elements) }
+    public init(dictionaryLiteral elements: (String, JSON)...) { self = .object(JSONObject(elements)) }
+    public init(floatLiteral value: Double) { self = .double(value) }
+    public init(nilLiteral: ()) { self = .null }
+}
+
+extension JSON {
+    /// `.string(s)` or `.null` for nil.
+    public static func optional(_ s: String?) -> JSON { s.map(JSON.string) ?? .null }
+}

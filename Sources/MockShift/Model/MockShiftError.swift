@@ -1,0 +1,39 @@
+/// The one error type thrown by handlers, the engine and the store's callers (STYLE "Errors"). It names a
+/// semantic kind, not an HTTP code: the API layer maps kinds to status codes and renders the body in the
+/// VectorShift formats in one place (`API/ErrorRendering.swift`).
+public struct APIError: Error, Sendable, Equatable, CustomStringConvertible {
+    /// What went wrong, in terms of the API's contract (SPEC §2).
+    public enum Kind: Sendable, Equatable {
+        /// Malformed or missing fields (400).
+        case badRequest
+        /// Missing or rejected API key (401, auth format).
+        case unauthorized
+        /// Unknown id or name, or another key's object (404).
+        case notFound
+        /// Wrong method on a known path (405).
+        case methodNotAllowed
+        /// A synchronous run that was terminated (409).
+        case conflict
+        /// Body over the limit (413).
+        case payloadTooLarge
+        /// Semantically invalid pipeline: a cycle, a reference to a missing node (422).
+        case unprocessable
+        /// A feature a later version will serve (501).
+        case notImplemented
+        /// A synchronous run that failed, or a bug (500).
+        case internalError
+    }
+
+    public var kind: Kind
+    public var message: String
+    /// The run concerned, echoed as `run_id` in the body (sync run answers, SPEC §3).
+    public var runID: String?
+
+    public init(_ kind: Kind, _ message: String, runID: String? = nil) {
+        self.kind = kind
+        self.message = message
+        self.runID = runID
+    }
+
+    public var description: String { message }
+}

@@ -1,0 +1,110 @@
+import Foundation
+
+/// Run status values (SPEC §3). `completed`, `failed` and `terminated` are final and never change again.
+public enum RunStatus: String, Sendable, Codable {
+    case inProgress = "in_progress"
+    case paused
+    case completed
+    case failed
+    case terminated
+
+    /// True for `completed`, `failed` and `terminated`.
+    public var isFinal: Bool { self == .completed || self == .failed || self == .terminated }
+}
+
+/// Per-node state inside a run (SPEC §3 `nodes`).
+public enum NodeState: String, Sendable, Codable {
+    case pending, running, completed, skipped, failed, terminated
+}
+
+/// How a run was requested on `POST /pipeline/{id}/run` (SPEC §3).
+public enum RunMode: String, Sendable {
+    case sync, background, stream
+}
+
+/// A stored pipeline: its working state (`nodes`, `canvas_metadata`) plus bookkeeping.
+public struct PipelineRecord: Sendable, Equatable {
+    /// 24 lowercase hex characters.
+    public var id: String
+    /// API-key namespace the pipeline belongs to (SPEC §7).
+    public var namespace: String
+    public var name: String
+    /// Branch id the SDK reads as `mainBranch` (equal to `id`, as on the real service).
+    public var mainBranch: String
+    public var folderID: String?
+    public var description: String?
+    /// Nodes keyed by node id, each a node JSON object (API.md §6).
+    public var nodes: JSONObject
+    public var canvasMetadata: JSON
+    /// Microseconds since 1970.
+    public var createdAt: Int64
+    public var modifiedAt: Int64
+    /// The newest deployed version (`1.0.0`, ...), nil before the first deploy.
+    public var currentVersion: String?
+}
+
+/// A stored run: what was asked and how it ended (SPEC §3).
+public struct RunRecord: Sendable, Equatable {
+    public var id: String
+    public var namespace: String
+    public var pipelineID: String
+    public var mode: RunMode
+    /// Deployed version the run executes, or nil for the working state.
+    public var version: String?
+    public var inputs: JSONObject
+    public var status: RunStatus
+    /// Outputs keyed by output-node name, exactly when `completed`.
+    public var result: JSONObject?
+    /// Error text, exactly when `failed`.
+    public var error: String?
+    /// What had been produced when a run was terminated.
+    public var partialOutputs: JSONObject?
+    /// Token counts and credits summed over the run's LLM nodes.
+    public var usage: JSONObject?
+    /// Microseconds since 1970; nil until it happens.
+    public var createdAt: Int64
+    public var startedAt: Int64?
+    public var endedAt: Int64?
+    /// Node id → state.
+    public var nodes: [(id: String, state: NodeState)]
+
+    public static func == (a: RunRecord, b: RunRecord) -> Bool {
+        a.id == b.id && a.status == b.status && a.result == b.result && a.error == b.error
+            && a.partialOutputs == b.partialOutputs && a.endedAt == b.endedAt
+            && a.nodes.map(\.id) == b.nodes.map(\.id) && a.nodes.map(\.state) == b.nodes.map(\.state)
+    }
+}
+
+/// A deploy snapshot of a pipeline (SPEC §8).
+public struct PipelineVersion: Sendable, Equatable {
+    public var pipelineID: String
+    public var version: String
+    public var nodes: JSONObject
+    public var canvasMetadata: JSON
+    public var description: String?
+    public var createdAt: Int64
+}
+
+/// Identifiers and clocks shared by the layers.
+public enum IDs {
+    /// A new random id of 24 lowercase hex characters, like the real service's (SPEC §2).
+    public static func make() -> String {
+        var generator = SystemRandomNumberGenerator()
+        let a = generator.next() as UInt64, b = generator.next() as UInt32
+        return String(format: "%016llx%08x", a, b)
+    }
+
+    /// True when `s` looks like one of our ids.
+    public static func isValid(_ s: String) -> Bool {
+        s.utf8.count == 24 && s.utf8.allSatisfy { (48...57).contains($0) || (97...102).contains($0) }
+    }
+}
+
+/// Wall-clock time in microseconds since 1970.
+public func wallClockMicros() -> Int64 { Int64(Date().timeIntervalSince1970 * 1_000_000) }
+
+/// ISO 8601 UTC with milliseconds, e.g. `2026-11-29T20:50:07.123Z`.
+public func iso8601(micros: Int64) -> String {
+    let date = Date(timeIntervalSince1970: Double(micros) / 1_000_000)
+    return date.formatted(.iso8601.year().month().day().time(includingFractionalSeconds: true).timeZone(separator: .omitted))
+}

@@ -1,0 +1,328 @@
+import CSQLite3
+import Dispatch
+import Foundation
+import Synchronization
+
+/// Where MockShift keeps pipelines, versions and runs: SQLite, WAL, `synchronous=NORMAL`, a busy timeout and
+/// versioned migrations (TECH-NOTES §5, R7–R8). One serial queue owns the only write connection; queries use a
+/// small pool of read-only connections. Every method that changes state returns after its commit, so a caller
+/// that reports the change afterwards never reports an uncommitted state (SPEC §3). Only this type writes SQL.
+///
+/// `path` may be `:memory:`: then one in-memory database (SQLite's `memdb` VFS) is shared by all connections
+/// and nothing persists.
+public final class Store: @unchecked Sendable {
+    // @unchecked: `writer` is used only on `writeQueue`; readers are handed out one thread at a time via `readers`.
+    private let writer: SQLiteConnection
+    private let writeQueue = DispatchQueue(label: "mockshift.store.writer")
+    private let readers = Mutex<[SQLiteConnection]>([])
+    private let readPath: String
+    private let isMemory: Bool
+
+    /// Opens (creating if needed, with parent folders) and migrates the database. Throws ``SQLiteError`` or a
+    /// Foundation error for the folder.
+    public init(path: String) throws {
+        if path == ":memory:" {
+            isMemory = true
+            readPath = "file:/mockshift-\(getpid())-\(IDs.make())?vfs=memdb"
+        } else {
+            isMemory = false
+            let url = URL(fileURLWithPath: path)
+            try FileManager.default.createDirectory(at: url.deletingLastPathComponent(), withIntermediateDirectories: true)
+            readPath = path
+        }
+        writer = try SQLiteConnection(path: readPath, readOnly: false)
+        if !isMemory {
+            try writer.execute("PRAGMA journal_mode=WAL")
+            try writer.execute("PRAGMA synchronous=NORMAL")
+        }
+        try writer.execute("PRAGMA foreign_keys=ON")
+        try Store.migrate(writer)
+    }
+
+    // MARK: Connections
+
+    func write<T>(_ body: (SQLiteConnection) throws -> T) throws -> T {
+        try writeQueue.sync { try writer.transaction { try body(writer) } }
+    }
+
+    func read<T>(_ body: (SQLiteConnection) throws -> T) throws -> T {
+        let connection = try readers.withLock { $0.popLast() } ?? SQLiteConnection(path: readPath, readOnly: !isMemory)
+        defer { readers.withLock { if $0.count < 8 { $0.append(connection) } } }
+        return try body(connection)
+    }
+
+    // MARK: Schema
+
+    /// Migrations, applied in order past `PRAGMA user_version`. Append; never edit a shipped one.
+    static let migrations: [String] = [
+        """
+        CREATE TABLE pipelines (
+            id TEXT PRIMARY KEY,
+            namespace TEXT NOT NULL,
+            name TEXT NOT NULL,
+            main_branch TEXT NOT NULL,
+            folder_id TEXT,
+            description TEXT,
+            nodes TEXT NOT NULL,
+            canvas_metadata TEXT NOT NULL,
+            current_version TEXT,
+            created_at INTEGER NOT NULL,
+            modified_at INTEGER NOT NULL
+        );
+        CREATE INDEX pipelines_by_name ON pipelines(namespace, name, modified_at);
+        CREATE TABLE pipeline_versions (
+            pipeline_id TEXT NOT NULL REFERENCES pipelines(id) ON DELETE CASCADE,
+            version TEXT NOT NULL,
+            nodes TEXT NOT NULL,
+            canvas_metadata TEXT NOT NULL,
+            description TEXT,
+            created_at INTEGER NOT NULL,
+            PRIMARY KEY (pipeline_id, version)
+        );
+        CREATE TABLE runs (
+            id TEXT PRIMARY KEY,
+            namespace TEXT NOT NULL,
+            pipeline_id TEXT NOT NULL,
+            mode TEXT NOT NULL,
+            version TEXT,
+            inputs TEXT NOT NULL,
+            status TEXT NOT NULL,
+            result TEXT,
+            error TEXT,
+            partial_outputs TEXT,
+            usage TEXT,
+            created_at INTEGER NOT NULL,
+            started_at INTEGER,
+            ended_at INTEGER
+        );
+        CREATE INDEX runs_by_status ON runs(status);
+        CREATE INDEX runs_by_pipeline ON runs(pipeline_id);
+        CREATE TABLE run_nodes (
+            run_id TEXT NOT NULL REFERENCES runs(id) ON DELETE CASCADE,
+            position INTEGER NOT NULL,
+            node_id TEXT NOT NULL,
+            state TEXT NOT NULL,
+            PRIMARY KEY (run_id, node_id)
+        );
+        """,
+    ]
+
+    static func migrate(_ db: SQLiteConnection) throws {
+        let current = try db.query("PRAGMA user_version").first?.first?.int ?? 0
+        guard current < migrations.count else { return }
+        try db.transaction {
+            for version in Int(current)..<migrations.count {
+                try db.execute(migrations[version])
+            }
+            try db.execute("PRAGMA user_version = \(migrations.count)")
+        }
+    }
+
+    /// The schema version after migrations.
+    public func schemaVersion() throws -> Int {
+        try read { Int(try $0.query("PRAGMA user_version").first?.first?.int ?? 0) }
+    }
+
+    // MARK: Pipelines
+
+    private static let pipelineColumns =
+        "id, namespace, name, main_branch, folder_id, description, nodes, canvas_metadata, current_version, created_at, modified_at"
+
+    private static func pipeline(from row: [SQLValue]) throws -> PipelineRecord {
+        PipelineRecord(
+            id: row[0].text ?? "", namespace: row[1].text ?? "", name: row[2].text ?? "",
+            mainBranch: row[3].text ?? "", folderID: row[4].text, description: row[5].text,
+            nodes: try JSON.parse(row[6].text ?? "{}").objectValue ?? [:],
+            canvasMetadata: try JSON.parse(row[7].text ?? "{}"),
+            createdAt: row[9].int ?? 0, modifiedAt: row[10].int ?? 0, currentVersion: row[8].text)
+    }
+
+    private static func upsertPipeline(_ p: PipelineRecord, in db: SQLiteConnection) throws {
+        try db.query(
+            """
+            INSERT INTO pipelines (\(pipelineColumns)) VALUES (?,?,?,?,?,?,?,?,?,?,?)
+            ON CONFLICT(id) DO UPDATE SET name = excluded.name, folder_id = excluded.folder_id,
+                description = excluded.description, nodes = excluded.nodes, canvas_metadata = excluded.canvas_metadata,
+                current_version = excluded.current_version, modified_at = excluded.modified_at
+            """,
+            [.text(p.id), .text(p.namespace), .text(p.name), .text(p.mainBranch), p.folderID.map(SQLValue.text) ?? .null,
+             p.description.map(SQLValue.text) ?? .null, .text(JSON.object(p.nodes).encodedString()),
+             .text(p.canvasMetadata.encodedString()), p.currentVersion.map(SQLValue.text) ?? .null,
+             .int(p.createdAt), .int(p.modifiedAt)])
+    }
+
+    /// Inserts or replaces `pipeline` (all columns).
+    public func savePipeline(_ p: PipelineRecord) throws {
+        try write { db in
+            try Store.upsertPipeline(p, in: db)
+        }
+    }
+
+    /// Saves `pipeline` and its new deploy snapshot in one transaction.
+    public func savePipeline(_ p: PipelineRecord, deploying version: PipelineVersion) throws {
+        try write { db in
+            try Store.upsertPipeline(p, in: db)
+            try db.query(
+                "INSERT OR REPLACE INTO pipeline_versions (pipeline_id, version, nodes, canvas_metadata, description, created_at) VALUES (?,?,?,?,?,?)",
+                [.text(version.pipelineID), .text(version.version), .text(JSON.object(version.nodes).encodedString()),
+                 .text(version.canvasMetadata.encodedString()), version.description.map(SQLValue.text) ?? .null,
+                 .int(version.createdAt)])
+        }
+    }
+
+    /// The pipeline with `id` in `namespace`, or nil.
+    public func pipeline(namespace: String, id: String) throws -> PipelineRecord? {
+        try read { db in
+            try db.query("SELECT \(Store.pipelineColumns) FROM pipelines WHERE namespace = ? AND id = ?",
+                         [.text(namespace), .text(id)]).first.map(Store.pipeline(from:))
+        }
+    }
+
+    /// The most recently modified pipeline named `name` in `namespace` (API.md §3.2), or nil.
+    public func pipeline(namespace: String, name: String) throws -> PipelineRecord? {
+        try read { db in
+            try db.query("""
+                SELECT \(Store.pipelineColumns) FROM pipelines WHERE namespace = ? AND name = ?
+                ORDER BY modified_at DESC, rowid DESC LIMIT 1
+                """, [.text(namespace), .text(name)]).first.map(Store.pipeline(from:))
+        }
+    }
+
+    /// Pipelines of `namespace`, most recently modified first, optionally in one folder.
+    public func pipelines(namespace: String, folderID: String?, offset: Int, limit: Int) throws -> [PipelineRecord] {
+        try read { db in
+            var sql = "SELECT \(Store.pipelineColumns) FROM pipelines WHERE namespace = ?"
+            var parameters: [SQLValue] = [.text(namespace)]
+            if let folderID {
+                sql += " AND folder_id = ?"
+                parameters.append(.text(folderID))
+            }
+            sql += " ORDER BY modified_at DESC, rowid DESC LIMIT ? OFFSET ?"
+            parameters += [.int(Int64(limit)), .int(Int64(offset))]
+            return try db.query(sql, parameters).map(Store.pipeline(from:))
+        }
+    }
+
+    /// Deletes a pipeline and its versions; returns false when it did not exist. Its runs stay (they are history).
+    public func deletePipeline(namespace: String, id: String) throws -> Bool {
+        try write { db in
+            try db.query("DELETE FROM pipelines WHERE namespace = ? AND id = ?", [.text(namespace), .text(id)])
+            return db.changes > 0
+        }
+    }
+
+    /// One deploy snapshot, or nil.
+    public func version(pipelineID: String, version: String) throws -> PipelineVersion? {
+        try read { db in
+            try db.query("""
+                SELECT pipeline_id, version, nodes, canvas_metadata, description, created_at
+                FROM pipeline_versions WHERE pipeline_id = ? AND version = ?
+                """, [.text(pipelineID), .text(version)]).first.map { row in
+                PipelineVersion(pipelineID: row[0].text ?? "", version: row[1].text ?? "",
+                                nodes: try JSON.parse(row[2].text ?? "{}").objectValue ?? [:],
+                                canvasMetadata: try JSON.parse(row[3].text ?? "{}"),
+                                description: row[4].text, createdAt: row[5].int ?? 0)
+            }
+        }
+    }
+
+    // MARK: Runs
+
+    private static let runColumns =
+        "id, namespace, pipeline_id, mode, version, inputs, status, result, error, partial_outputs, usage, created_at, started_at, ended_at"
+
+    private static func encode(_ o: JSONObject?) -> SQLValue { o.map { .text(JSON.object($0).encodedString()) } ?? .null }
+    private static func decodeObject(_ v: SQLValue) throws -> JSONObject? {
+        guard let t = v.text else { return nil }
+        return try JSON.parse(t).objectValue
+    }
+    private static func optionalInt(_ v: Int64?) -> SQLValue { v.map(SQLValue.int) ?? .null }
+
+    private static func upsertRun(_ r: RunRecord, in db: SQLiteConnection) throws {
+        try db.query("""
+            INSERT INTO runs (\(runColumns)) VALUES (?,?,?,?,?,?,?,?,?,?,?,?,?,?)
+            ON CONFLICT(id) DO UPDATE SET status = excluded.status, result = excluded.result, error = excluded.error,
+                partial_outputs = excluded.partial_outputs, usage = excluded.usage, started_at = excluded.started_at,
+                ended_at = excluded.ended_at
+            """, [
+            .text(r.id), .text(r.namespace), .text(r.pipelineID), .text(r.mode.rawValue), r.version.map(SQLValue.text) ?? .null,
+            .text(JSON.object(r.inputs).encodedString()), .text(r.status.rawValue), encode(r.result),
+            r.error.map(SQLValue.text) ?? .null, encode(r.partialOutputs), encode(r.usage), .int(r.createdAt),
+            optionalInt(r.startedAt), optionalInt(r.endedAt),
+        ])
+        for (position, node) in r.nodes.enumerated() {
+            try db.query("""
+                INSERT INTO run_nodes (run_id, position, node_id, state) VALUES (?,?,?,?)
+                ON CONFLICT(run_id, node_id) DO UPDATE SET state = excluded.state
+                """,
+                         [.text(r.id), .int(Int64(position)), .text(node.id), .text(node.state.rawValue)])
+        }
+    }
+
+    /// Writes the whole state of each run (row and node states) in one transaction: a run's creation, a node
+    /// transition, or its final state. Grouping several runs is allowed (SPEC §3 "Commits may be grouped").
+    public func saveRuns(_ runs: [RunRecord]) throws {
+        guard !runs.isEmpty else { return }
+        try write { db in
+            for r in runs { try Store.upsertRun(r, in: db) }
+        }
+    }
+
+    /// Writes `run` only if the stored run is not final yet, atomically; returns the stored run when it was
+    /// already final (then nothing is written). This keeps "a final status never changes" true even if two
+    /// writers race.
+    public func saveRunUnlessFinal(_ run: RunRecord) throws -> RunRecord? {
+        try write { db in
+            if let existing = try Store.run(id: run.id, in: db), existing.status.isFinal { return existing }
+            try Store.upsertRun(run, in: db)
+            return nil
+        }
+    }
+
+    private static func run(id: String, in db: SQLiteConnection) throws -> RunRecord? {
+        guard let row = try db.query("SELECT \(runColumns) FROM runs WHERE id = ?", [.text(id)]).first else { return nil }
+        let nodes = try db.query("SELECT node_id, state FROM run_nodes WHERE run_id = ? ORDER BY position", [.text(id)])
+            .map { (id: $0[0].text ?? "", state: NodeState(rawValue: $0[1].text ?? "") ?? .pending) }
+        return RunRecord(
+            id: row[0].text ?? "", namespace: row[1].text ?? "", pipelineID: row[2].text ?? "",
+            mode: RunMode(rawValue: row[3].text ?? "") ?? .background, version: row[4].text,
+            inputs: try decodeObject(row[5]) ?? [:], status: RunStatus(rawValue: row[6].text ?? "") ?? .failed,
+            result: try decodeObject(row[7]), error: row[8].text, partialOutputs: try decodeObject(row[9]),
+            usage: try decodeObject(row[10]), createdAt: row[11].int ?? 0, startedAt: row[12].int, endedAt: row[13].int,
+            nodes: nodes)
+    }
+
+    /// The run with `id` in `namespace`, or nil.
+    public func run(namespace: String, id: String) throws -> RunRecord? {
+        try read { db in
+            guard let r = try Store.run(id: id, in: db), r.namespace == namespace else { return nil }
+            return r
+        }
+    }
+
+    /// Marks every run that is not final as `failed` with `error` (restart recovery, SPEC §1); returns their ids.
+    @discardableResult
+    public func failUnfinishedRuns(error: String, at time: Int64) throws -> [String] {
+        try write { db in
+            let ids = try db.query("SELECT id FROM runs WHERE status IN ('in_progress', 'paused')").compactMap { $0[0].text }
+            for id in ids {
+                try db.query("UPDATE runs SET status = 'failed', error = ?, ended_at = ? WHERE id = ?",
+                             [.text(error), .int(time), .text(id)])
+                try db.query("UPDATE run_nodes SET state = 'failed' WHERE run_id = ? AND state IN ('pending', 'running')",
+                             [.text(id)])
+            }
+            return ids
+        }
+    }
+
+    /// Number of runs per status (for statistics and tests).
+    public func runCounts() throws -> [RunStatus: Int] {
+        try read { db in
+            var counts: [RunStatus: Int] = [:]
+            for row in try db.query("SELECT status, COUNT(*) FROM runs GROUP BY status") {
+                if let s = RunStatus(rawValue: row[0].text ?? "") { counts[s] = Int(row[1].int ?? 0) }
+            }
+            return counts
+        }
+    }
+}

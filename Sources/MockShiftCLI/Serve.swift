@@ -1,0 +1,143 @@
+import ArgumentParser
+import Foundation
+import Logging
+import MockShift
+import MockShiftHTTP
+
+/// `mockshift`: the command-line entry point.
+struct MockShiftCommand: ParsableCommand {
+    static let configuration = CommandConfiguration(
+        commandName: "mockshift",
+        abstract: "A local mock of the VectorShift API for testing \"Stop generating\" offline.",
+        subcommands: [Serve.self])
+}
+
+/// `mockshift serve`: runs the daemon (SPEC §1). Every option can also come from `MOCKSHIFT_<NAME>`
+/// (e.g. `MOCKSHIFT_PORT`); the flag wins.
+struct Serve: ParsableCommand {
+    static let configuration = CommandConfiguration(
+        abstract: "Run the MockShift daemon.",
+        discussion: """
+            Prints exactly one line to standard output once it accepts connections:
+              mockshift listening on http://HOST:PORT/v1
+            Logs go to standard error. SIGINT/SIGTERM stop it cleanly.
+            Each option may also be set with an environment variable MOCKSHIFT_<NAME> \
+            (MOCKSHIFT_PORT, MOCKSHIFT_DB, MOCKSHIFT_API_KEY as a comma-separated list, ...); the flag wins.
+            """)
+
+    @Option(help: "Address to listen on. [default: 127.0.0.1] [env: MOCKSHIFT_HOST]")
+    var host: String?
+
+    @Option(help: "TCP port; 0 picks a free one and reports it on the ready line. [default: 8000] [env: MOCKSHIFT_PORT]")
+    var port: UInt16?
+
+    @Option(help: "SQLite database file (parent folder created), or :memory: for no persistence. [default: ./data/mockshift.sqlite3] [env: MOCKSHIFT_DB]")
+    var db: String?
+
+    @Option(name: .customLong("api-key"), help: "Accept only this API key (repeatable). Without it any key is accepted. [env: MOCKSHIFT_API_KEY, comma-separated]")
+    var apiKeys: [String] = []
+
+    @Option(name: .customLong("ttft-ms"), help: "LLM time to first token, in simulated milliseconds. [default: 400] [env: MOCKSHIFT_TTFT_MS]")
+    var ttftMs: Double?
+
+    @Option(name: .customLong("tokens-per-second"), help: "LLM tokens per simulated second. [default: 40] [env: MOCKSHIFT_TOKENS_PER_SECOND]")
+    var tokensPerSecond: Double?
+
+    @Option(name: .customLong("time-scale"), help: "Multiplies every simulated delay; 0 = instant. [default: 1] [env: MOCKSHIFT_TIME_SCALE]")
+    var timeScale: Double?
+
+    @Option(help: "Varies every simulated LLM text. [default: 0] [env: MOCKSHIFT_SEED]")
+    var seed: UInt64?
+
+    @Option(name: .customLong("max-body-mb"), help: "Largest request body in MiB; larger ones get 413. [default: 32] [env: MOCKSHIFT_MAX_BODY_MB]")
+    var maxBodyMB: Double?
+
+    @Option(name: .customLong("log-level"), help: "trace, debug, info, notice, warning, error or critical. [default: info] [env: MOCKSHIFT_LOG_LEVEL]")
+    var logLevel: String?
+
+    func validate() throws {
+        if let s = setting(timeScale, "TIME_SCALE", Double.init), s < 0 { throw ValidationError("--time-scale must be >= 0") }
+        if let t = setting(tokensPerSecond, "TOKENS_PER_SECOND", Double.init), t <= 0 { throw ValidationError("--tokens-per-second must be > 0") }
+        if let t = setting(ttftMs, "TTFT_MS", Double.init), t < 0 { throw ValidationError("--ttft-ms must be >= 0") }
+        if let m = setting(maxBodyMB, "MAX_BODY_MB", Double.init), m <= 0 { throw ValidationError("--max-body-mb must be > 0") }
+        if let level = setting(logLevel, "LOG_LEVEL", { $0 }), Logger.Level(rawValue: level) == nil {
+            throw ValidationError("--log-level must be one of trace, debug, info, notice, warning, error, critical")
+        }
+    }
+
+    func run() throws {
+        let level = Logger.Level(rawValue: setting(logLevel, "LOG_LEVEL", { $0 }) ?? "info") ?? .info
+        LoggingSystem.bootstrap { label in
+            var handler = StreamLogHandler.standardError(label: label)
+            handler.logLevel = level
+            return handler
+        }
+        let logger = Logger(label: "mockshift")
+
+        var engineSettings = EngineSettings()
+        engineSettings.ttftMilliseconds = setting(ttftMs, "TTFT_MS", Double.init) ?? 400
+        engineSettings.tokensPerSecond = setting(tokensPerSecond, "TOKENS_PER_SECOND", Double.init) ?? 40
+        engineSettings.timeScale = setting(timeScale, "TIME_SCALE", Double.init) ?? 1
+        engineSettings.seed = setting(seed, "SEED", UInt64.init) ?? 0
+        let keys = apiKeys.isEmpty
+            ? (ProcessInfo.processInfo.environment["MOCKSHIFT_API_KEY"] ?? "").split(separator: ",").map { $0.trimmingCharacters(in: .whitespaces) }.filter { !$0.isEmpty }
+            : apiKeys
+        let maxBody = Int((setting(maxBodyMB, "MAX_BODY_MB", Double.init) ?? 32) * 1024 * 1024)
+        let path = setting(db, "DB", { $0 }) ?? "./data/mockshift.sqlite3"
+
+        // Block the stop signals before any thread starts, so only sigwait() below receives them.
+        var signals = sigset_t()
+        sigemptyset(&signals)
+        sigaddset(&signals, SIGINT)
+        sigaddset(&signals, SIGTERM)
+        pthread_sigmask(SIG_BLOCK, &signals, nil)
+
+        let store: Store
+        do { store = try Store(path: path) } catch {
+            throw ValidationError("cannot open database \(path): \(error)")
+        }
+        let scheduler = Scheduler(clock: .real)
+        let engine = RunEngine(store: store, scheduler: scheduler, settings: engineSettings, logger: logger)
+        let interrupted = try engine.recoverAfterRestart()
+        if !interrupted.isEmpty { logger.notice("marked \(interrupted.count) interrupted run(s) as failed") }
+        let app = MockShiftApp(store: store, engine: engine, apiKeys: Set(keys), maxBodyBytes: maxBody, logger: logger)
+
+        var http = HTTPServerConfiguration()
+        http.host = setting(host, "HOST", { $0 }) ?? "127.0.0.1"
+        http.port = setting(port, "PORT", UInt16.init) ?? 8000
+        http.maxBodyBytes = maxBody
+        http.connectionLimit = UInt32(max(64, min(15_000, raiseOpenFileLimit() - 100)))
+        http.shutdownResponse = MockShiftApp.render(APIError(.internalError, "server shutting down"))
+        let server = HTTPServer(configuration: http, responder: app, logger: logger)
+        try server.start()
+
+        let shownHost = http.host.contains(":") ? "[\(http.host)]" : http.host
+        // The ready line (SPEC §1), written unbuffered so a test reading our stdout sees it at once.
+        FileHandle.standardOutput.write(Data("mockshift listening on http://\(shownHost):\(server.port)/v1\n".utf8))
+        logger.info("serving \(path) (ttft \(engineSettings.ttftMilliseconds) ms, \(engineSettings.tokensPerSecond) tokens/s, time scale \(engineSettings.timeScale))")
+
+        var received: Int32 = 0
+        sigwait(&signals, &received)
+        logger.info("signal \(received): shutting down")
+        engine.shutdown()
+        server.stop()
+        scheduler.stop()
+    }
+
+    /// The flag if given, else `MOCKSHIFT_<name>` parsed with `parse`, else nil.
+    private func setting<T>(_ flag: T?, _ name: String, _ parse: (String) -> T?) -> T? {
+        if let flag { return flag }
+        guard let raw = ProcessInfo.processInfo.environment["MOCKSHIFT_\(name)"], !raw.isEmpty else { return nil }
+        return parse(raw)
+    }
+
+    /// Raises the soft open-file limit to the hard one (each connection is a descriptor); returns the new limit.
+    private func raiseOpenFileLimit() -> Int {
+        var limit = rlimit()
+        guard getrlimit(Int32(RLIMIT_NOFILE.rawValue), &limit) == 0 else { return 1024 }
+        limit.rlim_cur = limit.rlim_max
+        _ = setrlimit(Int32(RLIMIT_NOFILE.rawValue), &limit)
+        getrlimit(Int32(RLIMIT_NOFILE.rawValue), &limit)
+        return Int(min(limit.rlim_cur, 1_000_000))
+    }
+}

@@ -1,0 +1,313 @@
+import CMicroHTTPD
+import Foundation
+import HTTPTypes
+import Logging
+import Synchronization
+
+/// Settings of the libmicrohttpd daemon. Defaults follow TECH-NOTES R2 (epoll, pool of 2, explicit limits).
+public struct HTTPServerConfiguration: Sendable {
+    /// Host name or address to bind (`127.0.0.1`, `::1`, `0.0.0.0`, `localhost`).
+    public var host: String = "127.0.0.1"
+    /// TCP port; `0` lets the kernel choose (read it back from ``HTTPServer/port``).
+    public var port: UInt16 = 8000
+    /// libmicrohttpd worker threads (2 measured best on 2 cores).
+    public var threadPoolSize: UInt32 = 2
+    /// Most simultaneous connections; keep below the process's open-file limit.
+    public var connectionLimit: UInt32 = 15_000
+    /// Idle keep-alive connections are closed after this many seconds (suspended ones never time out).
+    public var connectionTimeoutSeconds: UInt32 = 120
+    /// Per-connection memory pool in bytes: bounds the request head (TECH-NOTES P4).
+    public var connectionMemoryLimit: Int = 32 * 1024
+    /// Largest request body kept, in bytes; a larger one reaches the responder with `bodyTooLarge`.
+    public var maxBodyBytes: Int = 32 * 1024 * 1024
+    /// Answer given to requests still parked when the server stops.
+    public var shutdownResponse = Response(status: .serviceUnavailable)
+
+    public init() {}
+}
+
+/// Errors from starting the daemon.
+public enum HTTPServerError: Error, CustomStringConvertible {
+    /// libmicrohttpd refused to start (address in use, host does not resolve, ...).
+    case cannotStart(host: String, port: UInt16)
+
+    public var description: String {
+        switch self {
+        case let .cannotStart(host, port): "cannot listen on \(host):\(port) (address in use or host unknown)"
+        }
+    }
+}
+
+/// The HTTP transport: a libmicrohttpd daemon (internal polling thread, epoll, thread pool, suspend/resume)
+/// that turns each request into a ``Request`` value, hands it to one ``HTTPResponder`` and sends back the
+/// ``Response`` given to its ``ResponseWriter``. It knows nothing of what the requests mean.
+///
+/// Requests follow libmicrohttpd's access-handler protocol: the first call carries the head only (answering
+/// there would cost keep-alive, TECH-NOTES P2), later calls carry body pieces, the last call has none. A
+/// responder that does not answer at once parks the connection (`MHD_suspend_connection`) until
+/// ``ResponseWriter/send(_:)`` resumes it, so waiting requests hold no thread.
+public final class HTTPServer: @unchecked Sendable {
+    // @unchecked: `daemon` is written only by start() and stop(), before and after the daemon's threads run.
+    let configuration: HTTPServerConfiguration
+    let responder: any HTTPResponder
+    let logger: Logger
+    private var daemon: OpaquePointer?
+    private var selfReference: Unmanaged<HTTPServer>?
+    /// Requests between their first handler call and libmicrohttpd's "completed" notification.
+    let live = Mutex<[ObjectIdentifier: RequestContext]>([:])
+
+    /// The bound port (the kernel's choice when configured with 0), valid after ``start()``.
+    public private(set) var port: UInt16 = 0
+
+    public init(configuration: HTTPServerConfiguration, responder: any HTTPResponder, logger: Logger) {
+        self.configuration = configuration
+        self.responder = responder
+        self.logger = logger
+    }
+
+    /// Starts listening. Throws ``HTTPServerError/cannotStart(host:port:)``.
+    public func start() throws {
+        let flags = MHD_USE_INTERNAL_POLLING_THREAD.rawValue | MHD_USE_EPOLL.rawValue
+            | MHD_ALLOW_SUSPEND_RESUME.rawValue | MHD_USE_ERROR_LOG.rawValue
+        let me = Unmanaged.passRetained(self)  // released in stop(), after MHD_stop_daemon
+        let d = cmhd_start(UInt32(flags), configuration.host, configuration.port,
+                           accessHandler, me.toOpaque(), requestCompleted, me.toOpaque(),
+                           configuration.threadPoolSize, configuration.connectionLimit,
+                           configuration.connectionTimeoutSeconds, configuration.connectionMemoryLimit)
+        guard let d else {
+            me.release()
+            throw HTTPServerError.cannotStart(host: configuration.host, port: configuration.port)
+        }
+        daemon = d
+        selfReference = me
+        port = cmhd_bound_port(d)
+    }
+
+    /// Stops the daemon: parked requests get the configured shutdown response first (libmicrohttpd must not be
+    /// stopped with suspended connections, TECH-NOTES P7), then waits up to `drainSeconds` for them to go out.
+    public func stop(drainSeconds: Double = 1.0) {
+        guard let d = daemon else { return }
+        let parked = live.withLock { Array($0.values) }
+        for context in parked { ResponseWriter(context: context).send(configuration.shutdownResponse) }
+        let deadline = Date().addingTimeInterval(drainSeconds)
+        while Date() < deadline {
+            let stillSuspended = live.withLock { $0.values.contains { $0.isSuspended } }
+            if !stillSuspended { break }
+            usleep(5_000)
+        }
+        MHD_stop_daemon(d)
+        daemon = nil
+        selfReference?.release()  // balances passRetained in start()
+        selfReference = nil
+    }
+
+    /// Number of open connections, for statistics.
+    public var currentConnections: Int {
+        guard let daemon else { return 0 }
+        return Int(cmhd_current_connections(daemon))
+    }
+
+    // MARK: - Per-request work (called on libmicrohttpd worker threads)
+
+    func handle(connection: OpaquePointer, url: String, method: String, upload: UnsafePointer<CChar>?,
+                uploadSize: UnsafeMutablePointer<Int>, contextSlot: UnsafeMutablePointer<UnsafeMutableRawPointer?>) -> MHD_Result {
+        guard let raw = contextSlot.pointee else {
+            // First call: head only.
+            let context = RequestContext(connection: connection)
+            contextSlot.pointee = Unmanaged.passRetained(context).toOpaque()  // released in requestCompleted
+            live.withLock { $0[ObjectIdentifier(context)] = context }
+            if let length = MHD_lookup_connection_value(connection, .HEADER_KIND, "Content-Length"),
+               let n = Int(String(cString: length)), n > configuration.maxBodyBytes {
+                // Answering now means libmicrohttpd never reads the body and closes afterwards: what we want.
+                context.tooLarge = true
+                return dispatch(context, url: url, method: method)
+            }
+            return .YES
+        }
+        let context = Unmanaged<RequestContext>.fromOpaque(raw).takeUnretainedValue()
+        if uploadSize.pointee > 0 {
+            // A body piece: keep it unless over the limit; mark it consumed; never answer here.
+            if !context.tooLarge, let upload {
+                if context.body.count + uploadSize.pointee > configuration.maxBodyBytes {
+                    context.tooLarge = true
+                    context.body = []
+                } else {
+                    upload.withMemoryRebound(to: UInt8.self, capacity: uploadSize.pointee) {
+                        context.body.append(contentsOf: UnsafeBufferPointer(start: $0, count: uploadSize.pointee))
+                    }
+                }
+            }
+            uploadSize.pointee = 0
+            return .YES
+        }
+        if !context.dispatched { return dispatch(context, url: url, method: method) }
+        return queueOrPark(context)  // called again after a resume
+    }
+
+    private func dispatch(_ context: RequestContext, url: String, method: String) -> MHD_Result {
+        context.dispatched = true
+        let request = makeRequest(context, url: url, method: method)
+        context.body = []
+        responder.respond(to: request, writer: ResponseWriter(context: context))
+        return queueOrPark(context)
+    }
+
+    private func queueOrPark(_ context: RequestContext) -> MHD_Result {
+        let ready: Response? = context.state.withLock { st in
+            if let r = st.response { return r }
+            st.suspended = true
+            MHD_suspend_connection(context.connection)  // under the lock: send() cannot resume before this
+            return nil
+        }
+        guard let ready else { return .YES }
+        return queue(ready, on: context.connection)
+    }
+
+    private func queue(_ response: Response, on connection: OpaquePointer) -> MHD_Result {
+        let r = response.body.withUnsafeBytes { bytes in
+            MHD_create_response_from_buffer(bytes.count, UnsafeMutableRawPointer(mutating: bytes.baseAddress),
+                                            .RESPMEM_MUST_COPY)
+        }
+        guard let r else { return .NO }
+        for field in response.head.headerFields {
+            _ = MHD_add_response_header(r, field.name.rawName, field.value)
+        }
+        let result = MHD_queue_response(connection, UInt32(response.head.status.code), r)
+        MHD_destroy_response(r)
+        return result
+    }
+
+    private func makeRequest(_ context: RequestContext, url: String, method: String) -> Request {
+        let connection = context.connection
+        let collector = PairCollector()
+        let box = Unmanaged.passRetained(collector)  // released right after the two synchronous walks below
+        _ = MHD_get_connection_values(connection, .HEADER_KIND, pairIterator, box.toOpaque())
+        let headers = collector.pairs
+        collector.pairs = []
+        _ = MHD_get_connection_values(connection, .GET_ARGUMENT_KIND, pairIterator, box.toOpaque())
+        let query = collector.pairs
+        box.release()
+
+        var fields = HTTPFields()
+        for (name, value) in headers {
+            if let n = HTTPField.Name(name) { fields.append(HTTPField(name: n, value: value)) }
+        }
+        let httpMethod = HTTPRequest.Method(method) ?? .get
+        let head = HTTPRequest(method: httpMethod, scheme: nil, authority: fields[HTTPField.Name("Host")!], path: url, headerFields: fields)
+        var request = Request(head: head, query: query, body: context.body, bodyTooLarge: context.tooLarge)
+        if !context.tooLarge, let type = fields[.contentType]?.lowercased(),
+           type.hasPrefix("application/x-www-form-urlencoded") || type.hasPrefix("multipart/form-data") {
+            request.formFields = parseForm(context)
+        }
+        return request
+    }
+
+    /// Parses a buffered form body with libmicrohttpd's post processor (both urlencoded and multipart).
+    private func parseForm(_ context: RequestContext) -> [FormField] {
+        let collector = FormCollector()
+        let box = Unmanaged.passRetained(collector)  // released below, after the processor is destroyed
+        defer { box.release() }
+        guard let processor = MHD_create_post_processor(context.connection, 64 * 1024, formIterator, box.toOpaque()) else {
+            return []
+        }
+        context.body.withUnsafeBytes { bytes in
+            if let base = bytes.baseAddress {
+                _ = MHD_post_process(processor, base.assumingMemoryBound(to: CChar.self), bytes.count)
+            }
+        }
+        _ = MHD_destroy_post_processor(processor)
+        return collector.fields
+    }
+
+    func completed(contextSlot: UnsafeMutablePointer<UnsafeMutableRawPointer?>?) {
+        guard let contextSlot, let raw = contextSlot.pointee else { return }
+        let unmanaged = Unmanaged<RequestContext>.fromOpaque(raw)
+        let context = unmanaged.takeUnretainedValue()
+        context.state.withLock { $0.closed = true }
+        live.withLock { _ = $0.removeValue(forKey: ObjectIdentifier(context)) }
+        unmanaged.release()  // balances passRetained on the first handler call
+        contextSlot.pointee = nil
+    }
+}
+
+/// State of one request inside the transport.
+final class RequestContext: @unchecked Sendable {
+    // @unchecked: `body`, `tooLarge` and `dispatched` are touched only by the libmicrohttpd thread that owns the
+    // connection; everything shared with other threads lives in `state`, under its mutex.
+    struct Shared {
+        var response: Response?
+        var suspended = false
+        var closed = false
+    }
+
+    let connection: OpaquePointer
+    var body: [UInt8] = []
+    var tooLarge = false
+    var dispatched = false
+    let state = Mutex(Shared())
+
+    init(connection: OpaquePointer) { self.connection = connection }
+
+    var isSuspended: Bool { state.withLock { $0.suspended } }
+}
+
+/// Hands a request's answer back to the transport, from any thread, once.
+public struct ResponseWriter: Sendable {
+    let context: RequestContext
+
+    /// Sends `response`. Only the first call counts; a call after the client went away is ignored.
+    public func send(_ response: Response) {
+        context.state.withLock { st in
+            if st.closed || st.response != nil { return }
+            st.response = response
+            if st.suspended {
+                st.suspended = false
+                MHD_resume_connection(context.connection)  // never twice: guarded by `suspended` under the lock
+            }
+        }
+    }
+}
+
+final class PairCollector: @unchecked Sendable {  // used synchronously by one thread only
+    var pairs: [(String, String)] = []
+}
+
+final class FormCollector: @unchecked Sendable {  // used synchronously by one thread only
+    var fields: [FormField] = []
+}
+
+let pairIterator: MHD_KeyValueIterator = { cls, _, key, value in
+    guard let cls, let key else { return .YES }
+    let collector = Unmanaged<PairCollector>.fromOpaque(cls).takeUnretainedValue()
+    collector.pairs.append((String(cString: key), value.map { String(cString: $0) } ?? ""))
+    return .YES
+}
+
+let formIterator: MHD_PostDataIterator = { cls, _, key, filename, contentType, _, data, offset, size in
+    guard let cls, let key else { return .YES }
+    let collector = Unmanaged<FormCollector>.fromOpaque(cls).takeUnretainedValue()
+    let name = String(cString: key)
+    var bytes: [UInt8] = []
+    if let data, size > 0 {
+        data.withMemoryRebound(to: UInt8.self, capacity: size) { bytes = Array(UnsafeBufferPointer(start: $0, count: size)) }
+    }
+    if offset > 0, let last = collector.fields.indices.last, collector.fields[last].name == name {
+        collector.fields[last].value.append(contentsOf: bytes)
+    } else {
+        collector.fields.append(FormField(name: name, filename: filename.map { String(cString: $0) },
+                                          contentType: contentType.map { String(cString: $0) }, value: bytes))
+    }
+    return .YES
+}
+
+let accessHandler: MHD_AccessHandlerCallback = { cls, connection, url, method, _, upload, uploadSize, contextSlot in
+    guard let cls, let connection, let url, let method, let uploadSize, let contextSlot else { return .NO }
+    let server = Unmanaged<HTTPServer>.fromOpaque(cls).takeUnretainedValue()
+    return server.handle(connection: connection, url: String(cString: url), method: String(cString: method),
+                         upload: upload, uploadSize: uploadSize, contextSlot: contextSlot)
+}
+
+let requestCompleted: MHD_RequestCompletedCallback = { cls, _, contextSlot, _ in
+    guard let cls else { return }
+    Unmanaged<HTTPServer>.fromOpaque(cls).takeUnretainedValue().completed(contextSlot: contextSlot)
+}
