@@ -40,6 +40,9 @@ public final class RunEngine: Sendable {
     let settings: EngineSettings
     let logger: Logger
     private let live = Mutex<[String: LiveRun]>([:])
+    /// Final runs by id: they never change again (SPEC §3), so a status request need not read SQLite twice.
+    private let finalRuns = Mutex<[String: RunRecord]>([:])
+    private static let finalCacheLimit = 20_000
 
     public init(store: Store, scheduler: Scheduler, settings: EngineSettings, logger: Logger) {
         self.store = store
@@ -113,14 +116,24 @@ public final class RunEngine: Sendable {
 
     /// The committed state of a run. Throws `.notFound` for an unknown run or one of another pipeline or key.
     public func status(namespace: String, pipelineID: String, runID: String) throws(APIError) -> RunRecord {
-        let record: RunRecord?
-        do { record = try store.run(namespace: namespace, id: runID) } catch {
-            throw APIError(.internalError, "store error: \(error)")
+        var record = finalRuns.withLock { $0[runID] }
+        if record == nil {
+            do { record = try store.run(namespace: namespace, id: runID) } catch {
+                throw APIError(.internalError, "store error: \(error)")
+            }
+            if let record, record.status.isFinal { remember(record) }
         }
-        guard let record, record.pipelineID == pipelineID else {
+        guard let record, record.namespace == namespace, record.pipelineID == pipelineID else {
             throw APIError(.notFound, "Run \(runID) not found")
         }
         return record
+    }
+
+    private func remember(_ record: RunRecord) {
+        finalRuns.withLock { cache in
+            if cache.count >= Self.finalCacheLimit { cache.removeAll(keepingCapacity: true) }
+            cache[record.id] = record
+        }
     }
 
     /// Terminates every live run of a pipeline (it is being deleted, SPEC §3).
@@ -297,6 +310,7 @@ public final class RunEngine: Sendable {
 
     private func finish(_ finished: Finished?) {
         guard let finished else { return }
+        remember(finished.record)
         live.withLock { _ = $0.removeValue(forKey: finished.record.id) }
         for waiter in finished.waiters { waiter(finished.record) }
     }

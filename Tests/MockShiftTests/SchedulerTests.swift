@@ -1,0 +1,53 @@
+import Synchronization
+import Testing
+@testable import MockShift
+
+@Suite struct SchedulerTests {
+    @Test func timersFireInDeadlineOrderAndTiesInSchedulingOrder() {
+        let scheduler = Scheduler(clock: .manual)
+        let fired = Mutex<[String]>([])
+        scheduler.schedule(afterNanoseconds: 300) { fired.withLock { $0.append("c") } }
+        scheduler.schedule(afterNanoseconds: 100) { fired.withLock { $0.append("a") } }
+        scheduler.schedule(afterNanoseconds: 200) { fired.withLock { $0.append("b1") } }
+        scheduler.schedule(afterNanoseconds: 200) { fired.withLock { $0.append("b2") } }
+        scheduler.advance(byNanoseconds: 250)
+        #expect(fired.withLock { $0 } == ["a", "b1", "b2"])
+        #expect(scheduler.now == 250)
+        scheduler.advance(byNanoseconds: 50)
+        #expect(fired.withLock { $0 } == ["a", "b1", "b2", "c"])
+    }
+
+    @Test func cancelledTimerNeverFiresAndCancelReportsIt() {
+        let scheduler = Scheduler(clock: .manual)
+        let fired = Mutex<[Int]>([])
+        let first = scheduler.schedule(afterNanoseconds: 10) { fired.withLock { $0.append(1) } }
+        scheduler.schedule(afterNanoseconds: 20) { fired.withLock { $0.append(2) } }
+        #expect(scheduler.cancel(first))
+        #expect(!scheduler.cancel(first), "a second cancel must report that nothing was cancelled")
+        scheduler.advance(byNanoseconds: 100)
+        #expect(fired.withLock { $0 } == [2])
+        #expect(scheduler.pendingCount == 0)
+    }
+
+    @Test func timersScheduledByAnActionFireInTheSameWindow() {
+        let scheduler = Scheduler(clock: .manual)
+        let fired = Mutex<[UInt64]>([])
+        scheduler.schedule(afterNanoseconds: 10) {
+            fired.withLock { $0.append(scheduler.now) }
+            scheduler.schedule(afterNanoseconds: 10) { fired.withLock { $0.append(scheduler.now) } }
+        }
+        scheduler.advance(byNanoseconds: 25)
+        #expect(fired.withLock { $0 } == [10, 20])
+    }
+
+    @Test func realClockFiresEarlierTimerScheduledAfterALaterOne() async throws {
+        let scheduler = Scheduler(clock: .real)
+        defer { scheduler.stop() }
+        let fired = Mutex<[String]>([])
+        scheduler.schedule(afterNanoseconds: 5_000_000_000) { fired.withLock { $0.append("late") } }
+        scheduler.schedule(afterNanoseconds: 1_000_000) { fired.withLock { $0.append("early") } }
+        let deadline = ContinuousClock.now + .seconds(5)
+        while fired.withLock({ $0.isEmpty }) && ContinuousClock.now < deadline { try await Task.sleep(for: .milliseconds(2)) }
+        #expect(fired.withLock { $0 } == ["early"], "the 1 ms timer must not wait behind the 5 s one")
+    }
+}

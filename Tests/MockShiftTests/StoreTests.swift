@@ -1,0 +1,102 @@
+import Foundation
+import Testing
+@testable import MockShift
+
+func temporaryDatabasePath() -> String {
+    FileManager.default.temporaryDirectory.appendingPathComponent("mockshift-test-\(IDs.make())/db.sqlite3").path
+}
+
+func samplePipeline(namespace: String = "default", name: String = "p", modifiedAt: Int64 = 1) -> PipelineRecord {
+    let id = IDs.make()
+    return PipelineRecord(id: id, namespace: namespace, name: name, mainBranch: id, folderID: nil, description: nil,
+                          nodes: ["in": ["id": "in", "type": "input"]], canvasMetadata: [:], createdAt: 1,
+                          modifiedAt: modifiedAt, currentVersion: nil)
+}
+
+func sampleRun(pipelineID: String, status: RunStatus = .inProgress) -> RunRecord {
+    RunRecord(id: IDs.make(), namespace: "default", pipelineID: pipelineID, mode: .background, version: nil,
+              inputs: ["q": "hi"], status: status, result: nil, error: nil, partialOutputs: nil, usage: nil,
+              createdAt: 10, startedAt: 10, endedAt: nil, nodes: [("in", .completed), ("llm", .running)])
+}
+
+@Suite struct StoreTests {
+    @Test func migrationsCreateTheSchemaOnceAndReopeningKeepsData() throws {
+        let path = temporaryDatabasePath()
+        let p = samplePipeline()
+        do {
+            let store = try Store(path: path)
+            #expect(try store.schemaVersion() == Store.migrations.count)
+            try store.savePipeline(p)
+        }
+        let reopened = try Store(path: path)
+        #expect(try reopened.schemaVersion() == Store.migrations.count)
+        #expect(try reopened.pipeline(namespace: "default", id: p.id) == p)
+    }
+
+    @Test func nameLookupReturnsTheMostRecentlyModifiedAndRespectsNamespaces() throws {
+        let store = try Store(path: ":memory:")
+        let older = samplePipeline(name: "same", modifiedAt: 100)
+        let newer = samplePipeline(name: "same", modifiedAt: 200)
+        let otherKey = samplePipeline(namespace: "key-b", name: "same", modifiedAt: 300)
+        try store.savePipeline(newer)
+        try store.savePipeline(older)
+        try store.savePipeline(otherKey)
+        #expect(try store.pipeline(namespace: "default", name: "same")?.id == newer.id)
+        #expect(try store.pipeline(namespace: "key-b", name: "same")?.id == otherKey.id)
+        #expect(try store.pipeline(namespace: "default", id: otherKey.id) == nil)
+        #expect(try store.pipeline(namespace: "default", name: "absent") == nil)
+    }
+
+    @Test func deploySnapshotsAVersionAndDeleteRemovesIt() throws {
+        let store = try Store(path: ":memory:")
+        var p = samplePipeline()
+        p.currentVersion = "1.0.0"
+        try store.savePipeline(p, deploying: PipelineVersion(pipelineID: p.id, version: "1.0.0", nodes: p.nodes,
+                                                             canvasMetadata: [:], description: "first", createdAt: 5))
+        #expect(try store.version(pipelineID: p.id, version: "1.0.0")?.description == "first")
+        #expect(try store.deletePipeline(namespace: "default", id: p.id))
+        #expect(try store.version(pipelineID: p.id, version: "1.0.0") == nil)
+        #expect(try !store.deletePipeline(namespace: "default", id: p.id))
+    }
+
+    @Test func runRoundTripsWithNodeStates() throws {
+        let store = try Store(path: ":memory:")
+        var run = sampleRun(pipelineID: "p1")
+        try store.saveRuns([run])
+        #expect(try store.run(namespace: "default", id: run.id) == run)
+        run.status = .completed
+        run.result = ["answer": "done"]
+        run.nodes[1].state = .completed
+        run.endedAt = 20
+        try store.saveRuns([run])
+        let stored = try #require(try store.run(namespace: "default", id: run.id))
+        #expect(stored.status == .completed)
+        #expect(stored.result == ["answer": "done"])
+        #expect(stored.nodes.map(\.state) == [.completed, .completed])
+        #expect(try store.run(namespace: "other", id: run.id) == nil)
+    }
+
+    @Test func finalRunIsNeverOverwrittenBySaveUnlessFinal() throws {
+        let store = try Store(path: ":memory:")
+        var run = sampleRun(pipelineID: "p1", status: .completed)
+        try store.saveRuns([run])
+        run.status = .terminated
+        let existing = try store.saveRunUnlessFinal(run)
+        #expect(existing?.status == .completed)
+        #expect(try store.run(namespace: "default", id: run.id)?.status == .completed)
+    }
+
+    @Test func unfinishedRunsAreFailedOnRecovery() throws {
+        let store = try Store(path: ":memory:")
+        let live = sampleRun(pipelineID: "p1")
+        let done = sampleRun(pipelineID: "p1", status: .completed)
+        try store.saveRuns([live, done])
+        let failed = try store.failUnfinishedRuns(error: "run interrupted: server restarted", at: 99)
+        #expect(failed == [live.id])
+        let stored = try #require(try store.run(namespace: "default", id: live.id))
+        #expect(stored.status == .failed)
+        #expect(stored.error == "run interrupted: server restarted")
+        #expect(stored.nodes.map(\.state) == [.completed, .failed])
+        #expect(try store.run(namespace: "default", id: done.id)?.status == .completed)
+    }
+}
