@@ -119,6 +119,7 @@ struct Serve: ParsableCommand {
         var received: Int32 = 0
         sigwait(&signals, &received)
         logger.info("signal \(received): shutting down")
+        server.stopAccepting()
         engine.shutdown()
         server.stop()
         scheduler.stop()

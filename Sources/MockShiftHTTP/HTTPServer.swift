@@ -83,6 +83,13 @@ public final class HTTPServer: @unchecked Sendable {
         port = cmhd_bound_port(d)
     }
 
+    /// Stops accepting new connections (`MHD_quiesce_daemon`); open ones keep being served until ``stop(drainSeconds:)``.
+    public func stopAccepting() {
+        guard let d = daemon else { return }
+        let fd = MHD_quiesce_daemon(d)
+        if fd >= 0 { close(fd) }  // quiesce hands the listening socket back to us
+    }
+
     /// Stops the daemon: parked requests get the configured shutdown response first (libmicrohttpd must not be
     /// stopped with suspended connections, TECH-NOTES P7), then waits up to `drainSeconds` for them to go out.
     public func stop(drainSeconds: Double = 1.0) {

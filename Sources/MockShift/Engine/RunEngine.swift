@@ -40,6 +40,8 @@ public final class RunEngine: Sendable {
     let settings: EngineSettings
     let logger: Logger
     private let live = Mutex<[String: LiveRun]>([:])
+    /// Set by ``shutdown()``: no run starts afterwards.
+    private let closed = Atomic<Bool>(false)
     /// Final runs by id: they never change again (SPEC §3), so a status request need not read SQLite twice.
     private let finalRuns = Mutex<[String: RunRecord]>([:])
     private static let finalCacheLimit = 20_000
@@ -72,6 +74,7 @@ public final class RunEngine: Sendable {
     public func start(namespace: String, pipelineID: String, nodes: JSONObject, version: String?,
                       inputs: JSONObject, overrides: JSONObject, mode: RunMode,
                       onFinish: (@Sendable (RunRecord) -> Void)? = nil) throws(APIError) -> RunRecord {
+        if closed.load(ordering: .acquiring) { throw APIError(.internalError, "server shutting down") }
         let graph = try PipelineGraph(nodes: nodes, overrides: overrides)
         let missing = NodeEvaluator.missingInputs(graph, runInputs: inputs)
         if !missing.isEmpty {
@@ -85,6 +88,10 @@ public final class RunEngine: Sendable {
         let run = LiveRun(graph: graph, record: record)
         if let onFinish { run.state.withLock { $0.waiters.append(onFinish) } }
         live.withLock { $0[record.id] = run }
+        if closed.load(ordering: .acquiring) {  // shutdown() began between the check above and now
+            live.withLock { _ = $0.removeValue(forKey: record.id) }
+            throw APIError(.internalError, "server shutting down")
+        }
         let (snapshot, finished) = run.state.withLock { st in
             advance(run, &st)
             return commitLocked(run, &st)
@@ -145,6 +152,7 @@ public final class RunEngine: Sendable {
     /// Fails every live run with `run interrupted: server shut down` (SPEC §1 SIGTERM), committing each and
     /// answering their waiters.
     public func shutdown() {
+        closed.store(true, ordering: .releasing)
         let runs = live.withLock { Array($0.values) }
         for run in runs {
             let (_, finished) = run.state.withLock { st -> (RunRecord?, Finished?) in
