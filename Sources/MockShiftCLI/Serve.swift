@@ -52,6 +52,9 @@ struct Serve: ParsableCommand {
     @Option(name: .customLong("max-body-mb"), help: "Largest request body in MiB; larger ones get 413. [default: 32] [env: MOCKSHIFT_MAX_BODY_MB]")
     var maxBodyMB: Double?
 
+    @Flag(name: .customLong("cancel-on-disconnect"), help: "Terminate a streaming run when its client disconnects (by default it keeps running, as on the real service). [env: MOCKSHIFT_CANCEL_ON_DISCONNECT=1]")
+    var cancelOnDisconnect = false
+
     @Option(name: .customLong("log-level"), help: "trace, debug, info, notice, warning, error or critical. [default: info] [env: MOCKSHIFT_LOG_LEVEL]")
     var logLevel: String?
 
@@ -100,7 +103,9 @@ struct Serve: ParsableCommand {
         let engine = RunEngine(store: store, scheduler: scheduler, settings: engineSettings, logger: logger)
         let interrupted = try engine.recoverAfterRestart()
         if !interrupted.isEmpty { logger.notice("marked \(interrupted.count) interrupted run(s) as failed") }
-        let app = MockShiftApp(store: store, engine: engine, apiKeys: Set(keys), maxBodyBytes: maxBody, logger: logger)
+        let cancel = cancelOnDisconnect || ["1", "true", "yes"].contains(ProcessInfo.processInfo.environment["MOCKSHIFT_CANCEL_ON_DISCONNECT"]?.lowercased() ?? "")
+        let app = MockShiftApp(store: store, engine: engine, apiKeys: Set(keys), maxBodyBytes: maxBody,
+                               cancelOnDisconnect: cancel, logger: logger)
 
         var http = HTTPServerConfiguration()
         http.host = setting(host, "HOST", { $0 }) ?? "127.0.0.1"

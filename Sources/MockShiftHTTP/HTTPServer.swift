@@ -55,6 +55,8 @@ public final class HTTPServer: @unchecked Sendable {
     private var selfReference: Unmanaged<HTTPServer>?
     /// Requests between their first handler call and libmicrohttpd's "completed" notification.
     let live = Mutex<[ObjectIdentifier: RequestContext]>([:])
+    /// Notices clients that hang up on a parked stream.
+    let hangups = HangupWatcher()
 
     /// The bound port (the kernel's choice when configured with 0), valid after ``start()``.
     public private(set) var port: UInt16 = 0
@@ -99,14 +101,20 @@ public final class HTTPServer: @unchecked Sendable {
         let deadline = Date().addingTimeInterval(drainSeconds)
         while Date() < deadline {
             let stillSuspended = live.withLock { $0.values.contains { $0.isSuspended } }
-            if !stillSuspended { break }
+            if !stillSuspended && hangups.count == 0 { break }
             usleep(5_000)
         }
+        hangups.abortAll()  // streams nobody finished: end them so no connection stays suspended (P7)
+        let abortDeadline = Date().addingTimeInterval(0.2)
+        while hangups.count > 0 && Date() < abortDeadline { usleep(5_000) }
         MHD_stop_daemon(d)
         daemon = nil
         selfReference?.release()  // balances passRetained in start()
         selfReference = nil
     }
+
+    /// Number of streaming responses whose client is still connected.
+    public var openStreams: Int { hangups.count }
 
     /// Number of open connections, for statistics.
     public var currentConnections: Int {
@@ -171,11 +179,28 @@ public final class HTTPServer: @unchecked Sendable {
     }
 
     private func queue(_ response: Response, on connection: OpaquePointer) -> MHD_Result {
-        let r = response.body.withUnsafeBytes { bytes in
-            MHD_create_response_from_buffer(bytes.count, UnsafeMutableRawPointer(mutating: bytes.baseAddress),
-                                            .RESPMEM_MUST_COPY)
+        let created: OpaquePointer?
+        switch response.body {
+        case let .bytes(body):
+            created = body.withUnsafeBytes { bytes in
+                MHD_create_response_from_buffer(bytes.count, UnsafeMutableRawPointer(mutating: bytes.baseAddress),
+                                                .RESPMEM_MUST_COPY)
+            }
+        case let .stream(stream):
+            let fd = cmhd_connection_fd(connection)
+            var unwatch: (@Sendable () -> Void)?
+            if fd >= 0 {
+                let watcher = hangups
+                let token = watcher.watch(fd: fd, stream: stream)
+                unwatch = { watcher.unwatch(token) }
+            }
+            stream.attach(connection, unwatch: unwatch)
+            let retained = Unmanaged.passRetained(stream)  // released in streamReleased (the response's free callback)
+            created = MHD_create_response_from_callback(CMHD_SIZE_UNKNOWN, 16 * 1024, streamReader,
+                                                        retained.toOpaque(), streamReleased)
+            if created == nil { retained.release() }
         }
-        guard let r else { return .NO }
+        guard let r = created else { return .NO }
         for field in response.head.headerFields {
             _ = MHD_add_response_header(r, field.name.rawName, field.value)
         }

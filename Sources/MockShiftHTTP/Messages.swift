@@ -58,12 +58,23 @@ public struct FormField: Sendable, Equatable {
 public struct Response: Sendable {
     /// Status and header fields.
     public var head: HTTPResponse
-    /// The body. Only a complete byte buffer today; streaming bodies (SSE) will be a second case.
-    public var body: [UInt8]
+    /// The body: complete bytes, or a ``StreamBody`` written over time (sent chunked).
+    public var body: Body
+
+    public enum Body: Sendable {
+        case bytes([UInt8])
+        case stream(StreamBody)
+    }
 
     public init(status: HTTPResponse.Status, headerFields: HTTPFields = [:], body: [UInt8] = []) {
         self.head = HTTPResponse(status: status, headerFields: headerFields)
-        self.body = body
+        self.body = .bytes(body)
+    }
+
+    /// A streamed response (e.g. `text/event-stream`).
+    public init(status: HTTPResponse.Status, headerFields: HTTPFields = [:], stream: StreamBody) {
+        self.head = HTTPResponse(status: status, headerFields: headerFields)
+        self.body = .stream(stream)
     }
 }
 

@@ -26,7 +26,7 @@ struct EngineFixture {
 
     func start(_ prompt: String = "Write 10 words about robots.", onFinish: (@Sendable (RunRecord) -> Void)? = nil) throws -> RunRecord {
         try engine.start(namespace: "default", pipelineID: "p1", nodes: Self.nodes, version: nil,
-                         inputs: ["question": .string(prompt)], overrides: [:], mode: .background, onFinish: onFinish)
+                         inputs: ["question": .string(prompt)], mode: .background, onFinish: onFinish)
     }
 
     func advance(ms: UInt64) { scheduler.advance(byNanoseconds: ms * 1_000_000) }
@@ -110,7 +110,7 @@ struct EngineFixture {
         let nodes = JSONObject([node("input_0", "input", name: "q", outputs: ["text"]),
                                 node("output_0", "output", ["value": "echo: {{ input_0.text }}"], name: "answer")])
         let run = try f.engine.start(namespace: "default", pipelineID: "p1", nodes: nodes, version: nil,
-                                     inputs: ["q": "hello"], overrides: [:], mode: .sync) { r in heard.withLock { $0 = r.status } }
+                                     inputs: ["q": "hello"], mode: .sync, onFinish: { r in heard.withLock { $0 = r.status } })
         #expect(run.status == .completed)
         #expect(run.result == ["answer": "echo: hello"])
         #expect(heard.withLock { $0 } == .completed)
@@ -120,7 +120,7 @@ struct EngineFixture {
         let f = try EngineFixture()
         do {
             _ = try f.engine.start(namespace: "default", pipelineID: "p1", nodes: EngineFixture.nodes, version: nil,
-                                   inputs: [:], overrides: [:], mode: .background)
+                                   inputs: [:], mode: .background)
             Issue.record("missing input must be rejected")
         } catch {
             #expect(error.kind == .badRequest)
@@ -132,8 +132,8 @@ struct EngineFixture {
         let f = try EngineFixture()
         let nodes = JSONObject([node("kb", "knowledge_base", outputs: ["results"]),
                                 node("output_0", "output", ["value": "{{ kb.results }}"], name: "answer")])
-        let a = try f.engine.start(namespace: "default", pipelineID: "p1", nodes: nodes, version: nil, inputs: [:], overrides: [:], mode: .sync)
-        let b = try f.engine.start(namespace: "default", pipelineID: "p1", nodes: nodes, version: nil, inputs: [:], overrides: [:], mode: .sync)
+        let a = try f.engine.start(namespace: "default", pipelineID: "p1", nodes: nodes, version: nil, inputs: [:], mode: .sync)
+        let b = try f.engine.start(namespace: "default", pipelineID: "p1", nodes: nodes, version: nil, inputs: [:], mode: .sync)
         #expect(a.result == b.result)
         #expect(a.result?["answer"]?.stringValue?.isEmpty == false)
     }

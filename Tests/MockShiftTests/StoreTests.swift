@@ -15,7 +15,7 @@ func samplePipeline(namespace: String = "default", name: String = "p", modifiedA
 
 func sampleRun(pipelineID: String, status: RunStatus = .inProgress) -> RunRecord {
     RunRecord(id: IDs.make(), namespace: "default", pipelineID: pipelineID, mode: .background, version: nil,
-              inputs: ["q": "hi"], status: status, result: nil, error: nil, partialOutputs: nil, usage: nil,
+              inputs: ["q": "hi"], status: status, result: nil, error: nil, partialOutputs: nil, usage: nil, options: nil,
               createdAt: 10, startedAt: 10, endedAt: nil, nodes: [("in", .completed), ("llm", .running)])
 }
 

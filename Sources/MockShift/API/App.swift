@@ -13,9 +13,13 @@ public final class MockShiftApp: HTTPResponder {
     let logger: Logger
     /// Body limit in bytes, for the 413 message.
     let maxBodyBytes: Int
+    /// `serve --cancel-on-disconnect`: a streaming client that goes away terminates its run (SPEC §5).
+    let cancelOnDisconnect: Bool
 
     /// - Parameter apiKeys: accepted keys; empty = any key (SPEC §1 `--api-key`).
-    public init(store: Store, engine: RunEngine, apiKeys: Set<String>, maxBodyBytes: Int, logger: Logger) {
+    public init(store: Store, engine: RunEngine, apiKeys: Set<String>, maxBodyBytes: Int,
+                cancelOnDisconnect: Bool = false, logger: Logger) {
+        self.cancelOnDisconnect = cancelOnDisconnect
         self.store = store
         self.engine = engine
         self.router = Router.vectorShiftRoutes()

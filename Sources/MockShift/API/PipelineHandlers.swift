@@ -202,15 +202,6 @@ enum PipelineHandlers {
     }
 }
 
-/// `true` for JSON `true` or the form value `"true"` (API.md §1: bools travel as "true"/"false" in forms).
-func flag(_ value: JSON?) -> Bool {
-    switch value {
-    case let .bool(b): b
-    case let .string(s): s.lowercased() == "true"
-    default: false
-    }
-}
-
 /// Deploy version numbers (SPEC §8).
 enum SemanticVersion {
     /// `MAJOR.MINOR.PATCH` with decimal parts.

@@ -17,11 +17,10 @@ extension Router {
         r.add(.post, "/v1/pipeline/:id/run", RunHandlers.run)
         r.add(.get, "/v1/pipeline/:id/run/status/:task", RunHandlers.status)
         r.add(.post, "/v1/pipeline/:id/terminate", RunHandlers.terminate)
-        // Served by later issues: answered 501 with a clear message until then (issue 3 and later).
-        r.add(.post, "/v1/pipeline/:id/bulk-run", RunHandlers.notYet("bulk runs"))
-        r.add(.post, "/v1/pipeline/:id/bulk_run", RunHandlers.notYet("bulk runs"))
-        r.add(.post, "/v1/pipeline/:id/pause", RunHandlers.notYet("pause"))
-        r.add(.post, "/v1/pipeline/:id/resume", RunHandlers.notYet("resume"))
+        r.add(.post, "/v1/pipeline/:id/pause", RunHandlers.pause)
+        r.add(.post, "/v1/pipeline/:id/resume", RunHandlers.resume)
+        r.add(.post, "/v1/pipeline/:id/bulk-run", RunHandlers.bulkRun)  // the SDK's spelling
+        r.add(.post, "/v1/pipeline/:id/bulk_run", RunHandlers.bulkRun)  // the docs' spelling
         // Test controls (SPEC §7)
         r.add(.get, "/_mock/health", MockHandlers.health)
         return r

@@ -1,5 +1,6 @@
 import HTTPTypes
 import MockShiftHTTP
+import Synchronization
 
 /// Run, status and terminate handlers (API.md §4–5, SPEC §3–4).
 enum RunHandlers {
@@ -16,27 +17,100 @@ enum RunHandlers {
             let name = field.name.hasPrefix("inputs.") ? String(field.name.dropFirst(7)) : field.name
             inputs[name] = .string(field.text)
         }
-        let overrides = try objectField(body, "node_input_overrides")
+        let options = try runOptions(body)
+        let (nodes, version) = try runnableNodes(c, pipeline, body)
+        let engine = c.app.engine
         if flag(body["stream"]) {
-            throw APIError(.notImplemented, "Streaming runs are not served yet; use background: true and poll the run status")
+            let stream = EventStream(scheduler: engine.scheduler)
+            let run = try engine.start(namespace: c.namespace, pipelineID: pipeline.id, nodes: nodes, version: version,
+                                       inputs: inputs, options: options, mode: .stream,
+                                       observer: { stream.send($0) }, onFinish: { stream.finish($0) })
+            if c.app.cancelOnDisconnect {
+                let namespace = c.namespace, pipelineID = pipeline.id
+                stream.body.onClose { _ = try? engine.terminate(namespace: namespace, pipelineID: pipelineID, runID: run.id) }
+            }
+            c.writer.send(stream.response())
+            return .later
         }
-        var nodes = pipeline.nodes
-        let version = body["version"]?.stringValue
-        if let version, !version.isEmpty {
-            nodes = try PipelineHandlers.deployedVersion(c, pipeline, version).nodes
-        }
-        let mode: RunMode = flag(body["background"]) ? .background : .sync
-        if mode == .background {
-            let run = try c.app.engine.start(namespace: c.namespace, pipelineID: pipeline.id, nodes: nodes, version: version,
-                                             inputs: inputs, overrides: overrides, mode: .background)
-            return .json(.ok, ["status": "success", "task_id": .string(run.id), "run_id": .string(run.id)])
+        if flag(body["background"]) {
+            let run = try engine.start(namespace: c.namespace, pipelineID: pipeline.id, nodes: nodes, version: version,
+                                       inputs: inputs, options: options, mode: .background)
+            var answer: JSONObject = ["status": "success", "task_id": .string(run.id), "run_id": .string(run.id)]
+            if let trace = options.recorded["trace_id"] { answer["trace_id"] = trace }
+            return .json(.ok, .object(answer))
         }
         let writer = c.writer
-        _ = try c.app.engine.start(namespace: c.namespace, pipelineID: pipeline.id, nodes: nodes, version: version,
-                                   inputs: inputs, overrides: overrides, mode: .sync) { finished in
+        _ = try engine.start(namespace: c.namespace, pipelineID: pipeline.id, nodes: nodes, version: version,
+                             inputs: inputs, options: options, mode: .sync, onFinish: { finished in
             writer.send(syncAnswer(finished))
+        })
+        return .later
+    }
+
+    /// `POST /pipeline/{id}/bulk-run` (and the docs' `bulk_run`) `{"runs":[{"inputs":{…}},…]}`: runs them all at
+    /// once and answers when every one has ended: `{"status":"success","run_outputs":[{"run_id","status",
+    /// "outputs"},…]}` in request order (API.md §4.6); a run that did not complete carries `error` instead.
+    static func bulkRun(_ c: HandlerContext) throws -> Reply {
+        let body = try c.bodyObject()
+        guard let pipeline = try c.app.store.pipeline(namespace: c.namespace, id: c.parameter("id")) else {
+            throw APIError(.notFound, "Pipeline not found")
+        }
+        let runs: [JSON]
+        switch body["runs"] {
+        case let .array(items)?: runs = items
+        case let .string(text)?:
+            guard let items = (try? JSON.parse(text))?.arrayValue else { throw APIError(.badRequest, "runs must be a JSON list") }
+            runs = items
+        default: throw APIError(.badRequest, "runs is required: a list of {\"inputs\": {...}}")
+        }
+        guard !runs.isEmpty else { return .json(.ok, ["status": "success", "run_outputs": []]) }
+        let requests = try runs.enumerated().map { index, item -> (JSONObject, RunOptions) in
+            guard let object = item.objectValue else { throw APIError(.badRequest, "runs[\(index)] must be an object") }
+            return (try objectField(object, "inputs"), try runOptions(object))
+        }
+        let (nodes, version) = try runnableNodes(c, pipeline, body)
+        let collected = Mutex<(results: [JSON?], remaining: Int)>((Array(repeating: nil, count: requests.count), requests.count))
+        let writer = c.writer
+        var started: [String] = []
+        for (index, request) in requests.enumerated() {
+            do {
+                let run = try c.app.engine.start(namespace: c.namespace, pipelineID: pipeline.id, nodes: nodes, version: version,
+                                                 inputs: request.0, options: request.1, mode: .background, onFinish: { finished in
+                    var entry: JSONObject = ["run_id": .string(finished.id), "status": .string(finished.status.rawValue)]
+                    if finished.status == .completed { entry["outputs"] = .object(finished.result ?? [:]) }
+                    else { entry["error"] = .string(finished.error ?? "run \(finished.id) was \(finished.status.rawValue)") }
+                    let all = collected.withLock { state -> [JSON]? in
+                        state.results[index] = .object(entry)
+                        state.remaining -= 1
+                        return state.remaining == 0 ? state.results.compactMap { $0 } : nil
+                    }
+                    if let all { writer.send(MockShiftApp.json(.ok, ["status": "success", "run_outputs": .array(all)])) }
+                })
+                started.append(run.id)
+            } catch {
+                for id in started { _ = try? c.app.engine.terminate(namespace: c.namespace, pipelineID: pipeline.id, runID: id) }
+                throw APIError(error.kind, "runs[\(index)]: \(error.message)")
+            }
         }
         return .later
+    }
+
+    /// The nodes a run executes: the working state, or the deployed snapshot its `version` names (SPEC §3).
+    static func runnableNodes(_ c: HandlerContext, _ pipeline: PipelineRecord, _ body: JSONObject) throws -> (JSONObject, String?) {
+        guard let version = body["version"]?.stringValue, !version.isEmpty else { return (pipeline.nodes, nil) }
+        return (try PipelineHandlers.deployedVersion(c, pipeline, version).nodes, version)
+    }
+
+    /// The run options the SDK may send besides `inputs` (API.md §4.1).
+    static func runOptions(_ body: JSONObject) throws -> RunOptions {
+        var options = RunOptions()
+        options.overrides = try objectField(body, "node_input_overrides")
+        options.streamAllOutputs = flag(body["stream_all_outputs"])
+        for key in ["session_id", "trace_id", "webhook_url"] {
+            if let value = body[key], value != .null { options.recorded[key] = .string(value.templateText) }
+        }
+        if let value = body["send_intermediate_results"] { options.recorded["send_intermediate_results"] = .bool(flag(value)) }
+        return options
     }
 
     /// The answer to a synchronous run once it is final (SPEC §3): 200 with outputs, 409 when terminated, 500
@@ -60,24 +134,57 @@ enum RunHandlers {
 
     /// `POST /pipeline/{pid}/terminate` with `run_id` (JSON, urlencoded or multipart; SPEC §4).
     static func terminate(_ c: HandlerContext) throws -> Reply {
-        let body = try c.bodyObject()
-        guard let runID = body["run_id"]?.stringValue, !runID.isEmpty else {
-            throw APIError(.badRequest, "run_id is required")
-        }
+        let runID = try requiredRunID(c)
         let run = try c.app.engine.terminate(namespace: c.namespace, pipelineID: c.parameter("id"), runID: runID)
-        switch run.status {
-        case .terminated:
-            return .json(.ok, ["status": "success", "run_id": .string(runID), "run_status": "terminated"])
-        case .completed, .failed:
-            throw APIError(.badRequest, "run \(runID) already \(run.status.rawValue)", runID: runID)
-        case .inProgress, .paused:
-            throw APIError(.internalError, "run \(runID) could not be terminated", runID: runID)
-        }
+        try requireLive(run, wanted: .terminated)
+        return .json(.ok, ["status": "success", "run_id": .string(runID), "run_status": "terminated"])
     }
 
-    /// A route a later issue serves: 501 with a clear message, never a fake answer.
-    static func notYet(_ feature: String) -> Handler {
-        { _ in throw APIError(.notImplemented, "\(feature) are not served by this MockShift version yet") }
+    /// `POST /pipeline/{pid}/pause` with `run_id` (API.md §5.4, SPEC §4): the run's timers stop.
+    static func pause(_ c: HandlerContext) throws -> Reply {
+        let runID = try requiredRunID(c)
+        let run = try c.app.engine.pause(namespace: c.namespace, pipelineID: c.parameter("id"), runID: runID)
+        try requireLive(run, wanted: .paused)
+        return .json(.ok, ["status": "success", "run_id": .string(runID), "run_status": "paused"])
+    }
+
+    /// `POST /pipeline/{pid}/resume` with `run_ids` (a list, API.md §5.4): each run continues where it stopped.
+    static func resume(_ c: HandlerContext) throws -> Reply {
+        let body = try c.bodyObject()
+        var ids: [String]
+        switch body["run_ids"] {
+        case let .array(items)?: ids = items.compactMap(\.stringValue)
+        case let .string(text)?: ids = (try? JSON.parse(text))?.arrayValue?.compactMap(\.stringValue) ?? [text]
+        default: ids = []
+        }
+        if ids.isEmpty, let single = body["run_id"]?.stringValue { ids = [single] }
+        guard !ids.isEmpty else { throw APIError(.badRequest, "run_ids is required: a list of run ids") }
+        for id in ids {  // check them all first, so a bad id resumes nothing
+            let run = try c.app.engine.status(namespace: c.namespace, pipelineID: c.parameter("id"), runID: id)
+            if run.status.isFinal { throw APIError(.badRequest, "run \(id) already \(run.status.rawValue)", runID: id) }
+        }
+        var statuses = JSONObject()
+        for id in ids {
+            let run = try c.app.engine.resume(namespace: c.namespace, pipelineID: c.parameter("id"), runID: id)
+            statuses[id] = .string(run.status.rawValue)
+        }
+        return .json(.ok, ["status": "success", "run_ids": .array(ids.map(JSON.string)), "run_statuses": .object(statuses)])
+    }
+
+    static func requiredRunID(_ c: HandlerContext) throws -> String {
+        guard let runID = try c.bodyObject()["run_id"]?.stringValue, !runID.isEmpty else {
+            throw APIError(.badRequest, "run_id is required")
+        }
+        return runID
+    }
+
+    /// 400 `run T already completed` (or `failed`, or `terminated` when pausing) when a request came too late.
+    static func requireLive(_ run: RunRecord, wanted: RunStatus) throws {
+        if run.status == wanted { return }
+        if run.status.isFinal {
+            throw APIError(.badRequest, "run \(run.id) already \(run.status.rawValue)", runID: run.id)
+        }
+        throw APIError(.internalError, "run \(run.id) is \(run.status.rawValue), not \(wanted.rawValue)", runID: run.id)
     }
 
     /// A run as JSON, `status` first (SPEC §3): ids, `result` exactly when completed, `error` exactly when
@@ -93,6 +200,7 @@ enum RunHandlers {
             for key in ["input_tokens", "output_tokens", "tokens_used", "credits_used"] { o[key] = usage[key] }
         }
         if let version = run.version { o["version"] = .string(version) }
+        if let options = run.options { for (k, v) in options { o[k] = v } }
         o["created_at"] = .string(iso8601(micros: run.createdAt))
         o["started_at"] = run.startedAt.map { .string(iso8601(micros: $0)) } ?? .null
         o["ended_at"] = run.endedAt.map { .string(iso8601(micros: $0)) } ?? .null

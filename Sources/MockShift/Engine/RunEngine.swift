@@ -14,29 +14,57 @@ public struct EngineSettings: Sendable {
 
     public init() {}
 
-    /// Real nanoseconds an LLM node takes to emit `tokens` tokens: TTFT, then `tokens / rate` seconds.
-    func duration(tokens: Int) -> UInt64 {
-        let simulatedMs = ttftMilliseconds + Double(tokens) * 1000 / max(tokensPerSecond, 0.001)
+    /// Real nanoseconds after an LLM node's start at which its `k`-th token (1-based) is emitted: TTFT, then
+    /// one token every `1 / rate` seconds; `k = 0` is the TTFT itself. All scaled by the time scale.
+    func due(token k: Int) -> UInt64 {
+        let simulatedMs = ttftMilliseconds + Double(k) * 1000 / max(tokensPerSecond, 0.001)
         return UInt64(max(0, simulatedMs * timeScale * 1_000_000))
     }
 
     /// Tokens emitted `elapsed` real nanoseconds after an LLM node started: `max(0, t − ttft) × rate / 1000`
-    /// in simulated milliseconds, rounded down (SPEC §6).
+    /// in simulated milliseconds, rounded down (SPEC §6), and never more than `total`.
     func emitted(after elapsed: UInt64, of total: Int) -> Int {
         guard timeScale > 0 else { return total }
         let simulatedMs = Double(elapsed) / 1_000_000 / timeScale
-        let n = Int(((simulatedMs - ttftMilliseconds) * tokensPerSecond / 1000).rounded(.down))
-        return min(total, max(0, n))
+        var n = min(total, max(0, Int(((simulatedMs - ttftMilliseconds) * tokensPerSecond / 1000).rounded(.down))))
+        // Agree exactly with `due(token:)` despite floating-point rounding, so a timer set for token k sees it.
+        while n < total && due(token: n + 1) <= elapsed { n += 1 }
+        while n > 0 && due(token: n) > elapsed { n -= 1 }
+        return n
     }
 }
 
-/// Runs pipelines (SPEC §3, §4, §6): evaluates the node graph in dependency order, drives LLM nodes with the
-/// one ``Scheduler``, and applies terminate. Every state change is committed to the ``Store`` before the
-/// engine returns or notifies anyone, so a response that reports it never runs ahead of SQLite. Knows nothing
-/// of HTTP.
+/// What a streaming run tells its observer as it goes (SPEC §5). The final state arrives through `onFinish`.
+public enum RunEvent: Sendable {
+    /// The run exists and is committed as `in_progress`: always the first event.
+    case started(RunRecord)
+    /// Tokens an LLM node just emitted, in order, for the output nodes that stream them (output-node names).
+    case tokens(outputs: [String], tokens: [String])
+    /// A whole output value that became ready (`stream_all_outputs`, outputs not fed by an LLM response).
+    case output(name: String, value: JSON)
+}
+
+/// Options of a run beyond its inputs (API.md §4.1).
+public struct RunOptions: Sendable {
+    /// `node_input_overrides`: `{node id or name: {input: value}}`, over the stored inputs for this run.
+    public var overrides: JSONObject = [:]
+    /// `stream_all_outputs`: every output streams (SPEC §5).
+    public var streamAllOutputs = false
+    /// Stored with the run and shown in its status: `session_id`, `trace_id`, `webhook_url`,
+    /// `send_intermediate_results`.
+    public var recorded: JSONObject = [:]
+
+    public init() {}
+}
+
+/// Runs pipelines (SPEC §3–6): evaluates the node graph in dependency order, drives LLM nodes with the one
+/// ``Scheduler``, streams tokens to observers, and applies terminate, pause and resume. Every state change is
+/// committed to the ``Store`` before the engine returns or tells anyone, so a response that reports it never
+/// runs ahead of SQLite. Each run has its own lock; nothing holds a global lock across a tick (TECH-NOTES R6).
+/// Knows nothing of HTTP.
 public final class RunEngine: Sendable {
     let store: Store
-    let scheduler: Scheduler
+    public let scheduler: Scheduler
     let settings: EngineSettings
     let logger: Logger
     private let live = Mutex<[String: LiveRun]>([:])
@@ -66,16 +94,17 @@ public final class RunEngine: Sendable {
     ///
     /// - Parameters:
     ///   - inputs: run inputs keyed by input-node name (API.md §4.1).
-    ///   - overrides: `node_input_overrides`, `{node id or name: {input: value}}` (SPEC §3).
+    ///   - observer: for streaming runs: receives ``RunEvent``s, in order, under the run's lock (keep it short).
     ///   - onFinish: called once, after the final state is committed, on whichever thread finished the run
     ///     (possibly before `start` returns, for a run with nothing to wait for).
     /// - Throws: ``APIError`` `.unprocessable` for a cycle or a missing node, `.badRequest` for missing
-    ///   inputs or a malformed node, `.internalError` when the store fails.
+    ///   inputs or a malformed node, `.internalError` when the store fails or the server is shutting down.
     public func start(namespace: String, pipelineID: String, nodes: JSONObject, version: String?,
-                      inputs: JSONObject, overrides: JSONObject, mode: RunMode,
+                      inputs: JSONObject, options: RunOptions = RunOptions(), mode: RunMode,
+                      observer: (@Sendable (RunEvent) -> Void)? = nil,
                       onFinish: (@Sendable (RunRecord) -> Void)? = nil) throws(APIError) -> RunRecord {
         if closed.load(ordering: .acquiring) { throw APIError(.internalError, "server shutting down") }
-        let graph = try PipelineGraph(nodes: nodes, overrides: overrides)
+        let graph = try PipelineGraph(nodes: nodes, overrides: options.overrides)
         let missing = NodeEvaluator.missingInputs(graph, runInputs: inputs)
         if !missing.isEmpty {
             throw APIError(.badRequest, "Missing input(s): \(missing.sorted().joined(separator: ", "))")
@@ -84,17 +113,30 @@ public final class RunEngine: Sendable {
         let record = RunRecord(
             id: IDs.make(), namespace: namespace, pipelineID: pipelineID, mode: mode, version: version,
             inputs: inputs, status: .inProgress, result: nil, error: nil, partialOutputs: nil, usage: nil,
+            options: options.recorded.isEmpty ? nil : options.recorded,
             createdAt: now, startedAt: now, endedAt: nil, nodes: graph.nodes.map { ($0.id, .pending) })
-        let run = LiveRun(graph: graph, record: record)
-        if let onFinish { run.state.withLock { $0.waiters.append(onFinish) } }
+        let run = LiveRun(graph: graph, record: record, streamAll: options.streamAllOutputs, streaming: observer != nil)
+        run.state.withLock { st in
+            if let onFinish { st.waiters.append(onFinish) }
+            if let observer { st.observers.append(observer) }
+        }
         live.withLock { $0[record.id] = run }
         if closed.load(ordering: .acquiring) {  // shutdown() began between the check above and now
             live.withLock { _ = $0.removeValue(forKey: record.id) }
             throw APIError(.internalError, "server shutting down")
         }
-        let (snapshot, finished) = run.state.withLock { st in
+        let (snapshot, finished) = run.state.withLock { st -> (RunRecord?, Finished?) in
+            // Events produced while the run is set up wait until it is committed and announced.
+            st.holding = true
             advance(run, &st)
-            return commitLocked(run, &st)
+            let outcome = commitLocked(run, &st)
+            if outcome.0 != nil {
+                st.holding = false
+                st.notify(.started(record))
+                for event in st.held { st.notify(event) }
+                st.held = []
+            }
+            return outcome
         }
         guard let snapshot else {
             live.withLock { _ = $0.removeValue(forKey: record.id) }
@@ -106,17 +148,59 @@ public final class RunEngine: Sendable {
 
     /// Terminates a run (SPEC §4) and returns its record as committed. A run that is already terminated is
     /// returned as it is (a second terminate is harmless); a completed or failed one too, unchanged: the
-    /// caller answers 400 for those. Throws `.notFound` for an unknown run or one of another pipeline or key.
+    /// caller answers 400 for those. Works on a paused run. Throws `.notFound` for an unknown run or one of
+    /// another pipeline or key.
     public func terminate(namespace: String, pipelineID: String, runID: String) throws(APIError) -> RunRecord {
+        try change(namespace: namespace, pipelineID: pipelineID, runID: runID) { run, st in
+            stopLocked(run, &st, status: .terminated, error: nil)
+        }
+    }
+
+    /// Pauses a running run (SPEC §4): its timers stop, no token is emitted, status `paused`. A paused run is
+    /// returned as it is; a final one unchanged (the caller answers 400).
+    public func pause(namespace: String, pipelineID: String, runID: String) throws(APIError) -> RunRecord {
+        try change(namespace: namespace, pipelineID: pipelineID, runID: runID) { _, st in
+            guard st.record.status == .inProgress else { return }
+            let now = scheduler.now
+            st.pausedAt = now
+            st.record.status = .paused
+            for id in st.llm.keys {
+                if let timer = st.llm[id]?.timer { scheduler.cancel(timer) }
+                st.llm[id]?.timer = nil
+            }
+        }
+    }
+
+    /// Resumes a paused run where it stopped: the next token is the one that was due. A running run is
+    /// returned as it is; a final one unchanged (the caller answers 400).
+    public func resume(namespace: String, pipelineID: String, runID: String) throws(APIError) -> RunRecord {
+        try change(namespace: namespace, pipelineID: pipelineID, runID: runID) { run, st in
+            guard st.record.status == .paused, let pausedAt = st.pausedAt else { return }
+            let shift = scheduler.now &- pausedAt
+            st.pausedAt = nil
+            st.record.status = .inProgress
+            for id in Array(st.llm.keys) {
+                st.llm[id]?.startedAt &+= shift
+                scheduleLLM(run, &st, nodeID: id)
+            }
+        }
+    }
+
+    /// Applies `body` to a live run under its lock and commits; for a run that is not live, returns the stored
+    /// record (the caller decides what a final run means for its request).
+    private func change(namespace: String, pipelineID: String, runID: String,
+                        _ body: (LiveRun, inout LiveState) -> Void) throws(APIError) -> RunRecord {
         if let run = live.withLock({ $0[runID] }), run.record.namespace == namespace, run.record.pipelineID == pipelineID {
             let (snapshot, finished) = run.state.withLock { st -> (RunRecord?, Finished?) in
                 if st.record.status.isFinal { return (st.record, nil) }
-                stopLocked(run, &st, status: .terminated, error: nil)
+                let before = st.record.status
+                body(run, &st)
+                if st.record.status == before && !before.isFinal { return (st.record, nil) }
                 return commitLocked(run, &st)
             }
             finish(finished)
             if let snapshot { return snapshot }
-            throw APIError(.internalError, "could not store the terminated run \(runID)")
+            throw APIError(.internalError, "could not store run \(runID)")
         }
         return try status(namespace: namespace, pipelineID: pipelineID, runID: runID)
     }
@@ -136,13 +220,6 @@ public final class RunEngine: Sendable {
         return record
     }
 
-    private func remember(_ record: RunRecord) {
-        finalRuns.withLock { cache in
-            if cache.count >= Self.finalCacheLimit { cache.removeAll(keepingCapacity: true) }
-            cache[record.id] = record
-        }
-    }
-
     /// Terminates every live run of a pipeline (it is being deleted, SPEC §3).
     public func terminateRuns(namespace: String, pipelineID: String) {
         let runs = live.withLock { $0.values.filter { $0.record.pipelineID == pipelineID && $0.record.namespace == namespace } }
@@ -150,7 +227,7 @@ public final class RunEngine: Sendable {
     }
 
     /// Fails every live run with `run interrupted: server shut down` (SPEC §1 SIGTERM), committing each and
-    /// answering their waiters.
+    /// answering their waiters. No run starts afterwards.
     public func shutdown() {
         closed.store(true, ordering: .releasing)
         let runs = live.withLock { Array($0.values) }
@@ -182,16 +259,15 @@ public final class RunEngine: Sendable {
                 case let .done(outputs):
                     st.outputs[node.id] = outputs
                     st.record.nodes[index].state = .completed
+                    if node.type == "output", run.streamAll, run.streaming, !run.tokenOutputs.contains(node.name) {
+                        st.notify(.output(name: node.name, value: outputs["value"] ?? .null))
+                    }
                     progressed = true
                 case let .llm(completion):
                     st.record.nodes[index].state = .running
-                    let nodeID = node.id
-                    let timer = scheduler.schedule(afterNanoseconds: settings.duration(tokens: completion.tokens.count)) {
-                        [weak self, weak run] in
-                        guard let self, let run else { return }
-                        self.llmFinished(run, nodeID: nodeID)
-                    }
-                    st.llm[node.id] = LLMProgress(completion: completion, startedAt: scheduler.now, timer: timer)
+                    st.llm[node.id] = LLMProgress(completion: completion, startedAt: scheduler.now,
+                                                  streamsTo: run.streaming ? run.streamedOutputs[node.id] ?? [] : [])
+                    scheduleLLM(run, &st, nodeID: node.id)
                 }
             }
         }
@@ -199,14 +275,43 @@ public final class RunEngine: Sendable {
             st.record.status = .completed
             st.record.endedAt = wallClockMicros()
             st.record.result = resultOutputs(run, st)
-            st.record.usage = usage(st, emittedAt: nil)
+            st.record.usage = usage(st, at: nil)
         }
     }
 
-    private func llmFinished(_ run: LiveRun, nodeID: String) {
+    /// Sets the LLM node's next timer: its next token when tokens stream to someone, else its last token.
+    private func scheduleLLM(_ run: LiveRun, _ st: inout LiveState, nodeID: String) {
+        guard var progress = st.llm[nodeID] else { return }
+        let total = progress.completion.tokens.count
+        let target = progress.streamsTo.isEmpty ? total : min(total, progress.sent + 1)
+        let elapsed = scheduler.now &- progress.startedAt
+        let dueAt = settings.due(token: target)
+        progress.generation &+= 1
+        let generation = progress.generation
+        progress.timer = scheduler.schedule(afterNanoseconds: dueAt > elapsed ? dueAt - elapsed : 0) { [weak self, weak run] in
+            guard let self, let run else { return }
+            self.llmTick(run, nodeID: nodeID, generation: generation)
+        }
+        st.llm[nodeID] = progress
+    }
+
+    /// An LLM node's timer fired: send the tokens now due, then finish the node or wait for the next token.
+    private func llmTick(_ run: LiveRun, nodeID: String, generation: UInt64) {
         let (_, finished) = run.state.withLock { st -> (RunRecord?, Finished?) in
-            guard st.record.status == .inProgress, let progress = st.llm.removeValue(forKey: nodeID),
+            guard st.record.status == .inProgress, var progress = st.llm[nodeID], progress.generation == generation,
                   let index = run.graph.nodes.firstIndex(where: { $0.id == nodeID }) else { return (nil, nil) }
+            let total = progress.completion.tokens.count
+            let emitted = settings.emitted(after: scheduler.now &- progress.startedAt, of: total)
+            if !progress.streamsTo.isEmpty && emitted > progress.sent {
+                st.notify(.tokens(outputs: progress.streamsTo, tokens: Array(progress.completion.tokens[progress.sent..<emitted])))
+                progress.sent = emitted
+            }
+            st.llm[nodeID] = progress
+            guard emitted >= total else {
+                scheduleLLM(run, &st, nodeID: nodeID)
+                return (nil, nil)
+            }
+            st.llm[nodeID] = nil
             st.finishedLLM[nodeID] = progress.completion
             var outputs = progress.completion.outputs()
             outputs["complete"] = .bool(true)
@@ -220,14 +325,14 @@ public final class RunEngine: Sendable {
 
     /// Stops a run now: cancels its timers, records what was produced so far, marks unfinished nodes.
     private func stopLocked(_ run: LiveRun, _ st: inout LiveState, status: RunStatus, error: String?) {
-        let now = scheduler.now
-        for progress in st.llm.values { scheduler.cancel(progress.timer) }
+        let now = st.pausedAt ?? scheduler.now  // a paused run's tokens stopped when it was paused
+        for progress in st.llm.values { if let timer = progress.timer { scheduler.cancel(timer) } }
         st.record.status = status
         st.record.error = error
         st.record.endedAt = wallClockMicros()
         st.record.result = nil
         st.record.partialOutputs = partialOutputs(run, st, now: now)
-        st.record.usage = usage(st, emittedAt: now)
+        st.record.usage = usage(st, at: now)
         for i in st.record.nodes.indices {
             switch st.record.nodes[i].state {
             case .running: st.record.nodes[i].state = status == .terminated ? .terminated : .failed
@@ -236,6 +341,7 @@ public final class RunEngine: Sendable {
             }
         }
         st.llm.removeAll()
+        st.pausedAt = nil
     }
 
     /// Output-node values keyed by output-node name.
@@ -261,8 +367,7 @@ public final class RunEngine: Sendable {
                 let id = run.graph.nodeID(for: reference.node)
                 if let outputs = st.outputs[id] { return outputs[reference.field] }
                 if let progress = st.llm[id] {
-                    let n = settings.emitted(after: now &- progress.startedAt, of: progress.completion.tokens.count)
-                    return progress.completion.outputs(emitted: n)[reference.field]
+                    return progress.completion.outputs(emitted: progress.emitted(at: now, settings))[reference.field]
                 }
                 available = false
                 return nil
@@ -272,8 +377,8 @@ public final class RunEngine: Sendable {
         return partial
     }
 
-    /// Token counts and credits over the run's LLM nodes; running ones count what they emitted by `emittedAt`.
-    private func usage(_ st: LiveState, emittedAt now: UInt64?) -> JSONObject? {
+    /// Token counts and credits over the run's LLM nodes; running ones count what they emitted by `now`.
+    private func usage(_ st: LiveState, at now: UInt64?) -> JSONObject? {
         var input = 0, output = 0
         var credits = 0.0
         for completion in st.finishedLLM.values {
@@ -283,7 +388,7 @@ public final class RunEngine: Sendable {
         }
         if let now {
             for progress in st.llm.values {
-                let n = settings.emitted(after: now &- progress.startedAt, of: progress.completion.tokens.count)
+                let n = progress.emitted(at: now, settings)
                 input += progress.completion.inputTokens
                 output += n
                 credits += progress.completion.outputs(emitted: n)["credits_used"]?.doubleValue ?? 0
@@ -313,6 +418,7 @@ public final class RunEngine: Sendable {
         guard st.record.status.isFinal else { return (st.record, nil) }
         let waiters = st.waiters
         st.waiters = []
+        st.observers = []
         return (st.record, Finished(record: st.record, waiters: waiters))
     }
 
@@ -322,6 +428,13 @@ public final class RunEngine: Sendable {
         live.withLock { _ = $0.removeValue(forKey: finished.record.id) }
         for waiter in finished.waiters { waiter(finished.record) }
     }
+
+    private func remember(_ record: RunRecord) {
+        finalRuns.withLock { cache in
+            if cache.count >= Self.finalCacheLimit { cache.removeAll(keepingCapacity: true) }
+            cache[record.id] = record
+        }
+    }
 }
 
 /// A run in memory while it is not final.
@@ -329,20 +442,75 @@ final class LiveRun: Sendable {
     let graph: PipelineGraph
     /// The run's identity as created (id, namespace, pipeline); its changing state is in `state`.
     let record: RunRecord
+    /// True when someone reads the run as a stream.
+    let streaming: Bool
+    /// `stream_all_outputs`.
+    let streamAll: Bool
+    /// LLM node id → names of the output nodes its tokens stream to (SPEC §5).
+    let streamedOutputs: [String: [String]]
+    /// Every output name that receives tokens.
+    let tokenOutputs: Set<String>
     let state: Mutex<LiveState>
 
-    init(graph: PipelineGraph, record: RunRecord) {
+    init(graph: PipelineGraph, record: RunRecord, streamAll: Bool, streaming: Bool) {
         self.graph = graph
         self.record = record
+        self.streaming = streaming
+        self.streamAll = streamAll
+        streamedOutputs = LiveRun.streamedOutputs(graph, streamAll: streamAll)
+        tokenOutputs = Set(streamedOutputs.values.joined())
         state = Mutex(LiveState(record: record))
+    }
+
+    /// Which outputs stream an LLM's tokens: those whose value names the LLM's `response` when the LLM's `stream`
+    /// input is true or the output is `stream<string>`; with `streamAll`, every output fed by an LLM response.
+    static func streamedOutputs(_ graph: PipelineGraph, streamAll: Bool) -> [String: [String]] {
+        var map: [String: [String]] = [:]
+        let llms = Dictionary(graph.nodes.filter { $0.type == "llm" }.map { ($0.id, $0) }, uniquingKeysWith: { a, _ in a })
+        for node in graph.nodes where node.type == "output" {
+            let streamType = node.inputs["output_type"]?.stringValue == "stream<string>"
+            for reference in Templates.references(in: node.inputs["value"] ?? .null) where reference.field == "response" {
+                let id = graph.nodeID(for: reference.node)
+                guard let llm = llms[id] else { continue }
+                if streamAll || streamType || flag(llm.inputs["stream"]) {
+                    if !(map[id]?.contains(node.name) ?? false) { map[id, default: []].append(node.name) }
+                }
+            }
+        }
+        return map
     }
 }
 
-/// A running LLM node: its completion and when it started (scheduler nanoseconds).
+/// `true` for JSON `true` or the text `"true"` (forms send booleans as text, API.md §1).
+func flag(_ value: JSON?) -> Bool {
+    switch value {
+    case let .bool(b): b
+    case let .string(s): s.lowercased() == "true"
+    default: false
+    }
+}
+
+/// A running LLM node: its completion, when it started (scheduler nanoseconds, moved forward by pauses), and
+/// how far its tokens went out.
 struct LLMProgress {
     let completion: LLMCompletion
-    let startedAt: UInt64
-    let timer: TimerID
+    var startedAt: UInt64
+    /// Output names that receive its tokens as they come; empty = nobody streams them.
+    let streamsTo: [String]
+    var sent = 0
+    var timer: TimerID?
+    /// Bumped at each (re)schedule, so a timer that fired late after a pause does nothing.
+    var generation: UInt64 = 0
+
+    init(completion: LLMCompletion, startedAt: UInt64, streamsTo: [String]) {
+        self.completion = completion
+        self.startedAt = startedAt
+        self.streamsTo = streamsTo
+    }
+
+    func emitted(at now: UInt64, _ settings: EngineSettings) -> Int {
+        settings.emitted(after: now &- startedAt, of: completion.tokens.count)
+    }
 }
 
 struct LiveState {
@@ -354,6 +522,17 @@ struct LiveState {
     /// Finished LLM nodes' completions (for usage).
     var finishedLLM: [String: LLMCompletion] = [:]
     var waiters: [@Sendable (RunRecord) -> Void] = []
+    var observers: [@Sendable (RunEvent) -> Void] = []
+    /// While true, events wait in `held` (the run is not announced yet).
+    var holding = false
+    var held: [RunEvent] = []
+    /// Scheduler time the run was paused at.
+    var pausedAt: UInt64?
+
+    mutating func notify(_ event: RunEvent) {
+        if holding { held.append(event); return }
+        for observer in observers { observer(event) }
+    }
 
     func nodeState(_ id: String) -> NodeState? {
         record.nodes.first(where: { $0.id == id })?.state

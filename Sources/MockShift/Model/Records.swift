@@ -61,6 +61,8 @@ public struct RunRecord: Sendable, Equatable {
     public var partialOutputs: JSONObject?
     /// Token counts and credits summed over the run's LLM nodes.
     public var usage: JSONObject?
+    /// Options recorded with the run (`session_id`, `trace_id`, `webhook_url`, ...).
+    public var options: JSONObject?
     /// Microseconds since 1970; nil until it happens.
     public var createdAt: Int64
     public var startedAt: Int64?

@@ -105,6 +105,8 @@ public final class Store: @unchecked Sendable {
             PRIMARY KEY (run_id, node_id)
         );
         """,
+        // 2: run options the SDK sends besides inputs (session_id, trace_id, webhook_url, ...).
+        "ALTER TABLE runs ADD COLUMN options TEXT;",
     ]
 
     static func migrate(_ db: SQLiteConnection) throws {
@@ -229,7 +231,7 @@ public final class Store: @unchecked Sendable {
     // MARK: Runs
 
     private static let runColumns =
-        "id, namespace, pipeline_id, mode, version, inputs, status, result, error, partial_outputs, usage, created_at, started_at, ended_at"
+        "id, namespace, pipeline_id, mode, version, inputs, status, result, error, partial_outputs, usage, created_at, started_at, ended_at, options"
 
     private static func encode(_ o: JSONObject?) -> SQLValue { o.map { .text(JSON.object($0).encodedString()) } ?? .null }
     private static func decodeObject(_ v: SQLValue) throws -> JSONObject? {
@@ -240,7 +242,7 @@ public final class Store: @unchecked Sendable {
 
     private static func upsertRun(_ r: RunRecord, in db: SQLiteConnection) throws {
         try db.query("""
-            INSERT INTO runs (\(runColumns)) VALUES (?,?,?,?,?,?,?,?,?,?,?,?,?,?)
+            INSERT INTO runs (\(runColumns)) VALUES (?,?,?,?,?,?,?,?,?,?,?,?,?,?,?)
             ON CONFLICT(id) DO UPDATE SET status = excluded.status, result = excluded.result, error = excluded.error,
                 partial_outputs = excluded.partial_outputs, usage = excluded.usage, started_at = excluded.started_at,
                 ended_at = excluded.ended_at
@@ -248,7 +250,7 @@ public final class Store: @unchecked Sendable {
             .text(r.id), .text(r.namespace), .text(r.pipelineID), .text(r.mode.rawValue), r.version.map(SQLValue.text) ?? .null,
             .text(JSON.object(r.inputs).encodedString()), .text(r.status.rawValue), encode(r.result),
             r.error.map(SQLValue.text) ?? .null, encode(r.partialOutputs), encode(r.usage), .int(r.createdAt),
-            optionalInt(r.startedAt), optionalInt(r.endedAt),
+            optionalInt(r.startedAt), optionalInt(r.endedAt), encode(r.options),
         ])
         for (position, node) in r.nodes.enumerated() {
             try db.query("""
@@ -288,7 +290,7 @@ public final class Store: @unchecked Sendable {
             mode: RunMode(rawValue: row[3].text ?? "") ?? .background, version: row[4].text,
             inputs: try decodeObject(row[5]) ?? [:], status: RunStatus(rawValue: row[6].text ?? "") ?? .failed,
             result: try decodeObject(row[7]), error: row[8].text, partialOutputs: try decodeObject(row[9]),
-            usage: try decodeObject(row[10]), createdAt: row[11].int ?? 0, startedAt: row[12].int, endedAt: row[13].int,
+            usage: try decodeObject(row[10]), options: try decodeObject(row[14]), createdAt: row[11].int ?? 0, startedAt: row[12].int, endedAt: row[13].int,
             nodes: nodes)
     }
 

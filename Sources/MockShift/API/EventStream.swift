@@ -1,0 +1,114 @@
+import HTTPTypes
+import MockShiftHTTP
+import Synchronization
+
+/// One streaming run's Server-Sent Events (SPEC §5, API.md §4.4): `event: TYPE` + one `data: {json}` line + a
+/// blank line per event; every event's JSON repeats `type` and carries `run_id` and `task_id`. The first event
+/// is `start`, then one `stream` event per token and output, then exactly one `result` event, after which the
+/// body ends. A `: keep-alive` comment goes out after 15 s of silence.
+final class EventStream: Sendable {
+    let body = StreamBody()
+    private let scheduler: Scheduler
+    private struct State {
+        var runID = ""
+        var lastWrite: UInt64 = 0
+        var keepAlive: TimerID?
+        var done = false
+    }
+    private let state = Mutex(State())
+    static let keepAliveNanos: UInt64 = 15_000_000_000
+
+    init(scheduler: Scheduler) {
+        self.scheduler = scheduler
+        body.onClose { [weak self] in self?.stopKeepAlive() }
+    }
+
+    /// The HTTP response carrying this stream.
+    func response() -> Response {
+        Response(status: .ok, headerFields: [.contentType: "text/event-stream", .cacheControl: "no-cache"], stream: body)
+    }
+
+    /// Turns an engine event into SSE bytes. Called under the run's lock, so keep it to formatting and one write.
+    func send(_ event: RunEvent) {
+        switch event {
+        case let .started(run):
+            state.withLock { $0.runID = run.id }
+            write([frame("start", ["status": .string(run.status.rawValue)])])
+            scheduleKeepAlive()
+        case let .tokens(outputs, tokens):
+            var frames: [[UInt8]] = []
+            frames.reserveCapacity(outputs.count * tokens.count)
+            for token in tokens {
+                for output in outputs {
+                    frames.append(frame("stream", ["output_name": .string(output), "output_value": .string(token)]))
+                }
+            }
+            write(frames)  // tokens due together go out in one write
+        case let .output(name, value):
+            write([frame("stream", ["output_name": .string(name), "output_value": value])])
+        }
+    }
+
+    /// Sends the terminal `result` event for a final run and ends the body.
+    func finish(_ run: RunRecord) {
+        var fields: JSONObject = ["status": .string(run.status.rawValue)]
+        switch run.status {
+        case .completed: fields["outputs"] = .object(run.result ?? [:])
+        case .failed: fields["error"] = .string(run.error ?? "unknown error")
+        default: fields["partial_outputs"] = .object(run.partialOutputs ?? [:])
+        }
+        state.withLock {
+            $0.runID = run.id
+            $0.done = true
+        }
+        stopKeepAlive()
+        body.finish(with: frame("result", fields))
+    }
+
+    private func frame(_ type: String, _ fields: JSONObject) -> [UInt8] {
+        let runID = state.withLock { $0.runID }
+        var object: JSONObject = ["type": .string(type)]
+        for (k, v) in fields { object[k] = v }
+        object["run_id"] = .string(runID)
+        object["task_id"] = .string(runID)
+        var bytes = Array("event: \(type)\ndata: ".utf8)
+        bytes += JSON.object(object).encoded()
+        bytes += [10, 10]
+        return bytes
+    }
+
+    private func write(_ frames: [[UInt8]]) {
+        state.withLock { $0.lastWrite = scheduler.now }
+        body.write(Array(frames.joined()))
+    }
+
+    private func scheduleKeepAlive(after delay: UInt64 = keepAliveNanos) {
+        let timer = scheduler.schedule(afterNanoseconds: delay) { [weak self] in self?.keepAliveTick() }
+        let stale = state.withLock { st -> TimerID? in
+            let old = st.keepAlive
+            st.keepAlive = st.done ? nil : timer
+            return st.done ? timer : old
+        }
+        if let stale { scheduler.cancel(stale) }
+    }
+
+    private func keepAliveTick() {
+        let (done, quiet) = state.withLock { ($0.done, scheduler.now &- $0.lastWrite) }
+        guard !done, !body.isClosed else { return }
+        if quiet >= Self.keepAliveNanos {
+            write([Array(": keep-alive\n\n".utf8)])
+            scheduleKeepAlive()
+        } else {
+            scheduleKeepAlive(after: Self.keepAliveNanos - quiet)  // 15 s after the last write
+        }
+    }
+
+    private func stopKeepAlive() {
+        let timer = state.withLock { st -> TimerID? in
+            st.done = true
+            defer { st.keepAlive = nil }
+            return st.keepAlive
+        }
+        if let timer { scheduler.cancel(timer) }
+    }
+}

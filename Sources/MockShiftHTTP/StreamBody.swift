@@ -1,0 +1,196 @@
+import CMicroHTTPD
+import Foundation
+import Glibc
+import Synchronization
+
+/// A response body produced over time, e.g. Server-Sent Events. The responder writes from any thread; the
+/// transport sends each write as soon as libmicrohttpd can (chunked encoding), parking the connection with
+/// suspend/resume while there is nothing to send, so an idle stream costs no thread and no CPU (TECH-NOTES §3,
+/// P5). Writes that pile up while the connection is busy go out together in one write.
+///
+/// The body ends with ``finish()`` (the chunked terminator follows), or when the client goes away: then
+/// ``isClosed`` turns true and the `onClose` handlers run once, on a transport thread.
+public final class StreamBody: Sendable {
+    struct State {
+        var pending: [UInt8] = []
+        var finished = false
+        var aborted = false
+        var suspended = false
+        var closed = false
+        var connection: ConnectionHandle?
+        var onClose: [@Sendable () -> Void] = []
+        /// Stops the hangup watch; run on release.
+        var unwatch: (@Sendable () -> Void)?
+    }
+
+    let state = Mutex(State())
+
+    public init() {}
+
+    /// Queues `bytes` for sending. Ignored after ``finish()`` or once the client is gone.
+    public func write(_ bytes: [UInt8]) {
+        state.withLock { st in
+            guard !st.finished, !st.closed else { return }
+            st.pending.append(contentsOf: bytes)
+            wake(&st)
+        }
+    }
+
+    /// Queues `bytes` (may be empty) as the last data and ends the body.
+    public func finish(with bytes: [UInt8] = []) {
+        state.withLock { st in
+            guard !st.finished, !st.closed else { return }
+            st.pending.append(contentsOf: bytes)
+            st.finished = true
+            wake(&st)
+        }
+    }
+
+    /// True once the transport released the connection (finished and sent, or the client went away).
+    public var isClosed: Bool { state.withLock { $0.closed } }
+
+    /// Runs `handler` once when the connection is released (at once if it already was).
+    public func onClose(_ handler: @escaping @Sendable () -> Void) {
+        let runNow = state.withLock { st -> Bool in
+            if st.closed { return true }
+            st.onClose.append(handler)
+            return false
+        }
+        if runNow { handler() }
+    }
+
+    // MARK: Transport side
+
+    /// Resumes the parked connection so libmicrohttpd asks for data again. Call under the lock.
+    private func wake(_ st: inout State) {
+        if st.suspended, let connection = st.connection {
+            st.suspended = false
+            MHD_resume_connection(connection.pointer)  // never twice: guarded by `suspended` under the lock (TECH-NOTES P7)
+        }
+    }
+
+    /// The client hung up (seen by the hangup watcher): make the next read fail so libmicrohttpd closes.
+    func abort() {
+        state.withLock { st in
+            st.aborted = true
+            wake(&st)
+        }
+    }
+
+    func attach(_ connection: OpaquePointer, unwatch: (@Sendable () -> Void)?) {
+        let handle = ConnectionHandle(pointer: connection)
+        state.withLock {
+            $0.connection = handle
+            $0.unwatch = unwatch
+        }
+    }
+
+    /// libmicrohttpd's content reader: copies what is pending, ends the stream, or parks the connection.
+    func read(into buffer: UnsafeMutablePointer<CChar>, max: Int) -> Int {
+        state.withLock { st in
+            if st.aborted { return Int(MHD_CONTENT_READER_END_WITH_ERROR) }
+            if !st.pending.isEmpty {
+                let n = min(max, st.pending.count)
+                st.pending.withUnsafeBufferPointer { source in
+                    UnsafeMutableRawPointer(buffer).copyMemory(from: source.baseAddress!, byteCount: n)
+                }
+                st.pending.removeFirst(n)
+                return n
+            }
+            if st.finished { return Int(MHD_CONTENT_READER_END_OF_STREAM) }
+            guard let connection = st.connection else { return Int(MHD_CONTENT_READER_END_WITH_ERROR) }
+            st.suspended = true
+            MHD_suspend_connection(connection.pointer)  // allowed inside the content reader; returning 0 unsuspended would spin (P5)
+            return 0
+        }
+    }
+
+    /// The response was destroyed: the connection pointer is dead from now on.
+    func released() {
+        let handlers = state.withLock { st -> [@Sendable () -> Void] in
+            st.closed = true
+            st.connection = nil
+            st.suspended = false
+            let h = st.onClose + (st.unwatch.map { [$0] } ?? [])
+            st.onClose = []
+            st.unwatch = nil
+            return h
+        }
+        for handler in handlers { handler() }
+    }
+}
+
+/// An `MHD_Connection *`, valid until the response is released; only used under ``StreamBody``'s lock.
+struct ConnectionHandle: @unchecked Sendable {
+    let pointer: OpaquePointer
+}
+
+let streamReleased: MHD_ContentReaderFreeCallback = { cls in
+    guard let cls else { return }
+    let unmanaged = Unmanaged<StreamBody>.fromOpaque(cls)
+    unmanaged.takeUnretainedValue().released()
+    unmanaged.release()  // balances passRetained in HTTPServer.queue(_:on:)
+}
+
+let streamReader: MHD_ContentReaderCallback = { cls, _, buffer, max in
+    guard let cls, let buffer else { return Int(MHD_CONTENT_READER_END_WITH_ERROR) }
+    return Unmanaged<StreamBody>.fromOpaque(cls).takeUnretainedValue().read(into: buffer, max: max)
+}
+
+/// Watches the sockets of streaming connections for a client hang-up. libmicrohttpd does not notice one on a
+/// suspended connection (TECH-NOTES P7), so a stream parked between tokens would otherwise hold its socket
+/// until the run ends. One thread, one epoll set, `EPOLLRDHUP`: detection is immediate and costs nothing while
+/// clients stay connected.
+final class HangupWatcher: @unchecked Sendable {
+    // @unchecked: `epollFD` is fixed after init; `watched` is under its mutex.
+    private let epollFD: Int32
+    private let watched = Mutex<[UInt64: (fd: Int32, stream: StreamBody)]>([:])
+    private let nextToken = Atomic<UInt64>(1)
+
+    init() {
+        epollFD = epoll_create1(Int32(EPOLL_CLOEXEC))
+        let thread = Thread { [self] in self.loop() }
+        thread.name = "mockshift-hangups"
+        thread.start()
+    }
+
+    /// Starts watching `fd` for `stream`; returns a token for ``unwatch(_:)``.
+    func watch(fd: Int32, stream: StreamBody) -> UInt64 {
+        let token = nextToken.wrappingAdd(1, ordering: .relaxed).oldValue
+        watched.withLock { $0[token] = (fd, stream) }
+        var event = epoll_event()
+        event.events = EPOLLRDHUP.rawValue | EPOLLHUP.rawValue | EPOLLERR.rawValue
+        event.data.u64 = token
+        if epoll_ctl(epollFD, EPOLL_CTL_ADD, fd, &event) != 0 {
+            watched.withLock { _ = $0.removeValue(forKey: token) }
+        }
+        return token
+    }
+
+    /// Stops watching (the connection is being released). The descriptor may already be closed: harmless.
+    func unwatch(_ token: UInt64) {
+        guard let entry = watched.withLock({ $0.removeValue(forKey: token) }) else { return }
+        _ = epoll_ctl(epollFD, EPOLL_CTL_DEL, entry.fd, nil)
+    }
+
+    var count: Int { watched.withLock { $0.count } }
+
+    /// Ends every watched stream (server shutdown).
+    func abortAll() {
+        for entry in watched.withLock({ Array($0.values) }) { entry.stream.abort() }
+    }
+
+    private func loop() {
+        var events = [epoll_event](repeating: epoll_event(), count: 64)
+        while true {
+            let n = epoll_wait(epollFD, &events, Int32(events.count), -1)
+            if n < 0 { if errno == EINTR { continue } else { return } }
+            for i in 0..<Int(n) {
+                let token = events[i].data.u64
+                guard let entry = watched.withLock({ $0.removeValue(forKey: token) }) else { continue }
+                _ = epoll_ctl(epollFD, EPOLL_CTL_DEL, entry.fd, nil)
+                entry.stream.abort()
+            }
+        }
+    }
+}
