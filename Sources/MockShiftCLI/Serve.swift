@@ -115,6 +115,9 @@ struct Serve: ParsableCommand {
         http.shutdownResponse = MockShiftApp.render(APIError(.internalError, "server shutting down"))
         let server = HTTPServer(configuration: http, responder: app, logger: logger)
         try server.start()
+        app.reportTransportStats { [server] in
+            ["open_streams": .int(Int64(server.openStreams)), "connections": .int(Int64(server.currentConnections))]
+        }
 
         let shownHost = http.host.contains(":") ? "[\(http.host)]" : http.host
         // The ready line (SPEC §1), written unbuffered so a test reading our stdout sees it at once.

@@ -164,3 +164,21 @@ def build_llm_pipeline(Pipeline, name, *, stream=False):
 
 def unique(prefix):
     return f"{prefix}-{uuid.uuid4().hex[:8]}"
+
+
+def build_streaming_pipeline(Pipeline, name):
+    """input_0 → llm (stream=True) → output_0 of type stream<string>, as in the docs' streaming example."""
+    pipeline = Pipeline.new(name=name)
+    inp = pipeline.add(name="input_0", id="input_0").input(input_type="string")
+    llm = pipeline.add(name="llm", id="llm").llm(provider="openai", model="gpt-4o", prompt=inp.text, stream=True)
+    pipeline.add(name="output_0", id="output_0").output(output_type="stream<string>", value=llm.response)
+    pipeline.save(deploy=True)
+    return pipeline
+
+
+def stats(daemon):
+    return requests.get(f"{daemon.root}/_mock/stats", timeout=10).json()
+
+
+def open_descriptors(daemon):
+    return len(os.listdir(f"/proc/{daemon.proc.pid}/fd"))

@@ -2,6 +2,7 @@ import Foundation
 import HTTPTypes
 import Logging
 import MockShiftHTTP
+import Synchronization
 
 /// The VectorShift API on top of the transport: authenticates, routes, calls a handler and renders its answer
 /// or error. One instance serves every request; it holds the store and the run engine.
@@ -15,6 +16,15 @@ public final class MockShiftApp: HTTPResponder {
     let maxBodyBytes: Int
     /// `serve --cancel-on-disconnect`: a streaming client that goes away terminates its run (SPEC §5).
     let cancelOnDisconnect: Bool
+    /// Figures from the transport for `/_mock/stats` (open connections, open streams), set once it runs.
+    private let transportStats = Mutex<(@Sendable () -> JSONObject)?>(nil)
+
+    /// Lets `/_mock/stats` report the transport's figures; the app itself never sees the transport.
+    public func reportTransportStats(_ provider: @escaping @Sendable () -> JSONObject) {
+        transportStats.withLock { $0 = provider }
+    }
+
+    func currentTransportStats() -> JSONObject { transportStats.withLock { $0 }?() ?? [:] }
 
     /// - Parameter apiKeys: accepted keys; empty = any key (SPEC §1 `--api-key`).
     public init(store: Store, engine: RunEngine, apiKeys: Set<String>, maxBodyBytes: Int,

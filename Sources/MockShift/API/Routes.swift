@@ -23,6 +23,7 @@ extension Router {
         r.add(.post, "/v1/pipeline/:id/bulk_run", RunHandlers.bulkRun)  // the docs' spelling
         // Test controls (SPEC §7)
         r.add(.get, "/_mock/health", MockHandlers.health)
+        r.add(.get, "/_mock/stats", MockHandlers.stats)
         return r
     }
 }
