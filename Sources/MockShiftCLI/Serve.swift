@@ -59,12 +59,24 @@ struct Serve: ParsableCommand {
     var logLevel: String?
 
     func validate() throws {
-        if let s = setting(timeScale, "TIME_SCALE", Double.init), s < 0 { throw ValidationError("--time-scale must be >= 0") }
-        if let t = setting(tokensPerSecond, "TOKENS_PER_SECOND", Double.init), t <= 0 { throw ValidationError("--tokens-per-second must be > 0") }
-        if let t = setting(ttftMs, "TTFT_MS", Double.init), t < 0 { throw ValidationError("--ttft-ms must be >= 0") }
-        if let m = setting(maxBodyMB, "MAX_BODY_MB", Double.init), m <= 0 { throw ValidationError("--max-body-mb must be > 0") }
+        func check(_ value: Double?, _ name: String, _ env: String, _ range: ClosedRange<Double>, _ rule: String) throws {
+            guard let value = setting(value, env, Double.init) else {
+                if let raw = ProcessInfo.processInfo.environment["MOCKSHIFT_\(env)"], !raw.isEmpty {
+                    throw ValidationError("MOCKSHIFT_\(env) must be a number")
+                }
+                return
+            }
+            guard value.isFinite, range.contains(value) else { throw ValidationError("--\(name) must be \(rule)") }
+        }
+        try check(timeScale, "time-scale", "TIME_SCALE", 0...1_000_000, "a number from 0 to 1000000")
+        try check(tokensPerSecond, "tokens-per-second", "TOKENS_PER_SECOND", 0.001...1_000_000, "a number from 0.001 to 1000000")
+        try check(ttftMs, "ttft-ms", "TTFT_MS", 0...86_400_000, "a number of milliseconds from 0 to 86400000")
+        try check(maxBodyMB, "max-body-mb", "MAX_BODY_MB", 0.001...1024, "a number of MiB from 0.001 to 1024")
         if let level = setting(logLevel, "LOG_LEVEL", { $0 }), Logger.Level(rawValue: level) == nil {
             throw ValidationError("--log-level must be one of trace, debug, info, notice, warning, error, critical")
+        }
+        if apiKeys.contains(where: { $0.trimmingCharacters(in: .whitespaces).isEmpty }) {
+            throw ValidationError("--api-key must not be empty")
         }
     }
 
@@ -112,7 +124,8 @@ struct Serve: ParsableCommand {
         http.port = setting(port, "PORT", UInt16.init) ?? 8000
         http.maxBodyBytes = maxBody
         http.connectionLimit = UInt32(max(64, min(15_000, raiseOpenFileLimit() - 100)))
-        http.shutdownResponse = MockShiftApp.render(APIError(.internalError, "server shutting down"))
+        http.shutdownResponse = MockShiftApp.render(APIError(.unavailable, "server shutting down"))
+        http.errorLog = level <= .debug  // libmicrohttpd's own messages (client hang-ups, ...) only when debugging
         let server = HTTPServer(configuration: http, responder: app, logger: logger)
         try server.start()
         app.reportTransportStats { [server] in

@@ -20,6 +20,8 @@ public struct HTTPServerConfiguration: Sendable {
     public var connectionMemoryLimit: Int = 32 * 1024
     /// Largest request body kept, in bytes; a larger one reaches the responder with `bodyTooLarge`.
     public var maxBodyBytes: Int = 32 * 1024 * 1024
+    /// Let libmicrohttpd print its own diagnostics to standard error.
+    public var errorLog = false
     /// Answer given to requests still parked when the server stops.
     public var shutdownResponse = Response(status: .serviceUnavailable)
 
@@ -70,7 +72,7 @@ public final class HTTPServer: @unchecked Sendable {
     /// Starts listening. Throws ``HTTPServerError/cannotStart(host:port:)``.
     public func start() throws {
         let flags = MHD_USE_INTERNAL_POLLING_THREAD.rawValue | MHD_USE_EPOLL.rawValue
-            | MHD_ALLOW_SUSPEND_RESUME.rawValue | MHD_USE_ERROR_LOG.rawValue
+            | MHD_ALLOW_SUSPEND_RESUME.rawValue | (configuration.errorLog ? MHD_USE_ERROR_LOG.rawValue : 0)
         let me = Unmanaged.passRetained(self)  // released in stop(), after MHD_stop_daemon
         let d = cmhd_start(UInt32(flags), configuration.host, configuration.port,
                            accessHandler, me.toOpaque(), requestCompleted, me.toOpaque(),
@@ -99,9 +101,8 @@ public final class HTTPServer: @unchecked Sendable {
         let parked = live.withLock { Array($0.values) }
         for context in parked { ResponseWriter(context: context).send(configuration.shutdownResponse) }
         let deadline = Date().addingTimeInterval(drainSeconds)
-        while Date() < deadline {
-            let stillSuspended = live.withLock { $0.values.contains { $0.isSuspended } }
-            if !stillSuspended && hangups.count == 0 { break }
+        while Date() < deadline {  // until every request in flight has been answered and sent
+            if live.withLock({ $0.isEmpty }) && hangups.count == 0 { break }
             usleep(5_000)
         }
         hangups.abortAll()  // streams nobody finished: end them so no connection stays suspended (P7)
@@ -280,7 +281,6 @@ final class RequestContext: @unchecked Sendable {
 
     init(connection: OpaquePointer) { self.connection = connection }
 
-    var isSuspended: Bool { state.withLock { $0.suspended } }
 }
 
 /// Hands a request's answer back to the transport, from any thread, once.

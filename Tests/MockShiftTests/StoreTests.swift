@@ -100,3 +100,25 @@ func sampleRun(pipelineID: String, status: RunStatus = .inProgress) -> RunRecord
         #expect(try store.run(namespace: "default", id: done.id)?.status == .completed)
     }
 }
+
+@Suite struct StoreTextTests {
+    @Test func textWithNULAndUnicodeRoundTrips() throws {
+        let store = try Store(path: ":memory:")
+        var p = samplePipeline(name: "a\u{0}b 🚀 \"q\"")
+        p.description = ""
+        try store.savePipeline(p)
+        let stored = try #require(try store.pipeline(namespace: "default", id: p.id))
+        #expect(stored.name == "a\u{0}b 🚀 \"q\"")
+        #expect(stored.description == "")
+    }
+
+    @Test func listingShowsSummariesNewestFirstWithOffsetAndLimit() throws {
+        let store = try Store(path: ":memory:")
+        let a = samplePipeline(name: "a", modifiedAt: 1), b = samplePipeline(name: "b", modifiedAt: 2)
+        try store.savePipeline(a)
+        try store.savePipeline(b)
+        #expect(try store.pipelineSummaries(namespace: "default", folderID: nil, offset: 0, limit: 10).map(\.id) == [b.id, a.id])
+        #expect(try store.pipelineSummaries(namespace: "default", folderID: nil, offset: 1, limit: 10).map(\.id) == [a.id])
+        #expect(try store.pipelineSummaries(namespace: "other", folderID: nil, offset: 0, limit: 10).isEmpty)
+    }
+}

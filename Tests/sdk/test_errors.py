@@ -125,3 +125,44 @@ def test_garbage_on_the_socket_does_not_hurt_the_daemon(http, daemon):
         except OSError:
             pass
     assert_serving(http)
+
+
+def test_wrongly_typed_fields_are_400_naming_the_field_and_change_nothing(sdk, http):
+    pipeline = build_llm_pipeline(sdk, unique("types"))
+    pipeline.move_to_folder("kept-folder")
+    cases = [
+        ("POST", "/pipeline", {"name": 5}, "name must be a string"),
+        ("POST", f"/update/pipeline/{pipeline.id}", {"folder_id": 5}, "folder_id must be a string"),
+        ("POST", f"/update/pipeline/{pipeline.id}", {"deploy": "yes"}, "deploy must be true or false"),
+        ("POST", f"/update/pipeline/{pipeline.id}", {"canvas_metadata": 5}, "canvas_metadata must be"),
+        ("POST", f"/update/pipeline/{pipeline.id}", {"description": {"a": 1}}, "description must be a string"),
+        ("POST", f"/update/pipeline/{pipeline.id}", {"nodes": {"a": {"id": "b", "type": "text"}}}, "must have id 'a'"),
+        ("POST", f"/update/pipeline/{pipeline.id}", {"nodes": {"a": {"type": "text", "inputs": 5}}}, "inputs must be an object"),
+        ("POST", f"/pipeline/{pipeline.id}/duplicate", {"name": 5}, "name must be a string"),
+        ("POST", f"/pipeline/{pipeline.id}/run", {"inputs": {"input_0": "x"}, "background": "yes"}, "background must be true or false"),
+        ("POST", f"/pipeline/{pipeline.id}/terminate", {"run_id": 5}, "run_id must be a string"),
+        ("POST", f"/pipeline/{pipeline.id}/revert", {"version": 1}, "version must be a string"),
+        ("GET", "/pipelines?limit=-1", None, "must not be negative"),
+    ]
+    for method, path, body, message in cases:
+        assert_failed(http(method, path, json=body), 400, message)
+    assert [p.id for p in sdk.list(folder_id="kept-folder")] == [pipeline.id]
+    assert sorted(n.id for n in sdk.fetch(id=pipeline.id).nodes) == ["input_0", "llm", "output_0"]
+
+
+def test_nul_characters_are_stored_whole(sdk, http):
+    name = unique("nul") + "\u0000tail"
+    r = http("POST", "/pipeline", json={"name": name})
+    assert r.status_code == 200
+    fetched = http("GET", "/pipeline", params={"id": r.json()["id"]}).json()["object"]
+    assert fetched["name"] == name
+
+
+def test_bad_timing_options_are_refused_at_start(tmp_path):
+    import subprocess
+    from conftest import BIN
+    for option in (["--time-scale", "inf"], ["--time-scale", "nan"], ["--ttft-ms", "1e20"], ["--api-key", ""]):
+        done = subprocess.run([str(BIN), "serve", "--port", "0", "--db", str(tmp_path / "x.sqlite3"), *option],
+                              capture_output=True, text=True, timeout=30)
+        assert done.returncode == 64, (option, done.returncode, done.stderr)
+        assert "must" in done.stderr

@@ -101,6 +101,7 @@ public final class MockShiftApp: HTTPResponder {
         case .unprocessable: .unprocessableContent
         case .notImplemented: .notImplemented
         case .internalError: .internalServerError
+        case .unavailable: .serviceUnavailable
         }
     }
 

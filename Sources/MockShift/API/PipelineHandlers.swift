@@ -6,16 +6,16 @@ enum PipelineHandlers {
     /// `POST /pipeline` (`Pipeline.new`): stores a new pipeline, answers `{"status":"success","id":ID}`.
     static func create(_ c: HandlerContext) throws -> Reply {
         let body = try c.bodyObject()
-        guard let name = body["name"]?.stringValue, !name.isEmpty else {
+        guard let name = try body.string("name"), !name.isEmpty else {
             throw APIError(.badRequest, "Pipeline name is required")
         }
         let nodes = try checkedNodes(body["nodes"] ?? .object([:]))
         let id = IDs.make()
         let now = wallClockMicros()
         let record = PipelineRecord(
-            id: id, namespace: c.namespace, name: name, mainBranch: id, folderID: body["folder_id"]?.stringValue,
-            description: body["description"]?.stringValue, nodes: nodes,
-            canvasMetadata: body["canvas_metadata"] ?? .object([:]), createdAt: now, modifiedAt: now, currentVersion: nil)
+            id: id, namespace: c.namespace, name: name, mainBranch: id, folderID: try body.string("folder_id"),
+            description: try body.string("description"), nodes: nodes,
+            canvasMetadata: .object(try body.object("canvas_metadata")), createdAt: now, modifiedAt: now, currentVersion: nil)
         try c.app.store.savePipeline(record)
         return .json(.ok, ["status": "success", "id": .string(id)])
     }
@@ -51,17 +51,18 @@ enum PipelineHandlers {
             throw APIError(.notFound, "Pipeline not found")
         }
         if let nodes = body["nodes"] { pipeline.nodes = try checkedNodes(nodes) }
-        if let canvas = body["canvas_metadata"] { pipeline.canvasMetadata = canvas }
-        if let name = body["name"] {
-            guard let s = name.stringValue, !s.isEmpty else { throw APIError(.badRequest, "name must be a non-empty string") }
+        if body["canvas_metadata"] != nil { pipeline.canvasMetadata = .object(try body.object("canvas_metadata")) }
+        if body["name"] != nil {
+            guard let s = try body.string("name"), !s.isEmpty else { throw APIError(.badRequest, "name must be a non-empty string") }
             pipeline.name = s
         }
-        if let folder = body["folder_id"] { pipeline.folderID = folder.stringValue }
-        if let description = body["description"] { pipeline.description = description.stringValue }
+        if body["folder_id"] != nil { pipeline.folderID = try body.string("folder_id") }
+        if body["description"] != nil { pipeline.description = try body.string("description") }
+        let deploy = try body.bool("deploy")
         pipeline.modifiedAt = max(wallClockMicros(), pipeline.modifiedAt + 1)
         var answer: JSONObject = ["status": "success", "id": .string(pipeline.id)]
-        if flag(body["deploy"]) {
-            let bump = body["bump"]?.stringValue
+        if deploy {
+            let bump = try body.string("bump")
             guard bump == nil || ["major", "minor", "patch"].contains(bump!) else {
                 throw APIError(.badRequest, "bump must be one of major, minor, patch")
             }
@@ -81,8 +82,9 @@ enum PipelineHandlers {
     static func list(_ c: HandlerContext) throws -> Reply {
         let offset = try intQuery(c, "offset") ?? 0
         let limit = try intQuery(c, "limit") ?? 1000
-        let pipelines = try c.app.store.pipelines(namespace: c.namespace, folderID: c.request.queryValue("folder_id"),
-                                                  offset: max(0, offset), limit: max(0, limit))
+        guard offset >= 0, limit >= 0 else { throw APIError(.badRequest, "offset and limit must not be negative") }
+        let pipelines = try c.app.store.pipelineSummaries(namespace: c.namespace, folderID: c.request.queryValue("folder_id"),
+                                                          offset: offset, limit: min(limit, 10_000))
         if c.request.queryValue("verbose") == "true" {
             return .json(.ok, ["status": "success", "objects": .array(pipelines.map(summary))])
         }
@@ -108,9 +110,9 @@ enum PipelineHandlers {
         }
         copy.id = IDs.make()
         copy.mainBranch = copy.id
-        copy.name = body["name"]?.stringValue ?? "\(copy.name) (copy)"
-        if let d = body["description"] { copy.description = d.stringValue }
-        if let f = body["folder_id"] { copy.folderID = f.stringValue }
+        copy.name = try body.string("name") ?? "\(copy.name) (copy)"
+        if body["description"] != nil { copy.description = try body.string("description") }
+        if body["folder_id"] != nil { copy.folderID = try body.string("folder_id") }
         copy.currentVersion = nil
         copy.createdAt = wallClockMicros()
         copy.modifiedAt = copy.createdAt
@@ -124,7 +126,7 @@ enum PipelineHandlers {
         guard var pipeline = try c.app.store.pipeline(namespace: c.namespace, id: c.parameter("id")) else {
             throw APIError(.notFound, "Pipeline not found")
         }
-        guard let version = body["version"]?.stringValue else { throw APIError(.badRequest, "version is required") }
+        guard let version = try body.string("version") else { throw APIError(.badRequest, "version is required") }
         let snapshot = try deployedVersion(c, pipeline, version)
         pipeline.nodes = snapshot.nodes
         pipeline.canvasMetadata = snapshot.canvasMetadata
@@ -148,15 +150,29 @@ enum PipelineHandlers {
         return snapshot
     }
 
-    /// Checks a `nodes` value: an object of node objects, each with a string `type` (the SDK's `from_json`
-    /// needs it). Fills a missing node `id` from its key.
+    /// Checks a `nodes` value: an object of node objects keyed by their id, each with a string `type` (the
+    /// SDK's `from_json` needs it) and, when present, an object of `inputs` and a list of `outputs`. Fills a
+    /// missing node `id` from its key.
     static func checkedNodes(_ value: JSON) throws -> JSONObject {
         guard let nodes = value.objectValue else { throw APIError(.badRequest, "nodes must be an object keyed by node id") }
         var checked = JSONObject()
         for (key, node) in nodes {
             guard var object = node.objectValue else { throw APIError(.badRequest, "node '\(key)' must be an object") }
             guard object["type"]?.stringValue != nil else { throw APIError(.badRequest, "node '\(key)' has no type") }
-            if object["id"] == nil { object["id"] = .string(key) }
+            switch object["id"] {
+            case nil, .null?: object["id"] = .string(key)
+            case let .string(id)? where id == key: break
+            default: throw APIError(.badRequest, "node '\(key)' must have id '\(key)' (nodes are keyed by id)")
+            }
+            if let name = object["name"], name != .null, name.stringValue == nil {
+                throw APIError(.badRequest, "node '\(key)': name must be a string")
+            }
+            if let inputs = object["inputs"], inputs != .null, inputs.objectValue == nil {
+                throw APIError(.badRequest, "node '\(key)': inputs must be an object")
+            }
+            if let outputs = object["outputs"], outputs != .null, outputs.arrayValue == nil {
+                throw APIError(.badRequest, "node '\(key)': outputs must be a list")
+            }
             checked[key] = .object(object)
         }
         return checked
@@ -190,7 +206,7 @@ enum PipelineHandlers {
         return .object(object)
     }
 
-    static func summary(_ p: PipelineRecord) -> JSON {
+    static func summary(_ p: PipelineSummary) -> JSON {
         ["_id": .string(p.id), "id": .string(p.id), "name": .string(p.name), "mainBranch": .string(p.mainBranch),
          "createdDate": .string(iso8601(micros: p.createdAt)), "modifiedDate": .string(iso8601(micros: p.modifiedAt))]
     }

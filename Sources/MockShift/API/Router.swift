@@ -78,3 +78,47 @@ public struct Router: Sendable {
         throw APIError(.notFound, "Not found: \(method.rawValue) \(path)")
     }
 }
+
+/// Typed reads of request-body fields: absent or `null` is nil; a value of another type is a 400 naming the
+/// field. Forms carry everything as text (API.md §1), so booleans also accept "true"/"false" and objects and
+/// lists also accept JSON text.
+extension JSONObject {
+    func string(_ key: String) throws -> String? {
+        switch self[key] {
+        case nil, .null?: return nil
+        case let .string(s)?: return s
+        default: throw APIError(.badRequest, "\(key) must be a string")
+        }
+    }
+
+    func bool(_ key: String) throws -> Bool {
+        switch self[key] {
+        case nil, .null?: return false
+        case let .bool(b)?: return b
+        case let .string(s)? where ["true", "false"].contains(s.lowercased()): return s.lowercased() == "true"
+        default: throw APIError(.badRequest, "\(key) must be true or false")
+        }
+    }
+
+    func object(_ key: String) throws -> JSONObject {
+        switch self[key] {
+        case nil, .null?: return [:]
+        case let .object(o)?: return o
+        case let .string(text)?:
+            guard let o = (try? JSON.parse(text))?.objectValue else { throw APIError(.badRequest, "\(key) must be a JSON object") }
+            return o
+        default: throw APIError(.badRequest, "\(key) must be an object")
+        }
+    }
+
+    func list(_ key: String) throws -> [JSON]? {
+        switch self[key] {
+        case nil, .null?: return nil
+        case let .array(items)?: return items
+        case let .string(text)?:
+            guard let items = (try? JSON.parse(text))?.arrayValue else { throw APIError(.badRequest, "\(key) must be a JSON list") }
+            return items
+        default: throw APIError(.badRequest, "\(key) must be a list")
+        }
+    }
+}

@@ -12,7 +12,7 @@ enum RunHandlers {
         guard let pipeline = try c.app.store.pipeline(namespace: c.namespace, id: c.parameter("id")) else {
             throw APIError(.notFound, "Pipeline not found")
         }
-        var inputs = try objectField(body, "inputs")
+        var inputs = try body.object("inputs")
         for field in c.request.formFields ?? [] where field.filename != nil {
             let name = field.name.hasPrefix("inputs.") ? String(field.name.dropFirst(7)) : field.name
             inputs[name] = .string(field.text)
@@ -20,7 +20,7 @@ enum RunHandlers {
         let options = try runOptions(body)
         let (nodes, version) = try runnableNodes(c, pipeline, body)
         let engine = c.app.engine
-        if flag(body["stream"]) {
+        if try body.bool("stream") {
             let stream = EventStream(scheduler: engine.scheduler)
             let run = try engine.start(namespace: c.namespace, pipelineID: pipeline.id, nodes: nodes, version: version,
                                        inputs: inputs, options: options, mode: .stream,
@@ -32,7 +32,7 @@ enum RunHandlers {
             c.writer.send(stream.response())
             return .later
         }
-        if flag(body["background"]) {
+        if try body.bool("background") {
             let run = try engine.start(namespace: c.namespace, pipelineID: pipeline.id, nodes: nodes, version: version,
                                        inputs: inputs, options: options, mode: .background)
             var answer: JSONObject = ["status": "success", "task_id": .string(run.id), "run_id": .string(run.id)]
@@ -55,18 +55,13 @@ enum RunHandlers {
         guard let pipeline = try c.app.store.pipeline(namespace: c.namespace, id: c.parameter("id")) else {
             throw APIError(.notFound, "Pipeline not found")
         }
-        let runs: [JSON]
-        switch body["runs"] {
-        case let .array(items)?: runs = items
-        case let .string(text)?:
-            guard let items = (try? JSON.parse(text))?.arrayValue else { throw APIError(.badRequest, "runs must be a JSON list") }
-            runs = items
-        default: throw APIError(.badRequest, "runs is required: a list of {\"inputs\": {...}}")
+        guard let runs = try body.list("runs") else {
+            throw APIError(.badRequest, "runs is required: a list of {\"inputs\": {...}}")
         }
         guard !runs.isEmpty else { return .json(.ok, ["status": "success", "run_outputs": []]) }
         let requests = try runs.enumerated().map { index, item -> (JSONObject, RunOptions) in
             guard let object = item.objectValue else { throw APIError(.badRequest, "runs[\(index)] must be an object") }
-            return (try objectField(object, "inputs"), try runOptions(object))
+            return (try object.object("inputs"), try runOptions(object))
         }
         let (nodes, version) = try runnableNodes(c, pipeline, body)
         let collected = Mutex<(results: [JSON?], remaining: Int)>((Array(repeating: nil, count: requests.count), requests.count))
@@ -97,19 +92,21 @@ enum RunHandlers {
 
     /// The nodes a run executes: the working state, or the deployed snapshot its `version` names (SPEC §3).
     static func runnableNodes(_ c: HandlerContext, _ pipeline: PipelineRecord, _ body: JSONObject) throws -> (JSONObject, String?) {
-        guard let version = body["version"]?.stringValue, !version.isEmpty else { return (pipeline.nodes, nil) }
+        guard let version = try body.string("version"), !version.isEmpty else { return (pipeline.nodes, nil) }
         return (try PipelineHandlers.deployedVersion(c, pipeline, version).nodes, version)
     }
 
     /// The run options the SDK may send besides `inputs` (API.md §4.1).
     static func runOptions(_ body: JSONObject) throws -> RunOptions {
         var options = RunOptions()
-        options.overrides = try objectField(body, "node_input_overrides")
-        options.streamAllOutputs = flag(body["stream_all_outputs"])
+        options.overrides = try body.object("node_input_overrides")
+        options.streamAllOutputs = try body.bool("stream_all_outputs")
         for key in ["session_id", "trace_id", "webhook_url"] {
-            if let value = body[key], value != .null { options.recorded[key] = .string(value.templateText) }
+            if let value = try body.string(key) { options.recorded[key] = .string(value) }
         }
-        if let value = body["send_intermediate_results"] { options.recorded["send_intermediate_results"] = .bool(flag(value)) }
+        if body["send_intermediate_results"] != nil {
+            options.recorded["send_intermediate_results"] = .bool(try body.bool("send_intermediate_results"))
+        }
         return options
     }
 
@@ -151,13 +148,16 @@ enum RunHandlers {
     /// `POST /pipeline/{pid}/resume` with `run_ids` (a list, API.md §5.4): each run continues where it stopped.
     static func resume(_ c: HandlerContext) throws -> Reply {
         let body = try c.bodyObject()
-        var ids: [String]
-        switch body["run_ids"] {
-        case let .array(items)?: ids = items.compactMap(\.stringValue)
-        case let .string(text)?: ids = (try? JSON.parse(text))?.arrayValue?.compactMap(\.stringValue) ?? [text]
-        default: ids = []
+        var ids: [String] = []
+        if case let .string(text)? = body["run_ids"], !text.hasPrefix("[") {
+            ids = [text]  // a single id sent as a form field
+        } else if let items = try body.list("run_ids") {
+            ids = try items.map { item in
+                guard let id = item.stringValue else { throw APIError(.badRequest, "run_ids must be a list of strings") }
+                return id
+            }
         }
-        if ids.isEmpty, let single = body["run_id"]?.stringValue { ids = [single] }
+        if ids.isEmpty, let single = try body.string("run_id") { ids = [single] }
         guard !ids.isEmpty else { throw APIError(.badRequest, "run_ids is required: a list of run ids") }
         for id in ids {  // check them all first, so a bad id resumes nothing
             let run = try c.app.engine.status(namespace: c.namespace, pipelineID: c.parameter("id"), runID: id)
@@ -172,7 +172,7 @@ enum RunHandlers {
     }
 
     static func requiredRunID(_ c: HandlerContext) throws -> String {
-        guard let runID = try c.bodyObject()["run_id"]?.stringValue, !runID.isEmpty else {
+        guard let runID = try c.bodyObject().string("run_id"), !runID.isEmpty else {
             throw APIError(.badRequest, "run_id is required")
         }
         return runID
@@ -208,18 +208,6 @@ enum RunHandlers {
         for node in run.nodes { nodes[node.id] = .string(node.state.rawValue) }
         o["nodes"] = .object(nodes)
         return .object(o)
-    }
-
-    /// An object field that may come as an object (JSON body) or as JSON text (multipart, API.md §4.5).
-    static func objectField(_ body: JSONObject, _ name: String) throws -> JSONObject {
-        switch body[name] {
-        case nil, .null?: return [:]
-        case let .object(o)?: return o
-        case let .string(text)?:
-            guard let o = (try? JSON.parse(text))?.objectValue else { throw APIError(.badRequest, "\(name) must be a JSON object") }
-            return o
-        default: throw APIError(.badRequest, "\(name) must be an object")
-        }
     }
 }
 

@@ -14,11 +14,16 @@ public struct EngineSettings: Sendable {
 
     public init() {}
 
+    /// A delay so long it never comes (about 31 years): the cap for absurd settings.
+    static let never: UInt64 = 1_000_000_000_000_000_000
+
     /// Real nanoseconds after an LLM node's start at which its `k`-th token (1-based) is emitted: TTFT, then
     /// one token every `1 / rate` seconds; `k = 0` is the TTFT itself. All scaled by the time scale.
     func due(token k: Int) -> UInt64 {
         let simulatedMs = ttftMilliseconds + Double(k) * 1000 / max(tokensPerSecond, 0.001)
-        return UInt64(max(0, simulatedMs * timeScale * 1_000_000))
+        let nanos = simulatedMs * timeScale * 1_000_000
+        guard nanos.isFinite, nanos > 0 else { return nanos.isNaN || nanos <= 0 ? 0 : Self.never }
+        return nanos >= Double(Self.never) ? Self.never : UInt64(nanos)
     }
 
     /// Tokens emitted `elapsed` real nanoseconds after an LLM node started: `max(0, t − ttft) × rate / 1000`
@@ -98,12 +103,12 @@ public final class RunEngine: Sendable {
     ///   - onFinish: called once, after the final state is committed, on whichever thread finished the run
     ///     (possibly before `start` returns, for a run with nothing to wait for).
     /// - Throws: ``APIError`` `.unprocessable` for a cycle or a missing node, `.badRequest` for missing
-    ///   inputs or a malformed node, `.internalError` when the store fails or the server is shutting down.
+    ///   inputs or a malformed node, `.internalError` when the store fails, `.unavailable` when the server is shutting down.
     public func start(namespace: String, pipelineID: String, nodes: JSONObject, version: String?,
                       inputs: JSONObject, options: RunOptions = RunOptions(), mode: RunMode,
                       observer: (@Sendable (RunEvent) -> Void)? = nil,
                       onFinish: (@Sendable (RunRecord) -> Void)? = nil) throws(APIError) -> RunRecord {
-        if closed.load(ordering: .acquiring) { throw APIError(.internalError, "server shutting down") }
+        if closed.load(ordering: .acquiring) { throw APIError(.unavailable, "server shutting down") }
         let graph = try PipelineGraph(nodes: nodes, overrides: options.overrides)
         let missing = NodeEvaluator.missingInputs(graph, runInputs: inputs)
         if !missing.isEmpty {
@@ -123,7 +128,7 @@ public final class RunEngine: Sendable {
         live.withLock { $0[record.id] = run }
         if closed.load(ordering: .acquiring) {  // shutdown() began between the check above and now
             live.withLock { _ = $0.removeValue(forKey: record.id) }
-            throw APIError(.internalError, "server shutting down")
+            throw APIError(.unavailable, "server shutting down")
         }
         let (snapshot, finished) = run.state.withLock { st -> (RunRecord?, Finished?) in
             // Events produced while the run is set up wait until it is committed and announced.

@@ -143,7 +143,8 @@ public final class Scheduler: Sendable {
             let earliest = state.withLock { $0.heap.first?.deadline }
             if earliest == next, !state.withLock({ $0.stopped }) {
                 if let next {
-                    let waitNanos = next > now ? next - now : 0
+                    let current = now  // read once: it moves between two reads
+                    let waitNanos = next > current ? next - current : 0
                     if waitNanos > 0 { _ = wakeup.wait(until: Date(timeIntervalSinceNow: Double(waitNanos) / 1e9)) }
                 } else {
                     wakeup.wait()

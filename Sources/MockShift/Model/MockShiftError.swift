@@ -22,6 +22,8 @@ public struct APIError: Error, Sendable, Equatable, CustomStringConvertible {
         case notImplemented
         /// A synchronous run that failed, or a bug (500).
         case internalError
+        /// The daemon is shutting down (503).
+        case unavailable
     }
 
     public var kind: Kind

@@ -43,6 +43,15 @@ public struct PipelineRecord: Sendable, Equatable {
     public var currentVersion: String?
 }
 
+/// What a pipeline listing shows of each pipeline.
+public struct PipelineSummary: Sendable, Equatable {
+    public var id: String
+    public var name: String
+    public var mainBranch: String
+    public var createdAt: Int64
+    public var modifiedAt: Int64
+}
+
 /// A stored run: what was asked and how it ended (SPEC §3).
 public struct RunRecord: Sendable, Equatable {
     public var id: String

@@ -71,7 +71,15 @@ final class SQLiteConnection: @unchecked Sendable {  // one thread at a time, se
             case .null: rc = sqlite3_bind_null(statement, index)
             case let .int(v): rc = sqlite3_bind_int64(statement, index, v)
             case let .double(v): rc = sqlite3_bind_double(statement, index, v)
-            case let .text(v): rc = csqlite_bind_text_copy(statement, index, v, -1)
+            case let .text(v):
+                // Explicit byte length: text may hold NUL characters, which a C-string bind would cut off.
+                var utf8 = Array(v.utf8)
+                if utf8.isEmpty { utf8 = [0] }  // a valid pointer for the empty string; length 0 below
+                rc = utf8.withUnsafeBufferPointer { buffer in
+                    buffer.baseAddress!.withMemoryRebound(to: CChar.self, capacity: buffer.count) {
+                        csqlite_bind_text_copy(statement, index, $0, Int32(v.utf8.count))
+                    }
+                }
             }
             guard rc == SQLITE_OK else { throw error(rc) }
         }
@@ -88,7 +96,13 @@ final class SQLiteConnection: @unchecked Sendable {  // one thread at a time, se
                 case SQLITE_INTEGER: row.append(.int(sqlite3_column_int64(statement, c)))
                 case SQLITE_FLOAT: row.append(.double(sqlite3_column_double(statement, c)))
                 case SQLITE_NULL: row.append(.null)
-                default: row.append(.text(String(cString: sqlite3_column_text(statement, c))))
+                default:
+                    let count = Int(sqlite3_column_bytes(statement, c))
+                    if let text = sqlite3_column_text(statement, c) {
+                        row.append(.text(String(decoding: UnsafeBufferPointer(start: text, count: count), as: UTF8.self)))
+                    } else {
+                        row.append(.text(""))
+                    }
                 }
             }
             rows.append(row)

@@ -107,6 +107,8 @@ public final class Store: @unchecked Sendable {
         """,
         // 2: run options the SDK sends besides inputs (session_id, trace_id, webhook_url, ...).
         "ALTER TABLE runs ADD COLUMN options TEXT;",
+        // 3: listing walks this index and stops at LIMIT instead of reading (and sorting) every full row.
+        "CREATE INDEX pipelines_by_modified ON pipelines(namespace, modified_at);",
     ]
 
     static func migrate(_ db: SQLiteConnection) throws {
@@ -190,10 +192,11 @@ public final class Store: @unchecked Sendable {
         }
     }
 
-    /// Pipelines of `namespace`, most recently modified first, optionally in one folder.
-    public func pipelines(namespace: String, folderID: String?, offset: Int, limit: Int) throws -> [PipelineRecord] {
+    /// Pipelines of `namespace`, most recently modified first, optionally in one folder: identity and dates
+    /// only (never the nodes, which may be megabytes).
+    public func pipelineSummaries(namespace: String, folderID: String?, offset: Int, limit: Int) throws -> [PipelineSummary] {
         try read { db in
-            var sql = "SELECT \(Store.pipelineColumns) FROM pipelines WHERE namespace = ?"
+            var sql = "SELECT id, name, main_branch, created_at, modified_at FROM pipelines WHERE namespace = ?"
             var parameters: [SQLValue] = [.text(namespace)]
             if let folderID {
                 sql += " AND folder_id = ?"
@@ -201,7 +204,10 @@ public final class Store: @unchecked Sendable {
             }
             sql += " ORDER BY modified_at DESC, rowid DESC LIMIT ? OFFSET ?"
             parameters += [.int(Int64(limit)), .int(Int64(offset))]
-            return try db.query(sql, parameters).map(Store.pipeline(from:))
+            return try db.query(sql, parameters).map { row in
+                PipelineSummary(id: row[0].text ?? "", name: row[1].text ?? "", mainBranch: row[2].text ?? "",
+                                createdAt: row[3].int ?? 0, modifiedAt: row[4].int ?? 0)
+            }
         }
     }
 
