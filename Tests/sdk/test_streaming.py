@@ -87,6 +87,10 @@ def test_astream_stop_generating(sdk):
             if chunk.type == "stream" and not stopped:
                 stopped = True
                 await asyncio.to_thread(pipeline.terminate, run_id=chunk.run_id)
+        # The SDK keeps one aiohttp session per event loop and never closes it: close it before the loop ends.
+        session = getattr(asyncio.get_running_loop(), "_vectorshift_aiohttp_session", None)
+        if session is not None:
+            await session.close()
         return types
 
     types = asyncio.run(read())
