@@ -11,6 +11,8 @@ final class EventStream: Sendable {
     private let scheduler: Scheduler
     private struct State {
         var runID = ""
+        /// Per output name: the bytes before and after a token's JSON string in its `stream` event.
+        var tokenFrames: [String: (prefix: [UInt8], suffix: [UInt8])] = [:]
         var lastWrite: UInt64 = 0
         var keepAlive: TimerID?
         var done = false
@@ -36,14 +38,21 @@ final class EventStream: Sendable {
             write([frame("start", ["status": .string(run.status.rawValue)])])
             scheduleKeepAlive()
         case let .tokens(outputs, tokens):
-            var frames: [[UInt8]] = []
-            frames.reserveCapacity(outputs.count * tokens.count)
+            // The hot path (one call per token tick): splice each token between cached bytes instead of
+            // building a JSON object per event; the bytes are the same as frame("stream", ...) would give.
+            let parts = outputs.map(tokenFrame)
+            var bytes: [UInt8] = []
+            bytes.reserveCapacity(tokens.count * outputs.count * 160)
             for token in tokens {
-                for output in outputs {
-                    frames.append(frame("stream", ["output_name": .string(output), "output_value": .string(token)]))
+                let value = JSON.string(token).encoded()
+                for part in parts {
+                    bytes += part.prefix
+                    bytes += value
+                    bytes += part.suffix
                 }
             }
-            write(frames)  // tokens due together go out in one write
+            state.withLock { $0.lastWrite = scheduler.now }
+            body.write(bytes)  // tokens due together go out in one write
         case let .output(name, value):
             write([frame("stream", ["output_name": .string(name), "output_value": value])])
         }
@@ -63,6 +72,17 @@ final class EventStream: Sendable {
         }
         stopKeepAlive()
         body.finish(with: frame("result", fields))
+    }
+
+    private func tokenFrame(_ output: String) -> (prefix: [UInt8], suffix: [UInt8]) {
+        if let cached = state.withLock({ $0.tokenFrames[output] }) { return cached }
+        let marker = "\u{1}"  // a stand-in value, split out to leave the bytes around it
+        let whole = frame("stream", ["output_name": .string(output), "output_value": .string(marker)])
+        let needle = JSON.string(marker).encoded()
+        let at = whole.indices.first { whole[$0...].starts(with: needle) }!
+        let parts = (Array(whole[..<at]), Array(whole[(at + needle.count)...]))
+        state.withLock { $0.tokenFrames[output] = parts }
+        return parts
     }
 
     private func frame(_ type: String, _ fields: JSONObject) -> [UInt8] {
