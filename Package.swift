@@ -38,6 +38,6 @@ let package = Package(
             .product(name: "ArgumentParser", package: "swift-argument-parser"),
             .product(name: "Logging", package: "swift-log"),
         ]),
-        .testTarget(name: "MockShiftTests", dependencies: ["MockShift"]),
+        .testTarget(name: "MockShiftTests", dependencies: ["MockShift", "MockShiftHTTP"]),
     ]
 )
