@@ -52,6 +52,9 @@ struct Serve: ParsableCommand {
     @Option(name: .customLong("max-body-mb"), help: "Largest request body in MiB; larger ones get 413. [default: 32] [env: MOCKSHIFT_MAX_BODY_MB]")
     var maxBodyMB: Double?
 
+    @Option(help: "real, or manual: simulated time moves only with POST /_mock/clock/advance. [default: real] [env: MOCKSHIFT_CLOCK]")
+    var clock: String?
+
     @Flag(name: .customLong("cancel-on-disconnect"), help: "Terminate a streaming run when its client disconnects (by default it keeps running, as on the real service). [env: MOCKSHIFT_CANCEL_ON_DISCONNECT=1]")
     var cancelOnDisconnect = false
 
@@ -74,6 +77,9 @@ struct Serve: ParsableCommand {
         try check(maxBodyMB, "max-body-mb", "MAX_BODY_MB", 0.001...1024, "a number of MiB from 0.001 to 1024")
         if let level = setting(logLevel, "LOG_LEVEL", { $0 }), Logger.Level(rawValue: level) == nil {
             throw ValidationError("--log-level must be one of trace, debug, info, notice, warning, error, critical")
+        }
+        if let c = setting(clock, "CLOCK", { $0 }), !["real", "manual"].contains(c) {
+            throw ValidationError("--clock must be real or manual")
         }
         if apiKeys.contains(where: { $0.trimmingCharacters(in: .whitespaces).isEmpty }) {
             throw ValidationError("--api-key must not be empty")
@@ -111,7 +117,7 @@ struct Serve: ParsableCommand {
         do { store = try Store(path: path) } catch {
             throw ValidationError("cannot open database \(path): \(error)")
         }
-        let scheduler = Scheduler(clock: .real)
+        let scheduler = Scheduler(clock: setting(clock, "CLOCK", { $0 }) == "manual" ? .manual : .real)
         let engine = RunEngine(store: store, scheduler: scheduler, settings: engineSettings, logger: logger)
         let interrupted = try engine.recoverAfterRestart()
         if !interrupted.isEmpty { logger.notice("marked \(interrupted.count) interrupted run(s) as failed") }
@@ -132,6 +138,7 @@ struct Serve: ParsableCommand {
             ["open_streams": .int(Int64(server.openStreams)), "connections": .int(Int64(server.currentConnections))]
         }
 
+        app.markReady()  // fixtures (when there are any) load before this point
         let shownHost = http.host.contains(":") ? "[\(http.host)]" : http.host
         // The ready line (SPEC §1), written unbuffered so a test reading our stdout sees it at once.
         FileHandle.standardOutput.write(Data("mockshift listening on http://\(shownHost):\(server.port)/v1\n".utf8))

@@ -1,3 +1,4 @@
+import Dispatch
 import Foundation
 import HTTPTypes
 import Logging
@@ -16,6 +17,15 @@ public final class MockShiftApp: HTTPResponder {
     let maxBodyBytes: Int
     /// `serve --cancel-on-disconnect`: a streaming client that goes away terminates its run (SPEC §5).
     let cancelOnDisconnect: Bool
+    /// The `/_mock/requests` journal.
+    let journal = Journal()
+    /// False until fixtures are loaded (`/_mock/ready`, SPEC §7).
+    private let isReady = Atomic<Bool>(false)
+
+    /// Marks the daemon ready: `GET /_mock/ready` answers 200 from now on.
+    public func markReady() { isReady.store(true, ordering: .releasing) }
+    var ready: Bool { isReady.load(ordering: .acquiring) }
+
     /// Figures from the transport for `/_mock/stats` (open connections, open streams), set once it runs.
     private let transportStats = Mutex<(@Sendable () -> JSONObject)?>(nil)
 
@@ -38,13 +48,15 @@ public final class MockShiftApp: HTTPResponder {
         self.logger = logger
     }
 
-    public func respond(to request: Request, writer: ResponseWriter) {
+    public func respond(to request: Request, writer transportWriter: ResponseWriter) {
         let path = request.path
+        var writer = ReplyWriter(writer: transportWriter, onSend: nil)
         do {
             if request.bodyTooLarge {
                 throw APIError(.payloadTooLarge, "Request body exceeds the limit of \(maxBodyBytes) bytes")
             }
             let namespace = try authenticate(request)
+            if path.hasPrefix("/v1/") { writer = journaling(request, namespace: namespace, transportWriter) }
             let (handler, parameters) = try router.match(request.head.method, path)
             let context = HandlerContext(app: self, request: request, namespace: namespace, parameters: parameters, writer: writer)
             switch try handler(context) {
@@ -57,6 +69,33 @@ public final class MockShiftApp: HTTPResponder {
         } catch {
             logger.error("\(request.head.method.rawValue) \(path) failed: \(error)")
             writer.send(Self.render(APIError(.internalError, "internal error: \(error)")))
+        }
+    }
+
+    /// A writer that journals the request once it is answered (SPEC §7 `requests`).
+    private func journaling(_ request: Request, namespace: String, _ writer: ResponseWriter) -> ReplyWriter {
+        let started = DispatchTime.now().uptimeNanoseconds
+        let journal = self.journal
+        return ReplyWriter(writer: writer) { response in
+            var query = JSONObject()
+            for item in request.query { query[item.name] = .string(item.value) }
+            var entry: JSONObject = [
+                "at": .string(iso8601(micros: wallClockMicros())),
+                "method": .string(request.head.method.rawValue), "path": .string(request.path), "query": .object(query),
+            ]
+            if let fields = request.formFields {
+                var form = JSONObject()
+                for field in fields { form[field.name] = .string(field.filename.map { "<file \($0)>" } ?? String(field.text.prefix(4096))) }
+                entry["body"] = .object(form)
+            } else if !request.body.isEmpty {
+                // Small JSON bodies as JSON; anything else as text, cut at 4 KiB.
+                let parsed = request.body.count <= 4096 ? try? JSON.parse(request.body) : nil
+                entry["body"] = parsed ?? .string(String(decoding: request.body.prefix(4096), as: UTF8.self))
+            }
+            entry["status"] = .int(Int64(response.head.status.code))
+            entry["duration_ms"] = .double(Double(DispatchTime.now().uptimeNanoseconds - started) / 1_000_000)
+            entry["authorization"] = Journal.mask(request.head.headerFields[.authorization])
+            journal.record(namespace: namespace, entry)
         }
     }
 

@@ -17,7 +17,7 @@ public struct HandlerContext: Sendable {
     /// Path parameters by name (`:id` → `id`).
     public let parameters: [String: String]
     /// For handlers that reply `.later`.
-    public let writer: ResponseWriter
+    public let writer: ReplyWriter
 
     /// A path parameter that the route guarantees.
     public func parameter(_ name: String) -> String { parameters[name] ?? "" }

@@ -23,7 +23,13 @@ extension Router {
         r.add(.post, "/v1/pipeline/:id/bulk_run", RunHandlers.bulkRun)  // the docs' spelling
         // Test controls (SPEC §7)
         r.add(.get, "/_mock/health", MockHandlers.health)
+        r.add(.get, "/_mock/ready", MockHandlers.ready)
         r.add(.get, "/_mock/stats", MockHandlers.stats)
+        r.add(.post, "/_mock/reset", MockHandlers.reset)
+        r.add(.get, "/_mock/runs", MockHandlers.runs)
+        r.add(.get, "/_mock/requests", MockHandlers.requests)
+        r.add(.get, "/_mock/clock", MockHandlers.clock)
+        r.add(.post, "/_mock/clock/advance", MockHandlers.advanceClock)
         return r
     }
 }

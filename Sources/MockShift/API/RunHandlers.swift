@@ -210,24 +210,3 @@ enum RunHandlers {
         return .object(o)
     }
 }
-
-/// Test-control handlers (SPEC §7); more arrive with issue 4.
-enum MockHandlers {
-    /// `GET /_mock/health`: the daemon is alive.
-    static func health(_ c: HandlerContext) throws -> Reply {
-        .json(.ok, ["status": "ok", "live_runs": .int(Int64(c.app.engine.liveCount))])
-    }
-
-    /// `GET /_mock/stats`: live runs and timers, open streams and connections, stored runs by status (SPEC §7).
-    static func stats(_ c: HandlerContext) throws -> Reply {
-        var stats: JSONObject = ["status": "ok", "live_runs": .int(Int64(c.app.engine.liveCount)),
-                                 "live_timers": .int(Int64(c.app.engine.scheduler.pendingCount))]
-        for (k, v) in c.app.currentTransportStats() { stats[k] = v }
-        var byStatus = JSONObject()
-        for (status, count) in try c.app.store.runCounts().sorted(by: { $0.key.rawValue < $1.key.rawValue }) {
-            byStatus[status.rawValue] = .int(Int64(count))
-        }
-        stats["runs_by_status"] = .object(byStatus)
-        return .json(.ok, .object(stats))
-    }
-}

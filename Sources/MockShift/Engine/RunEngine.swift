@@ -231,6 +231,13 @@ public final class RunEngine: Sendable {
         for run in runs { _ = try? terminate(namespace: namespace, pipelineID: pipelineID, runID: run.record.id) }
     }
 
+    /// Terminates every live run of a namespace and forgets its cached final runs (`POST /_mock/reset`).
+    public func terminateRuns(namespace: String) {
+        let runs = live.withLock { $0.values.filter { $0.record.namespace == namespace } }
+        for run in runs { _ = try? terminate(namespace: namespace, pipelineID: run.record.pipelineID, runID: run.record.id) }
+        finalRuns.withLock { cache in cache = cache.filter { $0.value.namespace != namespace } }
+    }
+
     /// Fails every live run with `run interrupted: server shut down` (SPEC §1 SIGTERM), committing each and
     /// answering their waiters. No run starts afterwards.
     public func shutdown() {

@@ -308,6 +308,31 @@ public final class Store: @unchecked Sendable {
         }
     }
 
+    /// Runs of `namespace`, newest first, optionally of one pipeline and one status (`GET /_mock/runs`).
+    public func runs(namespace: String, pipelineID: String?, status: RunStatus?, limit: Int) throws -> [RunRecord] {
+        try read { db in
+            var sql = "SELECT id FROM runs WHERE namespace = ?"
+            var parameters: [SQLValue] = [.text(namespace)]
+            if let pipelineID { sql += " AND pipeline_id = ?"; parameters.append(.text(pipelineID)) }
+            if let status { sql += " AND status = ?"; parameters.append(.text(status.rawValue)) }
+            sql += " ORDER BY created_at DESC, rowid DESC LIMIT ?"
+            parameters.append(.int(Int64(limit)))
+            return try db.query(sql, parameters).compactMap { row in try row[0].text.flatMap { try Store.run(id: $0, in: db) } }
+        }
+    }
+
+    /// Deletes everything of one namespace: pipelines (with their versions), runs and their node states
+    /// (`POST /_mock/reset`). Returns how many pipelines and runs went.
+    public func deleteNamespace(_ namespace: String) throws -> (pipelines: Int, runs: Int) {
+        try write { db in
+            try db.query("DELETE FROM run_nodes WHERE run_id IN (SELECT id FROM runs WHERE namespace = ?)", [.text(namespace)])
+            try db.query("DELETE FROM runs WHERE namespace = ?", [.text(namespace)])
+            let runs = db.changes
+            try db.query("DELETE FROM pipelines WHERE namespace = ?", [.text(namespace)])
+            return (db.changes, runs)
+        }
+    }
+
     /// Marks every run that is not final as `failed` with `error` (restart recovery, SPEC §1); returns their ids.
     @discardableResult
     public func failUnfinishedRuns(error: String, at time: Int64) throws -> [String] {

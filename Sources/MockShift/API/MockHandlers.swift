@@ -1,0 +1,84 @@
+import HTTPTypes
+
+/// Test controls under `/_mock/` (SPEC §7): outside `/v1`, JSON, same authentication; each acts on the
+/// caller's namespace only.
+enum MockHandlers {
+    /// `GET /_mock/health`: the daemon is alive.
+    static func health(_ c: HandlerContext) throws -> Reply {
+        .json(.ok, ["status": "ok", "live_runs": .int(Int64(c.app.engine.liveCount))])
+    }
+
+    /// `GET /_mock/ready`: 200 once fixtures are loaded, 503 before.
+    static func ready(_ c: HandlerContext) throws -> Reply {
+        guard c.app.ready else { throw APIError(.unavailable, "not ready: fixtures are still loading") }
+        return .json(.ok, ["status": "ready"])
+    }
+
+    /// `GET /_mock/stats`: live runs and timers, open streams and connections, stored runs by status.
+    static func stats(_ c: HandlerContext) throws -> Reply {
+        var stats: JSONObject = ["status": "ok", "live_runs": .int(Int64(c.app.engine.liveCount)),
+                                 "live_timers": .int(Int64(c.app.engine.scheduler.pendingCount))]
+        for (k, v) in c.app.currentTransportStats() { stats[k] = v }
+        var byStatus = JSONObject()
+        for (status, count) in try c.app.store.runCounts().sorted(by: { $0.key.rawValue < $1.key.rawValue }) {
+            byStatus[status.rawValue] = .int(Int64(count))
+        }
+        stats["runs_by_status"] = .object(byStatus)
+        return .json(.ok, .object(stats))
+    }
+
+    /// `POST /_mock/reset`: terminates the caller's live runs and deletes its pipelines, runs and journal.
+    /// Other keys' data is untouched.
+    static func reset(_ c: HandlerContext) throws -> Reply {
+        c.app.engine.terminateRuns(namespace: c.namespace)
+        let deleted = try c.app.store.deleteNamespace(c.namespace)
+        c.app.journal.clear(namespace: c.namespace)
+        return .json(.ok, ["status": "success", "namespace": .string(c.namespace),
+                           "deleted": ["pipelines": .int(Int64(deleted.pipelines)), "runs": .int(Int64(deleted.runs))]])
+    }
+
+    /// `GET /_mock/runs[?pipeline_id=…][&status=…][&limit=…]`: the caller's runs, newest first, as run status JSON.
+    static func runs(_ c: HandlerContext) throws -> Reply {
+        var status: RunStatus?
+        if let raw = c.request.queryValue("status"), !raw.isEmpty {
+            guard let s = RunStatus(rawValue: raw) else {
+                throw APIError(.badRequest, "status must be one of in_progress, paused, completed, failed, terminated")
+            }
+            status = s
+        }
+        let limit = try PipelineHandlers.intQuery(c, "limit") ?? 100
+        guard limit >= 0 else { throw APIError(.badRequest, "limit must not be negative") }
+        let pipeline = c.request.queryValue("pipeline_id").flatMap { $0.isEmpty ? nil : $0 }
+        let runs = try c.app.store.runs(namespace: c.namespace, pipelineID: pipeline, status: status, limit: min(limit, 10_000))
+        return .json(.ok, ["status": "success", "runs": .array(runs.map(RunHandlers.render))])
+    }
+
+    /// `GET /_mock/requests[?limit=…]`: the caller's journal of `/v1` requests, oldest first, keys masked.
+    static func requests(_ c: HandlerContext) throws -> Reply {
+        let limit = try PipelineHandlers.intQuery(c, "limit") ?? c.app.journal.capacity
+        guard limit >= 0 else { throw APIError(.badRequest, "limit must not be negative") }
+        return .json(.ok, ["status": "success", "requests": .array(c.app.journal.entries(namespace: c.namespace, limit: limit).map(JSON.object))])
+    }
+
+    /// `GET /_mock/clock`: which clock drives simulated time, and its time in milliseconds.
+    static func clock(_ c: HandlerContext) throws -> Reply {
+        let scheduler = c.app.engine.scheduler
+        return .json(.ok, ["status": "success", "clock": .string(scheduler.clock == .manual ? "manual" : "real"),
+                           "now_ms": .double(Double(scheduler.now) / 1_000_000)])
+    }
+
+    /// `POST /_mock/clock/advance {"ms": N}` (manual clock only, SPEC §6): moves simulated time by N ms and
+    /// answers once everything due by then has happened (tokens emitted, nodes finished, runs committed).
+    static func advanceClock(_ c: HandlerContext) throws -> Reply {
+        let scheduler = c.app.engine.scheduler
+        guard scheduler.clock == .manual else {
+            throw APIError(.badRequest, "the clock is real; start the daemon with --clock manual to advance it")
+        }
+        let body = try c.bodyObject()
+        guard let ms = body["ms"]?.doubleValue, ms.isFinite, ms >= 0, ms <= 1e12 else {
+            throw APIError(.badRequest, "ms is required: a number of milliseconds from 0 to 1e12")
+        }
+        scheduler.advance(byNanoseconds: UInt64(ms * 1_000_000))
+        return .json(.ok, ["status": "success", "now_ms": .double(Double(scheduler.now) / 1_000_000)])
+    }
+}

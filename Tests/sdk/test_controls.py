@@ -1,0 +1,85 @@
+"""Test controls under /_mock/ (SPEC §6–7, issue 4): manual clock, reset, runs, journal, readiness, isolation."""
+import requests
+
+from conftest import build_llm_pipeline, build_streaming_pipeline, point_sdk, unique
+
+
+def mock(daemon, key, method, path, **kw):
+    return requests.request(method, f"{daemon.root}/_mock/{path}", headers={"Authorization": f"Bearer {key}"},
+                            timeout=30, **kw)
+
+
+def test_manual_clock_moves_runs_exactly_by_the_advanced_time(new_daemon, api_key):
+    daemon = new_daemon("--clock", "manual")  # defaults: 400 ms to first token, 40 tokens/s
+    Pipeline = point_sdk(daemon, api_key)
+    pipeline = build_llm_pipeline(Pipeline, unique("clock"))
+    handler = pipeline.start(inputs={"input_0": "Write 100 words."})
+    assert mock(daemon, api_key, "GET", "clock").json()["clock"] == "manual"
+    assert handler.run_status()["nodes"]["llm"] == "running"
+    r = mock(daemon, api_key, "POST", "clock/advance", json={"ms": 400 + 10 * 25 + 10})
+    assert r.status_code == 200, r.text
+    assert handler.run_status()["status"] == "in_progress", "nothing moves by itself on the manual clock"
+    handler.terminate()
+    status = handler.run_status()
+    assert status["output_tokens"] == 10, "max(0, ms - ttft) x rate / 1000 tokens (SPEC §6)"
+    assert len(status["partial_outputs"]["output_0"].split()) == 10
+
+    done = pipeline.start(inputs={"input_0": "Write 8 words."})
+    mock(daemon, api_key, "POST", "clock/advance", json={"ms": 60_000})
+    finished = done.run_status()
+    assert finished["status"] == "completed"
+    assert finished["output_tokens"] == len(finished["result"]["output_0"].split())
+    assert mock(daemon, api_key, "POST", "clock/advance", json={"ms": -1}).status_code == 400
+
+
+def test_advance_is_refused_on_the_real_clock(daemon, api_key):
+    r = mock(daemon, api_key, "POST", "clock/advance", json={"ms": 10})
+    assert r.status_code == 400 and "--clock manual" in r.json()["error"]
+
+
+def test_reset_wipes_only_the_callers_namespace(daemon):
+    key_a, key_b = unique("reset-a"), unique("reset-b")
+    a = build_llm_pipeline(point_sdk(daemon, key_a), unique("mine"))
+    a.run(inputs={"input_0": "Write 2 words."})
+    b = build_llm_pipeline(point_sdk(daemon, key_b), unique("theirs"))
+    r = mock(daemon, key_a, "POST", "reset")
+    assert r.status_code == 200 and r.json()["deleted"] == {"pipelines": 1, "runs": 1}
+    assert point_sdk(daemon, key_a).list() == []
+    assert mock(daemon, key_a, "GET", "runs").json()["runs"] == []
+    Pipeline = point_sdk(daemon, key_b)
+    assert [p.id for p in Pipeline.list()] == [b.id]
+
+
+def test_runs_listing_filters_by_pipeline_and_status(sdk, daemon, api_key):
+    one = build_llm_pipeline(sdk, unique("runs-1"))
+    two = build_llm_pipeline(sdk, unique("runs-2"))
+    first = one.run(inputs={"input_0": "Write 2 words."})["run_id"]
+    live = two.start(inputs={"input_0": "Write 300 words."})
+    live.terminate()
+    runs = mock(daemon, api_key, "GET", "runs").json()["runs"]
+    assert [r["run_id"] for r in runs] == [live.task_id, first]
+    only_one = mock(daemon, api_key, "GET", "runs", params={"pipeline_id": one.id}).json()["runs"]
+    assert [r["run_id"] for r in only_one] == [first]
+    terminated = mock(daemon, api_key, "GET", "runs", params={"status": "terminated"}).json()["runs"]
+    assert [r["run_id"] for r in terminated] == [live.task_id]
+    assert mock(daemon, api_key, "GET", "runs", params={"status": "nope"}).status_code == 400
+
+
+def test_journal_records_requests_with_masked_keys_per_namespace(sdk, daemon, api_key):
+    pipeline = build_llm_pipeline(sdk, unique("journal"))
+    pipeline.run(inputs={"input_0": "Write 2 words."})
+    entries = mock(daemon, api_key, "GET", "requests").json()["requests"]
+    run = [e for e in entries if e["path"] == f"/v1/pipeline/{pipeline.id}/run"]
+    assert len(run) == 1 and run[0]["method"] == "POST" and run[0]["status"] == 200
+    assert run[0]["body"] == {"inputs": {"input_0": "Write 2 words."}}
+    assert run[0]["duration_ms"] >= 0
+    assert all(api_key not in str(e) for e in entries), "keys are masked"
+    assert all(e["authorization"] == "Bearer …" + api_key[-4:] for e in entries)
+    other = mock(daemon, unique("other-key"), "GET", "requests").json()["requests"]
+    assert all(e["path"] != f"/v1/pipeline/{pipeline.id}/run" for e in other)
+
+
+def test_ready_and_stats(daemon, api_key):
+    assert mock(daemon, api_key, "GET", "ready").json() == {"status": "ready"}
+    stats = mock(daemon, api_key, "GET", "stats").json()
+    assert {"live_runs", "live_timers", "open_streams", "connections", "runs_by_status"} <= set(stats)
