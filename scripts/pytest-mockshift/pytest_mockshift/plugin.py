@@ -1,0 +1,175 @@
+"""pytest plugin for MockShift.
+
+Fixtures:
+  mockshift         an API key of its own for this test (so tests are isolated without restarts), the official
+                    SDK pointed at a MockShift daemon on the real clock, and helpers (see MockShift below).
+  mockshift_manual  the same on a daemon with `--clock manual`: simulated time moves only with `advance(ms)`.
+
+Each pytest process (each pytest-xdist worker too) starts its own daemons on port 0, lazily, once, with an
+in-memory database; nothing is shared between workers, so `pytest -n 4` needs no configuration.
+
+The daemon binary: `--mockshift-bin PATH`, else $MOCKSHIFT_BIN, else `mockshift` on PATH, else
+`.build/release/mockshift` or `.build/debug/mockshift` under the rootdir. Extra `serve` options:
+`--mockshift-args "--ttft-ms 100"`.
+"""
+import os
+import pathlib
+import shlex
+import shutil
+import subprocess
+import threading
+import time
+import uuid
+
+import pytest
+import requests
+
+
+def pytest_addoption(parser):
+    group = parser.getgroup("mockshift")
+    group.addoption("--mockshift-bin", default=None, help="path of the mockshift binary")
+    group.addoption("--mockshift-args", default="", help="extra options for `mockshift serve`")
+
+
+def _find_binary(config):
+    candidates = [config.getoption("--mockshift-bin"), os.environ.get("MOCKSHIFT_BIN"), shutil.which("mockshift")]
+    root = pathlib.Path(str(config.rootpath))
+    for base in [root, *root.parents]:
+        candidates += [base / ".build" / "release" / "mockshift", base / ".build" / "debug" / "mockshift"]
+    for candidate in candidates:
+        if candidate and pathlib.Path(candidate).is_file():
+            return str(candidate)
+    raise pytest.UsageError("mockshift binary not found: pass --mockshift-bin or set MOCKSHIFT_BIN")
+
+
+class MockShiftServer:
+    """One `mockshift serve --port 0 --db :memory:` process. `url` ends in /v1, `root` does not."""
+
+    def __init__(self, binary, *args):
+        self.proc = subprocess.Popen([binary, "serve", "--port", "0", "--db", ":memory:", *args],
+                                     stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
+        self.stderr = []
+        threading.Thread(target=lambda: self.stderr.extend(self.proc.stderr), daemon=True).start()
+        line = {}
+        reader = threading.Thread(target=lambda: line.setdefault("ready", self.proc.stdout.readline()), daemon=True)
+        reader.start()
+        reader.join(30)
+        ready = line.get("ready", "")
+        if not ready.startswith("mockshift listening on "):
+            self.proc.kill()
+            raise RuntimeError(f"mockshift did not start: {ready!r} {''.join(self.stderr)}")
+        self.url = ready.split()[-1]
+        self.root = self.url[: -len("/v1")]
+
+    def stop(self):
+        if self.proc.poll() is None:
+            self.proc.terminate()
+            try:
+                self.proc.wait(10)
+            except subprocess.TimeoutExpired:
+                self.proc.kill()
+
+
+class MockShift:
+    """What a test gets: its own key on a daemon, the SDK pointed at both, and the test controls."""
+
+    def __init__(self, server, api_key):
+        self.server = server
+        self.url = server.url
+        self.api_key = api_key
+        self._session = requests.Session()
+        self._session.headers["Authorization"] = f"Bearer {api_key}"
+
+    def _control(self, method, path, **kw):
+        r = self._session.request(method, f"{self.server.root}/_mock/{path}", timeout=60, **kw)
+        if r.status_code >= 400:
+            raise AssertionError(f"/_mock/{path}: {r.status_code} {r.text}")
+        return r.json()
+
+    def advance(self, ms):
+        """Manual clock: moves simulated time by `ms` and returns once everything due has happened."""
+        return self._control("POST", "clock/advance", json={"ms": ms})
+
+    def requests(self):
+        """This test's journal of /v1 requests (method, path, query, body, status, duration_ms)."""
+        return self._control("GET", "requests")["requests"]
+
+    def runs(self, pipeline_id=None, status=None):
+        """This test's runs, newest first, as run status dicts."""
+        params = {k: v for k, v in {"pipeline_id": pipeline_id, "status": status}.items() if v}
+        return self._control("GET", "runs", params=params)["runs"]
+
+    def stats(self):
+        return self._control("GET", "stats")
+
+    def reset(self):
+        """Deletes this test's pipelines and runs (other tests' keys are untouched)."""
+        return self._control("POST", "reset")
+
+    def wait_for(self, condition, timeout=10.0, interval=0.02):
+        """Polls `condition()` until truthy (returned) or fails after `timeout` seconds."""
+        deadline = time.monotonic() + timeout
+        while True:
+            value = condition()
+            if value:
+                return value
+            if time.monotonic() > deadline:
+                raise AssertionError(f"condition not met within {timeout}s")
+            time.sleep(interval)
+
+
+def _point_sdk(url, api_key):
+    os.environ["VECTORSHIFT_BASE_URL"] = url
+    os.environ["VECTORSHIFT_API_KEY"] = api_key
+    import vectorshift  # imported after the environment is set, so its clients read our URL
+    from vectorshift import request as vs_request
+
+    vs_request.request_client.base_url = url
+    vs_request.async_request_client.base_url = url
+    vectorshift.api_key = api_key
+
+
+class _Servers:
+    def __init__(self, config):
+        self.config = config
+        self.started = {}
+
+    def get(self, *args):
+        if args not in self.started:
+            extra = shlex.split(self.config.getoption("--mockshift-args"))
+            self.started[args] = MockShiftServer(_find_binary(self.config), *extra, *args)
+        return self.started[args]
+
+    def stop(self):
+        for server in self.started.values():
+            server.stop()
+
+
+@pytest.fixture(scope="session")
+def _mockshift_servers(request):
+    servers = _Servers(request.config)
+    yield servers
+    servers.stop()
+
+
+def _fixture(servers, *args):
+    server = servers.get(*args)
+    shift = MockShift(server, f"pytest-{uuid.uuid4().hex}")
+    _point_sdk(server.url, shift.api_key)
+    return shift
+
+
+@pytest.fixture
+def mockshift(_mockshift_servers):
+    """A MockShift daemon on the real clock, with an API key of this test's own."""
+    shift = _fixture(_mockshift_servers)
+    yield shift
+    shift.reset()
+
+
+@pytest.fixture
+def mockshift_manual(_mockshift_servers):
+    """A MockShift daemon on the manual clock (`advance(ms)` moves time), with an API key of this test's own."""
+    shift = _fixture(_mockshift_servers, "--clock", "manual")
+    yield shift
+    shift.reset()

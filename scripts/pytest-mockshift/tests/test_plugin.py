@@ -1,0 +1,60 @@
+"""The plugin's own tests, run with `-n 4` by scripts/test: per-test keys, helpers, manual clock, and the
+README's example test extracted at test time and run under pytest-xdist."""
+import os
+import pathlib
+import re
+import subprocess
+import sys
+
+from vectorshift.pipeline import Pipeline
+
+REPO = pathlib.Path(__file__).resolve().parents[3]
+
+
+def build(name):
+    pipeline = Pipeline.new(name=name)
+    inp = pipeline.add(name="question", id="question").input(input_type="string")
+    llm = pipeline.add(name="llm", id="llm").llm(provider="openai", model="gpt-4o", prompt=inp.text, stream=True)
+    pipeline.add(name="answer", id="answer").output(output_type="stream<string>", value=llm.response)
+    pipeline.save(deploy=True)
+    return pipeline
+
+
+def test_each_test_starts_with_an_empty_workspace_a(mockshift):
+    assert Pipeline.list() == []
+    build("shared-name")
+    assert len(Pipeline.list()) == 1
+
+
+def test_each_test_starts_with_an_empty_workspace_b(mockshift):
+    assert Pipeline.list() == []
+    build("shared-name")
+    assert len(Pipeline.list()) == 1
+
+
+def test_helpers_show_this_tests_runs_and_requests(mockshift):
+    pipeline = build("helpers")
+    run_id = pipeline.run(inputs={"question": "Write 3 words."})["run_id"]
+    assert [r["run_id"] for r in mockshift.runs()] == [run_id]
+    assert any(e["path"] == f"/v1/pipeline/{pipeline.id}/run" for e in mockshift.requests())
+    assert mockshift.stats()["status"] == "ok"
+
+
+def test_manual_clock_is_exact(mockshift_manual):
+    pipeline = build("clock")
+    handler = pipeline.start(inputs={"question": "Write 100 words."})
+    mockshift_manual.advance(400 + 7 * 25)  # time to first token, then 7 tokens at 40 tokens/s
+    handler.terminate()
+    assert handler.run_status()["output_tokens"] == 7
+
+
+def test_readme_example_passes_under_xdist(tmp_path):
+    readme = (REPO / "README.md").read_text()
+    match = re.search(r"<!-- plugin-example -->\s*```python\n(.*?)```", readme, re.S)
+    assert match, "README.md has no plugin example block"
+    (tmp_path / "test_readme_example.py").write_text(match.group(1))
+    env = dict(os.environ, MOCKSHIFT_BIN=os.environ.get("MOCKSHIFT_BIN", str(REPO / ".build" / "debug" / "mockshift")))
+    done = subprocess.run([sys.executable, "-m", "pytest", "-q", "-n", "4", "-p", "no:cacheprovider", str(tmp_path)],
+                          cwd=tmp_path, env=env, capture_output=True, text=True, timeout=300)
+    assert done.returncode == 0, done.stdout + done.stderr
+    assert re.search(r"\b3 passed\b", done.stdout), done.stdout
