@@ -123,7 +123,7 @@ struct Serve: ParsableCommand {
         if !interrupted.isEmpty { logger.notice("marked \(interrupted.count) interrupted run(s) as failed") }
         let cancel = cancelOnDisconnect || ["1", "true", "yes"].contains(ProcessInfo.processInfo.environment["MOCKSHIFT_CANCEL_ON_DISCONNECT"]?.lowercased() ?? "")
         let app = MockShiftApp(store: store, engine: engine, apiKeys: Set(keys), maxBodyBytes: maxBody,
-                               cancelOnDisconnect: cancel, logger: logger)
+                               cancelOnDisconnect: cancel, seed: engineSettings.seed, logger: logger)
 
         var http = HTTPServerConfiguration()
         http.host = setting(host, "HOST", { $0 }) ?? "127.0.0.1"

@@ -182,6 +182,8 @@ public final class HTTPServer: @unchecked Sendable {
     private func queue(_ response: Response, on connection: OpaquePointer) -> MHD_Result {
         let created: OpaquePointer?
         switch response.body {
+        case .dropConnection:
+            return .NO  // libmicrohttpd closes the connection without a response
         case let .bytes(body):
             created = body.withUnsafeBytes { bytes in
                 MHD_create_response_from_buffer(bytes.count, UnsafeMutableRawPointer(mutating: bytes.baseAddress),

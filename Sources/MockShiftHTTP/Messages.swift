@@ -64,7 +64,16 @@ public struct Response: Sendable {
     public enum Body: Sendable {
         case bytes([UInt8])
         case stream(StreamBody)
+        /// No answer at all: the transport closes the connection (a simulated network failure).
+        case dropConnection
     }
+
+    /// A "response" that closes the connection without answering.
+    public static let dropConnection: Response = {
+        var r = Response(status: .internalServerError)
+        r.body = .dropConnection
+        return r
+    }()
 
     public init(status: HTTPResponse.Status, headerFields: HTTPFields = [:], body: [UInt8] = []) {
         self.head = HTTPResponse(status: status, headerFields: headerFields)

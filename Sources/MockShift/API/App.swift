@@ -19,6 +19,8 @@ public final class MockShiftApp: HTTPResponder {
     let cancelOnDisconnect: Bool
     /// The `/_mock/requests` journal.
     let journal = Journal()
+    /// Injected faults (`/_mock/faults`).
+    let faults: Faults
     /// False until fixtures are loaded (`/_mock/ready`, SPEC §7).
     private let isReady = Atomic<Bool>(false)
 
@@ -38,7 +40,8 @@ public final class MockShiftApp: HTTPResponder {
 
     /// - Parameter apiKeys: accepted keys; empty = any key (SPEC §1 `--api-key`).
     public init(store: Store, engine: RunEngine, apiKeys: Set<String>, maxBodyBytes: Int,
-                cancelOnDisconnect: Bool = false, logger: Logger) {
+                cancelOnDisconnect: Bool = false, seed: UInt64 = 0, logger: Logger) {
+        self.faults = Faults(seed: seed)
         self.cancelOnDisconnect = cancelOnDisconnect
         self.store = store
         self.engine = engine
@@ -56,19 +59,57 @@ public final class MockShiftApp: HTTPResponder {
                 throw APIError(.payloadTooLarge, "Request body exceeds the limit of \(maxBodyBytes) bytes")
             }
             let namespace = try authenticate(request)
-            if path.hasPrefix("/v1/") { writer = journaling(request, namespace: namespace, transportWriter) }
-            let (handler, parameters) = try router.match(request.head.method, path)
-            let context = HandlerContext(app: self, request: request, namespace: namespace, parameters: parameters, writer: writer)
-            switch try handler(context) {
-            case let .json(status, body): writer.send(Self.json(status, body))
-            case .later: break
+            if path.hasPrefix("/v1/") {
+                writer = journaling(request, namespace: namespace, transportWriter)
+                if let effect = faults.match(namespace: namespace, method: request.head.method.rawValue, path: path) {
+                    inject(effect, request, namespace: namespace, writer: writer)
+                    return
+                }
             }
-        } catch let error as APIError {
-            logger.debug("\(request.head.method.rawValue) \(path) -> \(error.kind): \(error.message)")
-            writer.send(Self.render(error))
+            try dispatch(request, namespace: namespace, writer: writer, llmFailures: [])
         } catch {
-            logger.error("\(request.head.method.rawValue) \(path) failed: \(error)")
+            answer(error, request, writer)
+        }
+    }
+
+    /// Routes and runs the handler.
+    private func dispatch(_ request: Request, namespace: String, writer: ReplyWriter,
+                          llmFailures: [RunOptions.LLMFailure]) throws {
+        let (handler, parameters) = try router.match(request.head.method, request.path)
+        let context = HandlerContext(app: self, request: request, namespace: namespace, parameters: parameters,
+                                     writer: writer, injectedLLMFailures: llmFailures)
+        switch try handler(context) {
+        case let .json(status, body): writer.send(Self.json(status, body))
+        case .later: break
+        }
+    }
+
+    private func answer(_ error: any Error, _ request: Request, _ writer: ReplyWriter) {
+        if let error = error as? APIError {
+            logger.debug("\(request.head.method.rawValue) \(request.path) -> \(error.kind): \(error.message)")
+            writer.send(Self.render(error))
+        } else {
+            logger.error("\(request.head.method.rawValue) \(request.path) failed: \(error)")
             writer.send(Self.render(APIError(.internalError, "internal error: \(error)")))
+        }
+    }
+
+    /// Applies an injected fault: after its delay (real time, whatever the clock), drop the connection, answer
+    /// with the rule's status and body, or serve the request normally (with LLM failures for the runs it starts).
+    private func inject(_ effect: Faults.Effect, _ request: Request, namespace: String, writer: ReplyWriter) {
+        let proceed: @Sendable () -> Void = { [self] in
+            if effect.drop { return writer.send(.dropConnection) }
+            if let response = effect.response {
+                return writer.send(Self.json(HTTPResponse.Status(code: response.status), response.body))
+            }
+            do { try dispatch(request, namespace: namespace, writer: writer, llmFailures: effect.llmFailures) } catch {
+                answer(error, request, writer)
+            }
+        }
+        if effect.delayMs > 0 {
+            DispatchQueue.global().asyncAfter(deadline: .now() + .microseconds(Int(effect.delayMs * 1000)), execute: proceed)
+        } else {
+            proceed()
         }
     }
 
@@ -92,7 +133,12 @@ public final class MockShiftApp: HTTPResponder {
                 let parsed = request.body.count <= 4096 ? try? JSON.parse(request.body) : nil
                 entry["body"] = parsed ?? .string(String(decoding: request.body.prefix(4096), as: UTF8.self))
             }
-            entry["status"] = .int(Int64(response.head.status.code))
+            if case .dropConnection = response.body {
+                entry["status"] = .null
+                entry["dropped"] = true
+            } else {
+                entry["status"] = .int(Int64(response.head.status.code))
+            }
             entry["duration_ms"] = .double(Double(DispatchTime.now().uptimeNanoseconds - started) / 1_000_000)
             entry["authorization"] = Journal.mask(request.head.headerFields[.authorization])
             journal.record(namespace: namespace, entry)

@@ -27,12 +27,13 @@ enum MockHandlers {
         return .json(.ok, .object(stats))
     }
 
-    /// `POST /_mock/reset`: terminates the caller's live runs and deletes its pipelines, runs and journal.
+    /// `POST /_mock/reset`: terminates the caller's live runs and deletes its pipelines, runs, journal and faults.
     /// Other keys' data is untouched.
     static func reset(_ c: HandlerContext) throws -> Reply {
         c.app.engine.terminateRuns(namespace: c.namespace)
         let deleted = try c.app.store.deleteNamespace(c.namespace)
         c.app.journal.clear(namespace: c.namespace)
+        _ = c.app.faults.clear(namespace: c.namespace)
         return .json(.ok, ["status": "success", "namespace": .string(c.namespace),
                            "deleted": ["pipelines": .int(Int64(deleted.pipelines)), "runs": .int(Int64(deleted.runs))]])
     }
@@ -58,6 +59,25 @@ enum MockHandlers {
         let limit = try PipelineHandlers.intQuery(c, "limit") ?? c.app.journal.capacity
         guard limit >= 0 else { throw APIError(.badRequest, "limit must not be negative") }
         return .json(.ok, ["status": "success", "requests": .array(c.app.journal.entries(namespace: c.namespace, limit: limit).map(JSON.object))])
+    }
+
+    /// `POST /_mock/faults`: adds a fault rule for the caller's `/v1` requests (see `Faults`); answers it with
+    /// its `fault_id`.
+    static func addFault(_ c: HandlerContext) throws -> Reply {
+        let rule = try c.app.faults.add(namespace: c.namespace, try c.bodyObject())
+        var answer: JSONObject = ["status": "success"]
+        for (k, v) in rule.json { answer[k] = v }
+        return .json(.ok, .object(answer))
+    }
+
+    /// `GET /_mock/faults`: the caller's fault rules, with what remains of their `times`.
+    static func listFaults(_ c: HandlerContext) throws -> Reply {
+        .json(.ok, ["status": "success", "faults": .array(c.app.faults.list(namespace: c.namespace).map(JSON.object))])
+    }
+
+    /// `DELETE /_mock/faults`: removes the caller's fault rules.
+    static func clearFaults(_ c: HandlerContext) throws -> Reply {
+        .json(.ok, ["status": "success", "removed": .int(Int64(c.app.faults.clear(namespace: c.namespace)))])
     }
 
     /// `GET /_mock/clock`: which clock drives simulated time, and its time in milliseconds.

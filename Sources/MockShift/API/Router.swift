@@ -18,6 +18,8 @@ public struct HandlerContext: Sendable {
     public let parameters: [String: String]
     /// For handlers that reply `.later`.
     public let writer: ReplyWriter
+    /// LLM failures an injected fault adds to the runs this request starts.
+    public var injectedLLMFailures: [RunOptions.LLMFailure] = []
 
     /// A path parameter that the route guarantees.
     public func parameter(_ name: String) -> String { parameters[name] ?? "" }

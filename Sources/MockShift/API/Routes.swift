@@ -28,6 +28,9 @@ extension Router {
         r.add(.post, "/_mock/reset", MockHandlers.reset)
         r.add(.get, "/_mock/runs", MockHandlers.runs)
         r.add(.get, "/_mock/requests", MockHandlers.requests)
+        r.add(.post, "/_mock/faults", MockHandlers.addFault)
+        r.add(.get, "/_mock/faults", MockHandlers.listFaults)
+        r.add(.delete, "/_mock/faults", MockHandlers.clearFaults)
         r.add(.get, "/_mock/clock", MockHandlers.clock)
         r.add(.post, "/_mock/clock/advance", MockHandlers.advanceClock)
         return r

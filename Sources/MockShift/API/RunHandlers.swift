@@ -17,7 +17,8 @@ enum RunHandlers {
             let name = field.name.hasPrefix("inputs.") ? String(field.name.dropFirst(7)) : field.name
             inputs[name] = .string(field.text)
         }
-        let options = try runOptions(body)
+        var options = try runOptions(body)
+        options.llmFailures = c.injectedLLMFailures
         let (nodes, version) = try runnableNodes(c, pipeline, body)
         let engine = c.app.engine
         if try body.bool("stream") {
@@ -61,7 +62,9 @@ enum RunHandlers {
         guard !runs.isEmpty else { return .json(.ok, ["status": "success", "run_outputs": []]) }
         let requests = try runs.enumerated().map { index, item -> (JSONObject, RunOptions) in
             guard let object = item.objectValue else { throw APIError(.badRequest, "runs[\(index)] must be an object") }
-            return (try object.object("inputs"), try runOptions(object))
+            var options = try runOptions(object)
+            options.llmFailures = c.injectedLLMFailures
+            return (try object.object("inputs"), options)
         }
         let (nodes, version) = try runnableNodes(c, pipeline, body)
         let collected = Mutex<(results: [JSON?], remaining: Int)>((Array(repeating: nil, count: requests.count), requests.count))

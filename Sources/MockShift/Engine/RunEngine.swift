@@ -58,6 +58,22 @@ public struct RunOptions: Sendable {
     /// Stored with the run and shown in its status: `session_id`, `trace_id`, `webhook_url`,
     /// `send_intermediate_results`.
     public var recorded: JSONObject = [:]
+    /// Injected LLM failures (`/_mock/faults`).
+    public var llmFailures: [LLMFailure] = []
+
+    /// An LLM node that fails after emitting `afterTokens` tokens: the run fails with `message`.
+    public struct LLMFailure: Sendable {
+        /// The node id, or nil for every LLM node.
+        public var nodeID: String?
+        public var afterTokens: Int
+        public var message: String
+
+        public init(nodeID: String?, afterTokens: Int, message: String) {
+            self.nodeID = nodeID
+            self.afterTokens = afterTokens
+            self.message = message
+        }
+    }
 
     public init() {}
 }
@@ -120,7 +136,8 @@ public final class RunEngine: Sendable {
             inputs: inputs, status: .inProgress, result: nil, error: nil, partialOutputs: nil, usage: nil,
             options: options.recorded.isEmpty ? nil : options.recorded,
             createdAt: now, startedAt: now, endedAt: nil, nodes: graph.nodes.map { ($0.id, .pending) })
-        let run = LiveRun(graph: graph, record: record, streamAll: options.streamAllOutputs, streaming: observer != nil)
+        let run = LiveRun(graph: graph, record: record, streamAll: options.streamAllOutputs, streaming: observer != nil,
+                          failures: options.llmFailures)
         run.state.withLock { st in
             if let onFinish { st.waiters.append(onFinish) }
             if let observer { st.observers.append(observer) }
@@ -277,8 +294,12 @@ public final class RunEngine: Sendable {
                     progressed = true
                 case let .llm(completion):
                     st.record.nodes[index].state = .running
-                    st.llm[node.id] = LLMProgress(completion: completion, startedAt: scheduler.now,
-                                                  streamsTo: run.streaming ? run.streamedOutputs[node.id] ?? [] : [])
+                    var progress = LLMProgress(completion: completion, startedAt: scheduler.now,
+                                               streamsTo: run.streaming ? run.streamedOutputs[node.id] ?? [] : [])
+                    if let failure = run.failures.first(where: { $0.nodeID == nil || $0.nodeID == node.id }) {
+                        progress.failure = (min(failure.afterTokens, completion.tokens.count), failure.message)
+                    }
+                    st.llm[node.id] = progress
                     scheduleLLM(run, &st, nodeID: node.id)
                 }
             }
@@ -294,7 +315,7 @@ public final class RunEngine: Sendable {
     /// Sets the LLM node's next timer: its next token when tokens stream to someone, else its last token.
     private func scheduleLLM(_ run: LiveRun, _ st: inout LiveState, nodeID: String) {
         guard var progress = st.llm[nodeID] else { return }
-        let total = progress.completion.tokens.count
+        let total = progress.failure?.afterTokens ?? progress.completion.tokens.count
         let target = progress.streamsTo.isEmpty ? total : min(total, progress.sent + 1)
         let elapsed = scheduler.now &- progress.startedAt
         let dueAt = settings.due(token: target)
@@ -312,7 +333,7 @@ public final class RunEngine: Sendable {
         let (_, finished) = run.state.withLock { st -> (RunRecord?, Finished?) in
             guard st.record.status == .inProgress, var progress = st.llm[nodeID], progress.generation == generation,
                   let index = run.graph.nodes.firstIndex(where: { $0.id == nodeID }) else { return (nil, nil) }
-            let total = progress.completion.tokens.count
+            let total = progress.failure?.afterTokens ?? progress.completion.tokens.count
             let emitted = settings.emitted(after: scheduler.now &- progress.startedAt, of: total)
             if !progress.streamsTo.isEmpty && emitted > progress.sent {
                 st.notify(.tokens(outputs: progress.streamsTo, tokens: Array(progress.completion.tokens[progress.sent..<emitted])))
@@ -322,6 +343,10 @@ public final class RunEngine: Sendable {
             guard emitted >= total else {
                 scheduleLLM(run, &st, nodeID: nodeID)
                 return (nil, nil)
+            }
+            if let failure = progress.failure {  // an injected fault: the node fails here, and the run with it
+                stopLocked(run, &st, status: .failed, error: "node \(nodeID): \(failure.message)")
+                return commitLocked(run, &st)
             }
             st.llm[nodeID] = nil
             st.finishedLLM[nodeID] = progress.completion
@@ -462,9 +487,12 @@ final class LiveRun: Sendable {
     let streamedOutputs: [String: [String]]
     /// Every output name that receives tokens.
     let tokenOutputs: Set<String>
+    /// Injected LLM failures for this run.
+    let failures: [RunOptions.LLMFailure]
     let state: Mutex<LiveState>
 
-    init(graph: PipelineGraph, record: RunRecord, streamAll: Bool, streaming: Bool) {
+    init(graph: PipelineGraph, record: RunRecord, streamAll: Bool, streaming: Bool, failures: [RunOptions.LLMFailure] = []) {
+        self.failures = failures
         self.graph = graph
         self.record = record
         self.streaming = streaming
@@ -513,6 +541,8 @@ struct LLMProgress {
     var timer: TimerID?
     /// Bumped at each (re)schedule, so a timer that fired late after a pause does nothing.
     var generation: UInt64 = 0
+    /// An injected failure: after how many tokens, and the message.
+    var failure: (afterTokens: Int, message: String)?
 
     init(completion: LLMCompletion, startedAt: UInt64, streamsTo: [String]) {
         self.completion = completion

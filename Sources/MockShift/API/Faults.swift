@@ -1,0 +1,157 @@
+import Foundation
+import Synchronization
+
+/// Injected faults (SPEC §7 `POST /_mock/faults`, issue 4): rules per namespace, matched on method, path
+/// pattern and pipeline, that answer with a given status and body, add a delay, drop the connection, or make
+/// LLM nodes of runs they match fail after N tokens. Each rule applies `times` times (unlimited when absent),
+/// each match drawn with `probability` from a generator seeded by `serve --seed`, so a test is repeatable.
+final class Faults: Sendable {
+    struct Rule: Sendable {
+        let id: String
+        let namespace: String
+        let method: String?
+        /// Glob over the path: `*` matches within one segment, `**` across segments.
+        let path: String?
+        let pipelineID: String?
+        let status: Int?
+        let body: JSON?
+        let delayMs: Double
+        let drop: Bool
+        /// LLM failure: node id (nil = every LLM node), after how many tokens, with which message.
+        let llmNode: String?
+        let llmFailAfter: Int?
+        let llmMessage: String
+        var remaining: Int?
+        let probability: Double
+        let json: JSONObject
+    }
+
+    /// What a matching rule does to one request.
+    struct Effect: Sendable {
+        var delayMs: Double = 0
+        var response: (status: Int, body: JSON)?
+        var drop = false
+        var llmFailures: [RunOptions.LLMFailure] = []
+    }
+
+    private struct State {
+        var rules: [Rule] = []
+        var random: SeededGenerator
+    }
+
+    private let state: Mutex<State>
+
+    init(seed: UInt64) { state = Mutex(State(random: SeededGenerator(seed: seed ^ 0xFA17))) }
+
+    /// Parses and stores a rule; throws `.badRequest` naming the field.
+    func add(namespace: String, _ body: JSONObject) throws -> Rule {
+        let method = try body.string("method")?.uppercased()
+        let path = try body.string("path")
+        if let path, !path.hasPrefix("/") { throw APIError(.badRequest, "path must start with /") }
+        let status: Int?
+        if let raw = body["status"], raw != .null {
+            guard let s = raw.intValue, (100...599).contains(s) else { throw APIError(.badRequest, "status must be an HTTP status code") }
+            status = Int(s)
+        } else { status = nil }
+        let delay = body["delay_ms"]?.doubleValue ?? 0
+        guard delay.isFinite, (0...600_000).contains(delay) else { throw APIError(.badRequest, "delay_ms must be from 0 to 600000") }
+        let drop = try body.bool("drop")
+        var failAfter: Int?
+        if let raw = body["llm_fail_after_tokens"], raw != .null {
+            guard let n = raw.intValue, n >= 0 else { throw APIError(.badRequest, "llm_fail_after_tokens must be a whole number >= 0") }
+            failAfter = Int(n)
+        }
+        var times: Int?
+        if let raw = body["times"], raw != .null {
+            guard let n = raw.intValue, n >= 1 else { throw APIError(.badRequest, "times must be a whole number >= 1") }
+            times = Int(n)
+        }
+        let probability = body["probability"]?.doubleValue ?? 1
+        guard probability.isFinite, (0...1).contains(probability) else { throw APIError(.badRequest, "probability must be from 0 to 1") }
+        guard status != nil || drop || failAfter != nil || delay > 0 else {
+            throw APIError(.badRequest, "a fault needs one of status, delay_ms, drop, llm_fail_after_tokens")
+        }
+        let id = IDs.make()
+        var echo = body
+        echo["fault_id"] = .string(id)
+        let rule = Rule(id: id, namespace: namespace, method: method, path: path, pipelineID: try body.string("pipeline_id"),
+                        status: status, body: body["body"], delayMs: delay, drop: drop, llmNode: try body.string("node_id"),
+                        llmFailAfter: failAfter, llmMessage: try body.string("message") ?? "injected LLM failure",
+                        remaining: times, probability: probability, json: echo)
+        state.withLock { $0.rules.append(rule) }
+        return rule
+    }
+
+    func list(namespace: String) -> [JSONObject] {
+        state.withLock { st in
+            st.rules.filter { $0.namespace == namespace }.map { rule in
+                var o = rule.json
+                if let r = rule.remaining { o["remaining"] = .int(Int64(r)) }
+                return o
+            }
+        }
+    }
+
+    /// Removes the namespace's rules; returns how many.
+    func clear(namespace: String) -> Int {
+        state.withLock { st in
+            let before = st.rules.count
+            st.rules.removeAll { $0.namespace == namespace }
+            return before - st.rules.count
+        }
+    }
+
+    /// The effect of the first rule that matches this request (and is drawn), using up one of its times.
+    func match(namespace: String, method: String, path: String) -> Effect? {
+        state.withLock { st in
+            for i in st.rules.indices {
+                let rule = st.rules[i]
+                guard rule.namespace == namespace, rule.remaining != 0,
+                      rule.method == nil || rule.method == method,
+                      rule.path.map({ Faults.glob($0, matches: path) }) ?? true,
+                      rule.pipelineID.map({ Faults.pipeline(in: path) == $0 }) ?? true else { continue }
+                if rule.probability < 1 {
+                    let draw = Double(st.random.next() >> 11) / Double(1 << 53)
+                    if draw >= rule.probability { continue }
+                }
+                if let r = rule.remaining { st.rules[i].remaining = r - 1 }
+                var effect = Effect(delayMs: rule.delayMs, drop: rule.drop)
+                if let status = rule.status {
+                    effect.response = (status, rule.body ?? ["status": "failed", "error": .string("injected fault \(rule.id)")])
+                }
+                if let after = rule.llmFailAfter {
+                    effect.llmFailures = [RunOptions.LLMFailure(nodeID: rule.llmNode, afterTokens: after, message: rule.llmMessage)]
+                }
+                return effect
+            }
+            return nil
+        }
+    }
+
+    /// The pipeline id in `/v1/pipeline/{id}/…` or `/v1/update/pipeline/{id}`.
+    static func pipeline(in path: String) -> String? {
+        let parts = path.split(separator: "/")
+        guard let i = parts.firstIndex(of: "pipeline"), i + 1 < parts.count else { return nil }
+        return String(parts[i + 1])
+    }
+
+    /// Glob match: `*` = any characters but `/`, `**` = any characters, everything else literal.
+    static func glob(_ pattern: String, matches path: String) -> Bool {
+        let p = Array(pattern.utf8), s = Array(path.utf8)
+        func match(_ i: Int, _ j: Int) -> Bool {
+            if i == p.count { return j == s.count }
+            if p[i] == UInt8(ascii: "*") {
+                let deep = i + 1 < p.count && p[i + 1] == UInt8(ascii: "*")
+                let next = deep ? i + 2 : i + 1
+                var k = j
+                while true {
+                    if match(next, k) { return true }
+                    if k == s.count || (!deep && s[k] == UInt8(ascii: "/")) { return false }
+                    k += 1
+                }
+            }
+            return j < s.count && p[i] == s[j] && match(i + 1, j + 1)
+        }
+        return match(0, 0)
+    }
+}
