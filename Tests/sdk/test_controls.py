@@ -83,3 +83,31 @@ def test_ready_and_stats(daemon, api_key):
     assert mock(daemon, api_key, "GET", "ready").json() == {"status": "ready"}
     stats = mock(daemon, api_key, "GET", "stats").json()
     assert {"live_runs", "live_timers", "open_streams", "connections", "runs_by_status"} <= set(stats)
+
+
+def test_run_timeline_on_the_manual_clock(new_daemon, api_key):
+    daemon = new_daemon("--clock", "manual")
+    Pipeline = point_sdk(daemon, api_key)
+    pipeline = build_llm_pipeline(Pipeline, unique("timeline"))
+    handler = pipeline.start(inputs={"input_0": "Write 20 words."})
+    mock(daemon, api_key, "POST", "clock/advance", json={"ms": 500})
+    assert requests.post(f"{daemon.url}/pipeline/{pipeline.id}/pause", json={"run_id": handler.task_id},
+                         headers={"Authorization": f"Bearer {api_key}"}).status_code == 200
+    live = mock(daemon, api_key, "GET", f"runs/{handler.task_id}/events").json()["events"]
+    assert [e["event"] for e in live][-1] == "paused"
+    mock(daemon, api_key, "POST", "clock/advance", json={"ms": 1000})  # paused: nothing moves
+    requests.post(f"{daemon.url}/pipeline/{pipeline.id}/resume", json={"run_ids": [handler.task_id]},
+                  headers={"Authorization": f"Bearer {api_key}"})
+    mock(daemon, api_key, "POST", "clock/advance", json={"ms": 60_000})
+    assert handler.run_status()["status"] == "completed"
+    events = mock(daemon, api_key, "GET", f"runs/{handler.task_id}/events").json()["events"]
+    names = [(e["event"], e.get("node")) for e in events]
+    assert names[0] == ("created", None) and names[-1] == ("completed", None)
+    for expected in [("node_started", "llm"), ("paused", None), ("resumed", None), ("first_token", "llm"),
+                     ("tokens", "llm"), ("node_completed", "llm"), ("node_completed", "output_0")]:
+        assert expected in names, (expected, names)
+    first = next(e for e in events if e["event"] == "first_token")
+    assert first["clock_ms"] == 425.0, "400 ms to first token, then 25 ms a token at 40 tokens/s"
+    tokens = next(e for e in events if e["event"] == "tokens")
+    assert tokens["count"] == handler.run_status()["output_tokens"]
+    assert mock(daemon, api_key, "GET", "runs/0123456789abcdef01234567/events").status_code == 404

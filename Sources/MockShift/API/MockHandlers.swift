@@ -54,6 +54,14 @@ enum MockHandlers {
         return .json(.ok, ["status": "success", "runs": .array(runs.map(RunHandlers.render))])
     }
 
+    /// `GET /_mock/runs/{id}/events`: the run's timeline: created, node_started, first_token, tokens (with
+    /// `count`), node_completed, paused, resumed, and its end (completed, failed, terminated), each with
+    /// `clock_ms` (the scheduler's clock: simulated time under `--clock manual`) and `at` (wall clock).
+    static func runEvents(_ c: HandlerContext) throws -> Reply {
+        let events = try c.app.engine.events(namespace: c.namespace, runID: c.parameter("id"))
+        return .json(.ok, ["status": "success", "run_id": .string(c.parameter("id")), "events": .array(events)])
+    }
+
     /// `GET /_mock/requests[?limit=…]`: the caller's journal of `/v1` requests, oldest first, keys masked.
     static func requests(_ c: HandlerContext) throws -> Reply {
         let limit = try PipelineHandlers.intQuery(c, "limit") ?? c.app.journal.capacity

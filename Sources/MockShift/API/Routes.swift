@@ -27,6 +27,7 @@ extension Router {
         r.add(.get, "/_mock/stats", MockHandlers.stats)
         r.add(.post, "/_mock/reset", MockHandlers.reset)
         r.add(.get, "/_mock/runs", MockHandlers.runs)
+        r.add(.get, "/_mock/runs/:id/events", MockHandlers.runEvents)
         r.add(.get, "/_mock/requests", MockHandlers.requests)
         r.add(.post, "/_mock/faults", MockHandlers.addFault)
         r.add(.get, "/_mock/faults", MockHandlers.listFaults)

@@ -141,6 +141,7 @@ public final class RunEngine: Sendable {
         run.state.withLock { st in
             if let onFinish { st.waiters.append(onFinish) }
             if let observer { st.observers.append(observer) }
+            st.log("created", clock: scheduler.now)
         }
         live.withLock { $0[record.id] = run }
         if closed.load(ordering: .acquiring) {  // shutdown() began between the check above and now
@@ -184,8 +185,10 @@ public final class RunEngine: Sendable {
         try change(namespace: namespace, pipelineID: pipelineID, runID: runID) { _, st in
             guard st.record.status == .inProgress else { return }
             let now = scheduler.now
+            for id in Array(st.llm.keys) { noteFirstToken(&st, nodeID: id, at: now) }
             st.pausedAt = now
             st.record.status = .paused
+            st.log("paused", clock: now)
             for id in st.llm.keys {
                 if let timer = st.llm[id]?.timer { scheduler.cancel(timer) }
                 st.llm[id]?.timer = nil
@@ -201,6 +204,7 @@ public final class RunEngine: Sendable {
             let shift = scheduler.now &- pausedAt
             st.pausedAt = nil
             st.record.status = .inProgress
+            st.log("resumed", clock: scheduler.now)
             for id in Array(st.llm.keys) {
                 st.llm[id]?.startedAt &+= shift
                 scheduleLLM(run, &st, nodeID: id)
@@ -240,6 +244,19 @@ public final class RunEngine: Sendable {
             throw APIError(.notFound, "Run \(runID) not found")
         }
         return record
+    }
+
+    /// A run's timeline: live from memory, or as stored with its final state. Throws `.notFound`.
+    public func events(namespace: String, runID: String) throws(APIError) -> [JSON] {
+        if let run = live.withLock({ $0[runID] }), run.record.namespace == namespace {
+            return run.state.withLock { $0.timeline }
+        }
+        let record: RunRecord?
+        do { record = try store.run(namespace: namespace, id: runID) } catch {
+            throw APIError(.internalError, "store error: \(error)")
+        }
+        guard let record else { throw APIError(.notFound, "Run \(runID) not found") }
+        return record.events ?? []
     }
 
     /// Terminates every live run of a pipeline (it is being deleted, SPEC §3).
@@ -288,12 +305,14 @@ public final class RunEngine: Sendable {
                 case let .done(outputs):
                     st.outputs[node.id] = outputs
                     st.record.nodes[index].state = .completed
+                    st.log("node_completed", node: node.id, clock: scheduler.now)
                     if node.type == "output", run.streamAll, run.streaming, !run.tokenOutputs.contains(node.name) {
                         st.notify(.output(name: node.name, value: outputs["value"] ?? .null))
                     }
                     progressed = true
                 case let .llm(completion):
                     st.record.nodes[index].state = .running
+                    st.log("node_started", node: node.id, clock: scheduler.now)
                     var progress = LLMProgress(completion: completion, startedAt: scheduler.now,
                                                streamsTo: run.streaming ? run.streamedOutputs[node.id] ?? [] : [])
                     if let failure = run.failures.first(where: { $0.nodeID == nil || $0.nodeID == node.id }) {
@@ -305,6 +324,7 @@ public final class RunEngine: Sendable {
             }
         }
         if st.record.nodes.allSatisfy({ $0.state == .completed || $0.state == .skipped }) {
+            st.log("completed", clock: scheduler.now)
             st.record.status = .completed
             st.record.endedAt = wallClockMicros()
             st.record.result = resultOutputs(run, st)
@@ -331,8 +351,10 @@ public final class RunEngine: Sendable {
     /// An LLM node's timer fired: send the tokens now due, then finish the node or wait for the next token.
     private func llmTick(_ run: LiveRun, nodeID: String, generation: UInt64) {
         let (_, finished) = run.state.withLock { st -> (RunRecord?, Finished?) in
-            guard st.record.status == .inProgress, var progress = st.llm[nodeID], progress.generation == generation,
+            guard st.record.status == .inProgress, st.llm[nodeID]?.generation == generation,
                   let index = run.graph.nodes.firstIndex(where: { $0.id == nodeID }) else { return (nil, nil) }
+            noteFirstToken(&st, nodeID: nodeID, at: scheduler.now)
+            guard var progress = st.llm[nodeID] else { return (nil, nil) }
             let total = progress.failure?.afterTokens ?? progress.completion.tokens.count
             let emitted = settings.emitted(after: scheduler.now &- progress.startedAt, of: total)
             if !progress.streamsTo.isEmpty && emitted > progress.sent {
@@ -349,6 +371,8 @@ public final class RunEngine: Sendable {
                 return commitLocked(run, &st)
             }
             st.llm[nodeID] = nil
+            logTokens(&st, nodeID: nodeID, progress, emitted: emitted)
+            st.log("node_completed", node: nodeID, clock: scheduler.now)
             st.finishedLLM[nodeID] = progress.completion
             var outputs = progress.completion.outputs()
             outputs["complete"] = .bool(true)
@@ -363,7 +387,11 @@ public final class RunEngine: Sendable {
     /// Stops a run now: cancels its timers, records what was produced so far, marks unfinished nodes.
     private func stopLocked(_ run: LiveRun, _ st: inout LiveState, status: RunStatus, error: String?) {
         let now = st.pausedAt ?? scheduler.now  // a paused run's tokens stopped when it was paused
-        for progress in st.llm.values { if let timer = progress.timer { scheduler.cancel(timer) } }
+        for (id, progress) in st.llm {
+            if let timer = progress.timer { scheduler.cancel(timer) }
+            logTokens(&st, nodeID: id, progress, emitted: progress.emitted(at: now, settings))
+        }
+        st.log(status.rawValue, clock: scheduler.now, extra: error.map { ["error": .string($0)] } ?? [:])
         st.record.status = status
         st.record.error = error
         st.record.endedAt = wallClockMicros()
@@ -379,6 +407,26 @@ public final class RunEngine: Sendable {
         }
         st.llm.removeAll()
         st.pausedAt = nil
+    }
+
+    /// Logs an LLM node's first token once it has come (at the moment it came), if not logged yet. Called
+    /// before anything moves the node's start (a resume), so the computed moment is the real one.
+    private func noteFirstToken(_ st: inout LiveState, nodeID: String, at now: UInt64) {
+        guard var progress = st.llm[nodeID], !progress.firstTokenLogged, progress.emitted(at: now, settings) > 0 else { return }
+        progress.firstTokenLogged = true
+        st.llm[nodeID] = progress
+        let first = progress.startedAt &+ settings.due(token: 1)
+        st.log("first_token", node: nodeID, clock: first, wallOffsetNanos: Int64(first) - Int64(scheduler.now))
+    }
+
+    /// Timeline entries for an LLM node that stops: its first token (if not logged yet) and how many it emitted.
+    private func logTokens(_ st: inout LiveState, nodeID: String, _ progress: LLMProgress, emitted: Int) {
+        guard emitted > 0 else { return }
+        if !progress.firstTokenLogged {
+            let first = progress.startedAt &+ settings.due(token: 1)
+            st.log("first_token", node: nodeID, clock: first, wallOffsetNanos: Int64(first) - Int64(scheduler.now))
+        }
+        st.log("tokens", node: nodeID, clock: scheduler.now, extra: ["count": .int(Int64(emitted))])
     }
 
     /// Output-node values keyed by output-node name.
@@ -446,6 +494,7 @@ public final class RunEngine: Sendable {
     /// Commits the run's state. Returns the committed record, and, when the run just became final, what
     /// must happen after the lock is released (waiters to answer). A failed commit is logged and returns nil.
     private func commitLocked(_ run: LiveRun, _ st: inout LiveState) -> (RunRecord?, Finished?) {
+        if st.record.status.isFinal { st.record.events = st.timeline }
         do {
             try store.saveRuns([st.record])
         } catch {
@@ -543,6 +592,8 @@ struct LLMProgress {
     var generation: UInt64 = 0
     /// An injected failure: after how many tokens, and the message.
     var failure: (afterTokens: Int, message: String)?
+    /// The timeline has its `first_token` entry.
+    var firstTokenLogged = false
 
     init(completion: LLMCompletion, startedAt: UInt64, streamsTo: [String]) {
         self.completion = completion
@@ -570,6 +621,20 @@ struct LiveState {
     var held: [RunEvent] = []
     /// Scheduler time the run was paused at.
     var pausedAt: UInt64?
+    /// The timeline (`/_mock/runs/{id}/events`): what happened, on the scheduler's clock and the wall clock.
+    var timeline: [JSON] = []
+
+    /// Appends a timeline event at scheduler time `clock` (nanoseconds); `wallOffsetNanos` shifts the wall
+    /// stamp for events computed after the fact (an LLM node's first token).
+    mutating func log(_ event: String, node: String? = nil, clock: UInt64, wallOffsetNanos: Int64 = 0,
+                      extra: JSONObject = [:]) {
+        var entry: JSONObject = ["event": .string(event)]
+        if let node { entry["node"] = .string(node) }
+        for (k, v) in extra { entry[k] = v }
+        entry["clock_ms"] = .double(Double(clock) / 1_000_000)
+        entry["at"] = .string(iso8601(micros: wallClockMicros() + wallOffsetNanos / 1000))
+        timeline.append(.object(entry))
+    }
 
     mutating func notify(_ event: RunEvent) {
         if holding { held.append(event); return }

@@ -72,6 +72,8 @@ public struct RunRecord: Sendable, Equatable {
     public var usage: JSONObject?
     /// Options recorded with the run (`session_id`, `trace_id`, `webhook_url`, ...).
     public var options: JSONObject?
+    /// The run's timeline (`GET /_mock/runs/{id}/events`), stored with its final state.
+    public var events: [JSON]? = nil
     /// Microseconds since 1970; nil until it happens.
     public var createdAt: Int64
     public var startedAt: Int64?

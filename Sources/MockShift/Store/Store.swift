@@ -109,6 +109,8 @@ public final class Store: @unchecked Sendable {
         "ALTER TABLE runs ADD COLUMN options TEXT;",
         // 3: listing walks this index and stops at LIMIT instead of reading (and sorting) every full row.
         "CREATE INDEX pipelines_by_modified ON pipelines(namespace, modified_at);",
+        // 4: a run's timeline (node started, first token, tokens, paused, terminated, ...).
+        "ALTER TABLE runs ADD COLUMN events TEXT;",
     ]
 
     static func migrate(_ db: SQLiteConnection) throws {
@@ -237,7 +239,7 @@ public final class Store: @unchecked Sendable {
     // MARK: Runs
 
     private static let runColumns =
-        "id, namespace, pipeline_id, mode, version, inputs, status, result, error, partial_outputs, usage, created_at, started_at, ended_at, options"
+        "id, namespace, pipeline_id, mode, version, inputs, status, result, error, partial_outputs, usage, created_at, started_at, ended_at, options, events"
 
     private static func encode(_ o: JSONObject?) -> SQLValue { o.map { .text(JSON.object($0).encodedString()) } ?? .null }
     private static func decodeObject(_ v: SQLValue) throws -> JSONObject? {
@@ -248,15 +250,16 @@ public final class Store: @unchecked Sendable {
 
     private static func upsertRun(_ r: RunRecord, in db: SQLiteConnection) throws {
         try db.query("""
-            INSERT INTO runs (\(runColumns)) VALUES (?,?,?,?,?,?,?,?,?,?,?,?,?,?,?)
+            INSERT INTO runs (\(runColumns)) VALUES (?,?,?,?,?,?,?,?,?,?,?,?,?,?,?,?)
             ON CONFLICT(id) DO UPDATE SET status = excluded.status, result = excluded.result, error = excluded.error,
                 partial_outputs = excluded.partial_outputs, usage = excluded.usage, started_at = excluded.started_at,
-                ended_at = excluded.ended_at
+                ended_at = excluded.ended_at, events = excluded.events
             """, [
             .text(r.id), .text(r.namespace), .text(r.pipelineID), .text(r.mode.rawValue), r.version.map(SQLValue.text) ?? .null,
             .text(JSON.object(r.inputs).encodedString()), .text(r.status.rawValue), encode(r.result),
             r.error.map(SQLValue.text) ?? .null, encode(r.partialOutputs), encode(r.usage), .int(r.createdAt),
             optionalInt(r.startedAt), optionalInt(r.endedAt), encode(r.options),
+            r.events.map { .text(JSON.array($0).encodedString()) } ?? .null,
         ])
         for (position, node) in r.nodes.enumerated() {
             try db.query("""
@@ -296,8 +299,9 @@ public final class Store: @unchecked Sendable {
             mode: RunMode(rawValue: row[3].text ?? "") ?? .background, version: row[4].text,
             inputs: try decodeObject(row[5]) ?? [:], status: RunStatus(rawValue: row[6].text ?? "") ?? .failed,
             result: try decodeObject(row[7]), error: row[8].text, partialOutputs: try decodeObject(row[9]),
-            usage: try decodeObject(row[10]), options: try decodeObject(row[14]), createdAt: row[11].int ?? 0, startedAt: row[12].int, endedAt: row[13].int,
-            nodes: nodes)
+            usage: try decodeObject(row[10]), options: try decodeObject(row[14]),
+            events: try row[15].text.map { try JSON.parse($0).arrayValue ?? [] },
+            createdAt: row[11].int ?? 0, startedAt: row[12].int, endedAt: row[13].int, nodes: nodes)
     }
 
     /// The run with `id` in `namespace`, or nil.

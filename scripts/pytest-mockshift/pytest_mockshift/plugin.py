@@ -99,6 +99,10 @@ class MockShift:
         params = {k: v for k, v in {"pipeline_id": pipeline_id, "status": status}.items() if v}
         return self._control("GET", "runs", params=params)["runs"]
 
+    def events(self, run_id):
+        """The run's timeline: created, node_started, first_token, tokens, paused, terminated, completed, ..."""
+        return self._control("GET", f"runs/{run_id}/events")["events"]
+
     def stats(self):
         return self._control("GET", "stats")
 

@@ -46,6 +46,8 @@ def test_manual_clock_is_exact(mockshift_manual):
     mockshift_manual.advance(400 + 7 * 25)  # time to first token, then 7 tokens at 40 tokens/s
     handler.terminate()
     assert handler.run_status()["output_tokens"] == 7
+    events = [e["event"] for e in mockshift_manual.events(handler.task_id)]
+    assert events[0] == "created" and events[-1] == "terminated"
 
 
 def test_readme_example_passes_under_xdist(tmp_path):
