@@ -52,6 +52,9 @@ struct Serve: ParsableCommand {
     @Option(name: .customLong("max-body-mb"), help: "Largest request body in MiB; larger ones get 413. [default: 32] [env: MOCKSHIFT_MAX_BODY_MB]")
     var maxBodyMB: Double?
 
+    @Option(help: "Load every fixture file (*.json) in this folder into the namespace `default` before reporting ready. [env: MOCKSHIFT_FIXTURES]")
+    var fixtures: String?
+
     @Option(help: "real, or manual: simulated time moves only with POST /_mock/clock/advance. [default: real] [env: MOCKSHIFT_CLOCK]")
     var clock: String?
 
@@ -138,7 +141,19 @@ struct Serve: ParsableCommand {
             ["open_streams": .int(Int64(server.openStreams)), "connections": .int(Int64(server.currentConnections))]
         }
 
-        app.markReady()  // fixtures (when there are any) load before this point
+        if let folder = setting(fixtures, "FIXTURES", { $0 }) {
+            // Loaded after the socket opens, so /_mock/ready answers 503 meanwhile; the ready line waits for them.
+            do {
+                let loaded = try Fixtures.load(directory: folder, into: app)
+                logger.info("fixtures: \(loaded.files) file(s), \(loaded.pipelines) pipeline(s), \(loaded.scripts) scripted answer(s), \(loaded.faults) fault(s)")
+            } catch {
+                FileHandle.standardError.write(Data("mockshift: \(error)\n".utf8))
+                server.stop()
+                scheduler.stop()
+                throw ExitCode(2)
+            }
+        }
+        app.markReady()
         let shownHost = http.host.contains(":") ? "[\(http.host)]" : http.host
         // The ready line (SPEC §1), written unbuffered so a test reading our stdout sees it at once.
         FileHandle.standardOutput.write(Data("mockshift listening on http://\(shownHost):\(server.port)/v1\n".utf8))

@@ -21,6 +21,8 @@ public final class MockShiftApp: HTTPResponder {
     let journal = Journal()
     /// Injected faults (`/_mock/faults`).
     let faults: Faults
+    /// Scripted LLM answers (`/_mock/llm`, fixtures).
+    let llmScripts = LLMScripts()
     /// False until fixtures are loaded (`/_mock/ready`, SPEC §7).
     private let isReady = Atomic<Bool>(false)
 

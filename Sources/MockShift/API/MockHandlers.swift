@@ -27,13 +27,15 @@ enum MockHandlers {
         return .json(.ok, .object(stats))
     }
 
-    /// `POST /_mock/reset`: terminates the caller's live runs and deletes its pipelines, runs, journal and faults.
+    /// `POST /_mock/reset`: terminates the caller's live runs and deletes its pipelines, runs, journal, faults and
+    /// scripted answers.
     /// Other keys' data is untouched.
     static func reset(_ c: HandlerContext) throws -> Reply {
         c.app.engine.terminateRuns(namespace: c.namespace)
         let deleted = try c.app.store.deleteNamespace(c.namespace)
         c.app.journal.clear(namespace: c.namespace)
         _ = c.app.faults.clear(namespace: c.namespace)
+        _ = c.app.llmScripts.clear(namespace: c.namespace)
         return .json(.ok, ["status": "success", "namespace": .string(c.namespace),
                            "deleted": ["pipelines": .int(Int64(deleted.pipelines)), "runs": .int(Int64(deleted.runs))]])
     }
@@ -86,6 +88,26 @@ enum MockHandlers {
     /// `DELETE /_mock/faults`: removes the caller's fault rules.
     static func clearFaults(_ c: HandlerContext) throws -> Reply {
         .json(.ok, ["status": "success", "removed": .int(Int64(c.app.faults.clear(namespace: c.namespace)))])
+    }
+
+    /// `POST /_mock/llm`: adds a scripted LLM answer for the caller's runs: matched on `pipeline_id` or
+    /// `pipeline_name`, `node_id` and `prompt_pattern` (a regular expression), it sets `response`, `ttft_ms`,
+    /// `tokens_per_second`, or a failure after `fail_after_tokens` with `message`. The newest match wins.
+    static func addLLMScript(_ c: HandlerContext) throws -> Reply {
+        let rule = try c.app.llmScripts.add(namespace: c.namespace, try c.bodyObject())
+        var answer: JSONObject = ["status": "success"]
+        for (k, v) in rule.json { answer[k] = v }
+        return .json(.ok, .object(answer))
+    }
+
+    /// `GET /_mock/llm`: the caller's scripted answers, newest first.
+    static func listLLMScripts(_ c: HandlerContext) throws -> Reply {
+        .json(.ok, ["status": "success", "scripts": .array(c.app.llmScripts.list(namespace: c.namespace).map(JSON.object))])
+    }
+
+    /// `DELETE /_mock/llm`: removes the caller's scripted answers.
+    static func clearLLMScripts(_ c: HandlerContext) throws -> Reply {
+        .json(.ok, ["status": "success", "removed": .int(Int64(c.app.llmScripts.clear(namespace: c.namespace)))])
     }
 
     /// `GET /_mock/clock`: which clock drives simulated time, and its time in milliseconds.

@@ -32,6 +32,9 @@ extension Router {
         r.add(.post, "/_mock/faults", MockHandlers.addFault)
         r.add(.get, "/_mock/faults", MockHandlers.listFaults)
         r.add(.delete, "/_mock/faults", MockHandlers.clearFaults)
+        r.add(.post, "/_mock/llm", MockHandlers.addLLMScript)
+        r.add(.get, "/_mock/llm", MockHandlers.listLLMScripts)
+        r.add(.delete, "/_mock/llm", MockHandlers.clearLLMScripts)
         r.add(.get, "/_mock/clock", MockHandlers.clock)
         r.add(.post, "/_mock/clock/advance", MockHandlers.advanceClock)
         return r

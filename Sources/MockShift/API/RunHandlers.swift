@@ -19,6 +19,7 @@ enum RunHandlers {
         }
         var options = try runOptions(body)
         options.llmFailures = c.injectedLLMFailures
+        options.llmScripts = c.app.llmScripts.scripts(namespace: c.namespace, pipeline: pipeline)
         let (nodes, version) = try runnableNodes(c, pipeline, body)
         let engine = c.app.engine
         if try body.bool("stream") {
@@ -64,6 +65,7 @@ enum RunHandlers {
             guard let object = item.objectValue else { throw APIError(.badRequest, "runs[\(index)] must be an object") }
             var options = try runOptions(object)
             options.llmFailures = c.injectedLLMFailures
+            options.llmScripts = c.app.llmScripts.scripts(namespace: c.namespace, pipeline: pipeline)
             return (try object.object("inputs"), options)
         }
         let (nodes, version) = try runnableNodes(c, pipeline, body)

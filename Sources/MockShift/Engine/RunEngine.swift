@@ -60,6 +60,8 @@ public struct RunOptions: Sendable {
     public var recorded: JSONObject = [:]
     /// Injected LLM failures (`/_mock/faults`).
     public var llmFailures: [LLMFailure] = []
+    /// Scripted LLM answers that may apply to this run's LLM nodes (`/_mock/llm`, fixtures), first match wins.
+    public var llmScripts: [LLMScript] = []
 
     /// An LLM node that fails after emitting `afterTokens` tokens: the run fails with `message`.
     public struct LLMFailure: Sendable {
@@ -76,6 +78,54 @@ public struct RunOptions: Sendable {
     }
 
     public init() {}
+}
+
+/// A scripted LLM answer (SPEC §6 "Fixtures can script an LLM's answer"): for LLM nodes it matches (node id,
+/// and a regular expression searched in the resolved prompt), it sets the text, the timing, or a failure after
+/// N tokens. Unset parts keep the simulation's.
+public struct LLMScript: Sendable {
+    public var nodeID: String?
+    public var promptPattern: String?
+    public var response: String?
+    public var ttftMilliseconds: Double?
+    public var tokensPerSecond: Double?
+    public var failAfterTokens: Int?
+    public var message: String
+
+    public init(nodeID: String? = nil, promptPattern: String? = nil, response: String? = nil, ttftMilliseconds: Double? = nil,
+                tokensPerSecond: Double? = nil, failAfterTokens: Int? = nil, message: String = "scripted LLM failure") {
+        self.nodeID = nodeID
+        self.promptPattern = promptPattern
+        self.response = response
+        self.ttftMilliseconds = ttftMilliseconds
+        self.tokensPerSecond = tokensPerSecond
+        self.failAfterTokens = failAfterTokens
+        self.message = message
+    }
+
+    /// True when the script applies to `nodeID` with `prompt`. A pattern that is not a valid regular expression
+    /// is matched as plain text.
+    public func matches(nodeID: String, prompt: String) -> Bool {
+        if let id = self.nodeID, id != nodeID { return false }
+        guard let pattern = promptPattern, !pattern.isEmpty else { return true }
+        if let regex = try? Regex(pattern) { return prompt.contains(regex) }
+        return prompt.contains(pattern)
+    }
+
+    /// The scripted text as tokens: one per word, each after the first with its leading space.
+    public static func tokens(of text: String) -> [String] {
+        var tokens: [String] = []
+        var current = ""
+        for ch in text {
+            if ch == " " && !current.isEmpty && current != " " {
+                tokens.append(current)
+                current = ""
+            }
+            current.append(ch)
+        }
+        if !current.isEmpty { tokens.append(current) }
+        return tokens
+    }
 }
 
 /// Runs pipelines (SPEC §3–6): evaluates the node graph in dependency order, drives LLM nodes with the one
@@ -137,7 +187,7 @@ public final class RunEngine: Sendable {
             options: options.recorded.isEmpty ? nil : options.recorded,
             createdAt: now, startedAt: now, endedAt: nil, nodes: graph.nodes.map { ($0.id, .pending) })
         let run = LiveRun(graph: graph, record: record, streamAll: options.streamAllOutputs, streaming: observer != nil,
-                          failures: options.llmFailures)
+                          failures: options.llmFailures, scripts: options.llmScripts)
         run.state.withLock { st in
             if let onFinish { st.waiters.append(onFinish) }
             if let observer { st.observers.append(observer) }
@@ -310,14 +360,22 @@ public final class RunEngine: Sendable {
                         st.notify(.output(name: node.name, value: outputs["value"] ?? .null))
                     }
                     progressed = true
-                case let .llm(completion):
+                case .llm(var completion):
                     st.record.nodes[index].state = .running
                     st.log("node_started", node: node.id, clock: scheduler.now)
-                    var progress = LLMProgress(completion: completion, startedAt: scheduler.now,
-                                               streamsTo: run.streaming ? run.streamedOutputs[node.id] ?? [] : [])
-                    if let failure = run.failures.first(where: { $0.nodeID == nil || $0.nodeID == node.id }) {
-                        progress.failure = (min(failure.afterTokens, completion.tokens.count), failure.message)
+                    var timing = settings
+                    var failure = run.failures.first(where: { $0.nodeID == nil || $0.nodeID == node.id })
+                        .map { (afterTokens: $0.afterTokens, message: $0.message) }
+                    let prompt = resolved["prompt"]?.templateText ?? ""
+                    if let script = run.scripts.first(where: { $0.matches(nodeID: node.id, prompt: prompt) }) {
+                        if let text = script.response { completion.tokens = LLMScript.tokens(of: text) }
+                        if let ttft = script.ttftMilliseconds { timing.ttftMilliseconds = ttft }
+                        if let rate = script.tokensPerSecond { timing.tokensPerSecond = rate }
+                        if let after = script.failAfterTokens, failure == nil { failure = (after, script.message) }
                     }
+                    var progress = LLMProgress(completion: completion, startedAt: scheduler.now,
+                                               streamsTo: run.streaming ? run.streamedOutputs[node.id] ?? [] : [], timing: timing)
+                    if let failure { progress.failure = (min(failure.afterTokens, completion.tokens.count), failure.message) }
                     st.llm[node.id] = progress
                     scheduleLLM(run, &st, nodeID: node.id)
                 }
@@ -338,7 +396,7 @@ public final class RunEngine: Sendable {
         let total = progress.failure?.afterTokens ?? progress.completion.tokens.count
         let target = progress.streamsTo.isEmpty ? total : min(total, progress.sent + 1)
         let elapsed = scheduler.now &- progress.startedAt
-        let dueAt = settings.due(token: target)
+        let dueAt = progress.timing.due(token: target)
         progress.generation &+= 1
         let generation = progress.generation
         progress.timer = scheduler.schedule(afterNanoseconds: dueAt > elapsed ? dueAt - elapsed : 0) { [weak self, weak run] in
@@ -356,7 +414,7 @@ public final class RunEngine: Sendable {
             noteFirstToken(&st, nodeID: nodeID, at: scheduler.now)
             guard var progress = st.llm[nodeID] else { return (nil, nil) }
             let total = progress.failure?.afterTokens ?? progress.completion.tokens.count
-            let emitted = settings.emitted(after: scheduler.now &- progress.startedAt, of: total)
+            let emitted = progress.timing.emitted(after: scheduler.now &- progress.startedAt, of: total)
             if !progress.streamsTo.isEmpty && emitted > progress.sent {
                 st.notify(.tokens(outputs: progress.streamsTo, tokens: Array(progress.completion.tokens[progress.sent..<emitted])))
                 progress.sent = emitted
@@ -389,7 +447,7 @@ public final class RunEngine: Sendable {
         let now = st.pausedAt ?? scheduler.now  // a paused run's tokens stopped when it was paused
         for (id, progress) in st.llm {
             if let timer = progress.timer { scheduler.cancel(timer) }
-            logTokens(&st, nodeID: id, progress, emitted: progress.emitted(at: now, settings))
+            logTokens(&st, nodeID: id, progress, emitted: progress.emitted(at: now))
         }
         st.log(status.rawValue, clock: scheduler.now, extra: error.map { ["error": .string($0)] } ?? [:])
         st.record.status = status
@@ -412,10 +470,10 @@ public final class RunEngine: Sendable {
     /// Logs an LLM node's first token once it has come (at the moment it came), if not logged yet. Called
     /// before anything moves the node's start (a resume), so the computed moment is the real one.
     private func noteFirstToken(_ st: inout LiveState, nodeID: String, at now: UInt64) {
-        guard var progress = st.llm[nodeID], !progress.firstTokenLogged, progress.emitted(at: now, settings) > 0 else { return }
+        guard var progress = st.llm[nodeID], !progress.firstTokenLogged, progress.emitted(at: now) > 0 else { return }
         progress.firstTokenLogged = true
         st.llm[nodeID] = progress
-        let first = progress.startedAt &+ settings.due(token: 1)
+        let first = progress.startedAt &+ progress.timing.due(token: 1)
         st.log("first_token", node: nodeID, clock: first, wallOffsetNanos: Int64(first) - Int64(scheduler.now))
     }
 
@@ -423,7 +481,7 @@ public final class RunEngine: Sendable {
     private func logTokens(_ st: inout LiveState, nodeID: String, _ progress: LLMProgress, emitted: Int) {
         guard emitted > 0 else { return }
         if !progress.firstTokenLogged {
-            let first = progress.startedAt &+ settings.due(token: 1)
+            let first = progress.startedAt &+ progress.timing.due(token: 1)
             st.log("first_token", node: nodeID, clock: first, wallOffsetNanos: Int64(first) - Int64(scheduler.now))
         }
         st.log("tokens", node: nodeID, clock: scheduler.now, extra: ["count": .int(Int64(emitted))])
@@ -452,7 +510,7 @@ public final class RunEngine: Sendable {
                 let id = run.graph.nodeID(for: reference.node)
                 if let outputs = st.outputs[id] { return outputs[reference.field] }
                 if let progress = st.llm[id] {
-                    return progress.completion.outputs(emitted: progress.emitted(at: now, settings))[reference.field]
+                    return progress.completion.outputs(emitted: progress.emitted(at: now))[reference.field]
                 }
                 available = false
                 return nil
@@ -473,7 +531,7 @@ public final class RunEngine: Sendable {
         }
         if let now {
             for progress in st.llm.values {
-                let n = progress.emitted(at: now, settings)
+                let n = progress.emitted(at: now)
                 input += progress.completion.inputTokens
                 output += n
                 credits += progress.completion.outputs(emitted: n)["credits_used"]?.doubleValue ?? 0
@@ -540,8 +598,13 @@ final class LiveRun: Sendable {
     let failures: [RunOptions.LLMFailure]
     let state: Mutex<LiveState>
 
-    init(graph: PipelineGraph, record: RunRecord, streamAll: Bool, streaming: Bool, failures: [RunOptions.LLMFailure] = []) {
+    /// Scripted answers that may apply to this run's LLM nodes.
+    let scripts: [LLMScript]
+
+    init(graph: PipelineGraph, record: RunRecord, streamAll: Bool, streaming: Bool, failures: [RunOptions.LLMFailure] = [],
+         scripts: [LLMScript] = []) {
         self.failures = failures
+        self.scripts = scripts
         self.graph = graph
         self.record = record
         self.streaming = streaming
@@ -595,14 +658,18 @@ struct LLMProgress {
     /// The timeline has its `first_token` entry.
     var firstTokenLogged = false
 
-    init(completion: LLMCompletion, startedAt: UInt64, streamsTo: [String]) {
+    /// The node's timing: the daemon's, or a scripted answer's time to first token and rate.
+    let timing: EngineSettings
+
+    init(completion: LLMCompletion, startedAt: UInt64, streamsTo: [String], timing: EngineSettings) {
+        self.timing = timing
         self.completion = completion
         self.startedAt = startedAt
         self.streamsTo = streamsTo
     }
 
-    func emitted(at now: UInt64, _ settings: EngineSettings) -> Int {
-        settings.emitted(after: now &- startedAt, of: completion.tokens.count)
+    func emitted(at now: UInt64) -> Int {
+        timing.emitted(after: now &- startedAt, of: completion.tokens.count)
     }
 }
 

@@ -1,0 +1,69 @@
+import Synchronization
+
+/// Scripted LLM answers (`/_mock/llm`, fixtures; SPEC §6): rules per namespace, matched on the pipeline (by id or
+/// name) here and on node id and prompt by the engine (``LLMScript``). Newest rule first.
+final class LLMScripts: Sendable {
+    struct Rule: Sendable {
+        let id: String
+        let namespace: String
+        let pipelineID: String?
+        let pipelineName: String?
+        let script: LLMScript
+        let json: JSONObject
+    }
+
+    private let rules = Mutex<[Rule]>([])
+
+    /// Parses and stores a rule; throws `.badRequest` naming the field.
+    @discardableResult
+    func add(namespace: String, _ body: JSONObject) throws -> Rule {
+        func number(_ key: String, _ range: ClosedRange<Double>) throws -> Double? {
+            guard let raw = body[key], raw != .null else { return nil }
+            guard let d = raw.doubleValue, d.isFinite, range.contains(d) else {
+                throw APIError(.badRequest, "\(key) must be a number from \(range.lowerBound) to \(range.upperBound)")
+            }
+            return d
+        }
+        let pattern = try body.string("prompt_pattern")
+        if let pattern, (try? Regex(pattern)) == nil {
+            throw APIError(.badRequest, "prompt_pattern is not a valid regular expression")
+        }
+        let failAfter = try number("fail_after_tokens", 0...1_000_000).map { Int($0) }
+        let script = LLMScript(
+            nodeID: try body.string("node_id"), promptPattern: pattern, response: try body.string("response"),
+            ttftMilliseconds: try number("ttft_ms", 0...86_400_000), tokensPerSecond: try number("tokens_per_second", 0.001...1_000_000),
+            failAfterTokens: failAfter, message: try body.string("message") ?? "scripted LLM failure")
+        guard script.response != nil || script.ttftMilliseconds != nil || script.tokensPerSecond != nil || failAfter != nil else {
+            throw APIError(.badRequest, "a scripted answer needs one of response, ttft_ms, tokens_per_second, fail_after_tokens")
+        }
+        let id = IDs.make()
+        var echo = body
+        echo["script_id"] = .string(id)
+        let rule = Rule(id: id, namespace: namespace, pipelineID: try body.string("pipeline_id"),
+                        pipelineName: try body.string("pipeline_name"), script: script, json: echo)
+        rules.withLock { $0.insert(rule, at: 0) }
+        return rule
+    }
+
+    /// The scripts that may apply to a run of `pipeline` in `namespace`, newest first.
+    func scripts(namespace: String, pipeline: PipelineRecord) -> [LLMScript] {
+        rules.withLock { list in
+            list.filter { rule in
+                rule.namespace == namespace && (rule.pipelineID.map { $0 == pipeline.id } ?? true)
+                    && (rule.pipelineName.map { $0 == pipeline.name } ?? true)
+            }.map(\.script)
+        }
+    }
+
+    func list(namespace: String) -> [JSONObject] {
+        rules.withLock { $0.filter { $0.namespace == namespace }.map(\.json) }
+    }
+
+    func clear(namespace: String) -> Int {
+        rules.withLock { list in
+            let before = list.count
+            list.removeAll { $0.namespace == namespace }
+            return before - list.count
+        }
+    }
+}

@@ -1,0 +1,107 @@
+"""Fixtures, scripts/seed and scripted LLM answers (SPEC §1, §6, §7; issue 4)."""
+import json
+import os
+import subprocess
+import sys
+
+import pytest
+import requests
+from vectorshift.request import InternalServerError
+
+from conftest import BIN, REPO, build_streaming_pipeline, point_sdk, unique
+from test_docs_example import check_output, extract_example
+
+FIXTURES = REPO / "fixtures"
+
+
+def test_fixtures_load_before_ready_into_the_default_namespace(new_daemon, tmp_path):
+    daemon = new_daemon("--fixtures", str(FIXTURES))
+    assert requests.get(f"{daemon.root}/_mock/ready").json() == {"status": "ready"}
+    Pipeline = point_sdk(daemon, None)  # no key: the SDK sends `Bearer None`, the namespace `default`
+    assert {p.name for p in Pipeline.list(verbose=True)} == {"terminate_example", "two_llm_chain", "streaming_chat"}
+    chain = Pipeline.fetch(name="two_llm_chain")
+    outputs = chain.run(inputs={"topic": "tape drives"})["outputs"]
+    assert set(outputs) == {"outline_text", "essay_text"}
+    chat = Pipeline.fetch(name="streaming_chat")
+    tokens = [c.output_value for c in chat.stream(inputs={"question": "Hello there"}) if c.type == "stream"]
+    assert "".join(tokens) == "Hello! I am a scripted answer from MockShift's fixtures."
+    failed = list(chat.stream(inputs={"question": "please trigger an error"}))
+    assert [c.type for c in failed].count("stream") == 2
+    assert failed[-1].status == "failed" and "the model provider is overloaded" in failed[-1].error
+    # The docs example finds its pipeline already there.
+    script = tmp_path / "example.py"
+    script.write_text(extract_example())
+    env = {k: v for k, v in os.environ.items() if k != "VECTORSHIFT_API_KEY"}
+    env["VECTORSHIFT_BASE_URL"] = daemon.url
+    done = subprocess.run([sys.executable, str(script)], env=env, capture_output=True, text=True, timeout=120)
+    assert done.returncode == 0, done.stderr
+    assert "Pipeline fetched: id=" in done.stdout
+    check_output(done.stdout)
+
+
+def test_loading_again_after_a_restart_does_not_duplicate(new_daemon, tmp_path):
+    db = tmp_path / "fixtures.sqlite3"
+    first = new_daemon("--fixtures", str(FIXTURES), db=db)
+    ids = {p.id for p in point_sdk(first, None).list()}
+    first.stop()
+    second = new_daemon("--fixtures", str(FIXTURES), db=db)
+    assert {p.id for p in point_sdk(second, None).list()} == ids
+
+
+@pytest.mark.parametrize("content, field", [
+    ('{"pipelines": [{"name": "x", "nodes": {"a": {"id": "a"}}}]}', "pipelines[0]: node 'a' has no type"),
+    ('{"pipelines": [{"nodes": {}}]}', "pipelines[0]: name is required"),
+    ('{"llm": [{"response": "hi", "ttft_ms": -5}]}', "llm[0]: ttft_ms must be"),
+    ('{"faults": [{}]}', "faults[0]: a fault needs one of"),
+    ('{"surprise": 1}', "surprise: unknown key"),
+    ('not json', "(file): not a JSON object"),
+    ('{"name": "loop", "nodes": {"a": {"id": "a", "type": "text", "inputs": {"text": "{{ a.text }}"}}}}', "cycle"),
+])
+def test_bad_fixture_stops_the_start_naming_file_and_field(tmp_path, content, field):
+    folder = tmp_path / "fixtures"
+    folder.mkdir()
+    (folder / "broken.json").write_text(content)
+    done = subprocess.run([str(BIN), "serve", "--port", "0", "--db", ":memory:", "--fixtures", str(folder)],
+                          capture_output=True, text=True, timeout=30)
+    assert done.returncode == 2, (done.returncode, done.stderr)
+    assert done.stdout == "", "no ready line"
+    assert "broken.json" in done.stderr and field in done.stderr, done.stderr
+
+
+def test_seed_script_loads_a_folder_into_a_running_daemon_for_a_key(daemon, api_key):
+    root = daemon.root
+    for _ in range(2):  # twice: the second run updates instead of duplicating
+        done = subprocess.run([sys.executable, str(REPO / "scripts" / "seed"), str(FIXTURES), "--url", root,
+                               "--api-key", api_key], capture_output=True, text=True, timeout=120)
+        assert done.returncode == 0, done.stderr
+        assert "seeded 3 pipeline(s), 2 scripted answer(s), 0 fault(s)" in done.stdout
+    Pipeline = point_sdk(daemon, api_key)
+    assert sorted(p.name for p in Pipeline.list(verbose=True)) == ["streaming_chat", "terminate_example", "two_llm_chain"]
+    scripts = requests.get(f"{root}/_mock/llm", headers={"Authorization": f"Bearer {api_key}"}).json()["scripts"]
+    assert len(scripts) == 4
+
+
+def test_scripted_answer_sets_text_timing_and_failure(new_daemon, api_key):
+    daemon = new_daemon("--clock", "manual")
+    Pipeline = point_sdk(daemon, api_key)
+    pipeline = build_streaming_pipeline(Pipeline, unique("scripted"))
+    headers = {"Authorization": f"Bearer {api_key}"}
+    r = requests.post(f"{daemon.root}/_mock/llm", headers=headers, json={
+        "pipeline_id": pipeline.id, "node_id": "llm", "prompt_pattern": "weather",
+        "response": "It is sunny today.", "ttft_ms": 1000, "tokens_per_second": 10})
+    assert r.status_code == 200, r.text
+    handler = pipeline.start(inputs={"input_0": "What is the weather?"})
+    advance = lambda ms: requests.post(f"{daemon.root}/_mock/clock/advance", json={"ms": ms}, headers=headers)
+    advance(999)
+    assert handler.run_status()["nodes"]["llm"] == "running"
+    advance(1 + 2 * 100)  # scripted: 1000 ms to first token, then 10 tokens/s
+    handler.terminate()
+    assert handler.run_status()["partial_outputs"]["output_0"] == "It is"
+    other = pipeline.start(inputs={"input_0": "Tell me a story."})  # the pattern does not match: simulated text
+    advance(60_000)
+    assert other.run_status()["result"]["output_0"] != "It is sunny today."
+    done = pipeline.start(inputs={"input_0": "weather again"})
+    advance(60_000)
+    assert done.run_status()["result"]["output_0"] == "It is sunny today."
+    assert requests.post(f"{daemon.root}/_mock/llm", headers=headers, json={"prompt_pattern": "("}).status_code == 400
+    assert requests.delete(f"{daemon.root}/_mock/llm", headers=headers).json()["removed"] == 1
