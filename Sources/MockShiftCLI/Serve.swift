@@ -2,7 +2,9 @@ import ArgumentParser
 import Foundation
 import Logging
 import MockShift
+import Metrics
 import MockShiftHTTP
+import Prometheus
 
 /// `mockshift`: the command-line entry point.
 struct MockShiftCommand: ParsableCommand {
@@ -97,6 +99,8 @@ struct Serve: ParsableCommand {
             return handler
         }
         let logger = Logger(label: "mockshift")
+        let registry = PrometheusCollectorRegistry()
+        MetricsSystem.bootstrap(PrometheusMetricsFactory(registry: registry))
 
         var engineSettings = EngineSettings()
         engineSettings.ttftMilliseconds = setting(ttftMs, "TTFT_MS", Double.init) ?? 400
@@ -137,8 +141,10 @@ struct Serve: ParsableCommand {
         http.errorLog = level <= .debug  // libmicrohttpd's own messages (client hang-ups, ...) only when debugging
         let server = HTTPServer(configuration: http, responder: app, logger: logger)
         try server.start()
+        app.exposeMetrics { registry.emitToBuffer() }
         app.reportTransportStats { [server] in
-            ["open_streams": .int(Int64(server.openStreams)), "connections": .int(Int64(server.currentConnections))]
+            ["open_streams": .int(Int64(server.openStreams)), "parked_requests": .int(Int64(server.parkedRequests)),
+             "connections": .int(Int64(server.currentConnections))]
         }
 
         if let folder = setting(fixtures, "FIXTURES", { $0 }) {

@@ -114,6 +114,11 @@ public final class HTTPServer: @unchecked Sendable {
         selfReference = nil
     }
 
+    /// Number of requests parked (suspended) while they wait for their answer, e.g. synchronous runs.
+    public var parkedRequests: Int {
+        live.withLock { $0.values.reduce(0) { $0 + ($1.state.withLock { $0.suspended } ? 1 : 0) } }
+    }
+
     /// Number of streaming responses whose client is still connected.
     public var openStreams: Int { hangups.count }
 

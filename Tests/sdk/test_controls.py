@@ -111,3 +111,18 @@ def test_run_timeline_on_the_manual_clock(new_daemon, api_key):
     tokens = next(e for e in events if e["event"] == "tokens")
     assert tokens["count"] == handler.run_status()["output_tokens"]
     assert mock(daemon, api_key, "GET", "runs/0123456789abcdef01234567/events").status_code == 404
+
+
+def test_metrics_in_prometheus_text(new_daemon, api_key):
+    daemon = new_daemon()
+    Pipeline = point_sdk(daemon, api_key)
+    pipeline = build_llm_pipeline(Pipeline, unique("metrics"))
+    pipeline.run(inputs={"input_0": "Write 2 words."})
+    r = requests.get(f"{daemon.root}/metrics")
+    assert r.status_code == 200 and r.headers["Content-Type"].startswith("text/plain")
+    text = r.text
+    assert 'mockshift_runs_started_total{mode="sync"} 1' in text, text
+    assert 'mockshift_runs_finished_total{status="completed"} 1' in text
+    assert 'mockshift_http_requests_total{method="POST",status="200"}' in text
+    assert "mockshift_live_runs 0" in text
+    assert "# TYPE mockshift_http_request_duration_seconds histogram" in text

@@ -105,3 +105,37 @@ def test_scripted_answer_sets_text_timing_and_failure(new_daemon, api_key):
     assert done.run_status()["result"]["output_0"] == "It is sunny today."
     assert requests.post(f"{daemon.root}/_mock/llm", headers=headers, json={"prompt_pattern": "("}).status_code == 400
     assert requests.delete(f"{daemon.root}/_mock/llm", headers=headers).json()["removed"] == 1
+
+
+def test_ready_is_503_until_fixtures_are_loaded(tmp_path):
+    import socket
+    import threading
+    import time
+    folder = tmp_path / "many"
+    folder.mkdir()
+    node = {"input_0": {"id": "input_0", "name": "input_0", "type": "input", "inputs": {"input_type": "string"}, "outputs": ["text"]}}
+    (folder / "many.json").write_text(json.dumps({"pipelines": [{"name": f"p{i}", "nodes": node} for i in range(8000)]}))
+    with socket.socket() as s:  # a free port, so the test can ask before the ready line tells it
+        s.bind(("127.0.0.1", 0))
+        port = s.getsockname()[1]
+    proc = subprocess.Popen([str(BIN), "serve", "--port", str(port), "--db", str(tmp_path / "r.sqlite3"),
+                             "--fixtures", str(folder)], stdout=subprocess.PIPE, stderr=subprocess.DEVNULL, text=True)
+    try:
+        line = {}
+        threading.Thread(target=lambda: line.setdefault("ready", proc.stdout.readline()), daemon=True).start()
+        seen = []
+        deadline = time.monotonic() + 60
+        while "ready" not in line and time.monotonic() < deadline:
+            try:
+                seen.append(requests.get(f"http://127.0.0.1:{port}/_mock/ready", timeout=5).status_code)
+            except requests.ConnectionError:
+                pass
+            time.sleep(0.01)
+        assert line.get("ready", "").startswith("mockshift listening on"), line
+        # 503 while loading, then 200 from the moment it is ready (just before the line is printed), never back.
+        first_ok = seen.index(200) if 200 in seen else len(seen)
+        assert first_ok > 0 and set(seen[:first_ok]) == {503} and set(seen[first_ok:]) <= {200}, seen
+        assert requests.get(f"http://127.0.0.1:{port}/_mock/ready").status_code == 200
+    finally:
+        proc.terminate()
+        proc.wait(10)

@@ -2,6 +2,7 @@ import Dispatch
 import Foundation
 import HTTPTypes
 import Logging
+import Metrics
 import MockShiftHTTP
 import Synchronization
 
@@ -29,6 +30,13 @@ public final class MockShiftApp: HTTPResponder {
     /// Marks the daemon ready: `GET /_mock/ready` answers 200 from now on.
     public func markReady() { isReady.store(true, ordering: .releasing) }
     var ready: Bool { isReady.load(ordering: .acquiring) }
+
+    /// The Prometheus text of every metric (`GET /metrics`), set by the executable that owns the registry.
+    private let metricsText = Mutex<(@Sendable () -> [UInt8])?>(nil)
+
+    /// Lets `GET /metrics` print the metrics registry (SPEC §7).
+    public func exposeMetrics(_ text: @escaping @Sendable () -> [UInt8]) { metricsText.withLock { $0 = text } }
+    func currentMetricsText() -> [UInt8] { metricsText.withLock { $0 }?() ?? [] }
 
     /// Figures from the transport for `/_mock/stats` (open connections, open streams), set once it runs.
     private let transportStats = Mutex<(@Sendable () -> JSONObject)?>(nil)
@@ -141,7 +149,12 @@ public final class MockShiftApp: HTTPResponder {
             } else {
                 entry["status"] = .int(Int64(response.head.status.code))
             }
-            entry["duration_ms"] = .double(Double(DispatchTime.now().uptimeNanoseconds - started) / 1_000_000)
+            let elapsed = DispatchTime.now().uptimeNanoseconds - started
+            entry["duration_ms"] = .double(Double(elapsed) / 1_000_000)
+            let status = entry["status"]?.intValue.map(String.init) ?? "dropped"
+            Counter(label: "mockshift_http_requests_total",
+                    dimensions: [("method", request.head.method.rawValue), ("status", status)]).increment()
+            Metrics.Timer(label: "mockshift_http_request_duration_seconds").recordNanoseconds(Int64(elapsed))
             entry["authorization"] = Journal.mask(request.head.headerFields[.authorization])
             journal.record(namespace: namespace, entry)
         }

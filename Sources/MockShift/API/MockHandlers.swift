@@ -1,4 +1,6 @@
 import HTTPTypes
+import Metrics
+import MockShiftHTTP
 
 /// Test controls under `/_mock/` (SPEC §7): outside `/v1`, JSON, same authentication; each acts on the
 /// caller's namespace only.
@@ -25,6 +27,19 @@ enum MockHandlers {
         }
         stats["runs_by_status"] = .object(byStatus)
         return .json(.ok, .object(stats))
+    }
+
+    /// `GET /metrics`: Prometheus text (SPEC §7): request and run counters, request durations, and, read now,
+    /// live runs, timers, open streams and connections.
+    static func metrics(_ c: HandlerContext) throws -> Reply {
+        Gauge(label: "mockshift_live_runs").record(c.app.engine.liveCount)
+        Gauge(label: "mockshift_live_timers").record(c.app.engine.scheduler.pendingCount)
+        for (k, v) in c.app.currentTransportStats() {
+            if let n = v.intValue { Gauge(label: "mockshift_\(k)").record(n) }
+        }
+        c.writer.send(Response(status: .ok, headerFields: [.contentType: "text/plain; version=0.0.4; charset=utf-8"],
+                               body: c.app.currentMetricsText()))
+        return .later
     }
 
     /// `POST /_mock/reset`: terminates the caller's live runs and deletes its pipelines, runs, journal, faults and

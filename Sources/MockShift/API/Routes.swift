@@ -22,6 +22,7 @@ extension Router {
         r.add(.post, "/v1/pipeline/:id/bulk-run", RunHandlers.bulkRun)  // the SDK's spelling
         r.add(.post, "/v1/pipeline/:id/bulk_run", RunHandlers.bulkRun)  // the docs' spelling
         // Test controls (SPEC §7)
+        r.add(.get, "/metrics", MockHandlers.metrics)
         r.add(.get, "/_mock/health", MockHandlers.health)
         r.add(.get, "/_mock/ready", MockHandlers.ready)
         r.add(.get, "/_mock/stats", MockHandlers.stats)

@@ -1,4 +1,5 @@
 import Logging
+import Metrics
 import Synchronization
 
 /// Timing and text settings of the simulation (`serve` options, SPEC §1 and §6).
@@ -215,6 +216,7 @@ public final class RunEngine: Sendable {
             live.withLock { _ = $0.removeValue(forKey: record.id) }
             throw APIError(.internalError, "could not store the run")
         }
+        Counter(label: "mockshift_runs_started_total", dimensions: [("mode", mode.rawValue)]).increment()
         finish(finished)
         return snapshot
     }
@@ -568,6 +570,7 @@ public final class RunEngine: Sendable {
 
     private func finish(_ finished: Finished?) {
         guard let finished else { return }
+        Counter(label: "mockshift_runs_finished_total", dimensions: [("status", finished.record.status.rawValue)]).increment()
         remember(finished.record)
         live.withLock { _ = $0.removeValue(forKey: finished.record.id) }
         for waiter in finished.waiters { waiter(finished.record) }
