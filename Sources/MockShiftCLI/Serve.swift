@@ -54,6 +54,9 @@ struct Serve: ParsableCommand {
     @Option(name: .customLong("max-body-mb"), help: "Largest request body in MiB; larger ones get 413. [default: 32] [env: MOCKSHIFT_MAX_BODY_MB]")
     var maxBodyMB: Double?
 
+    @Option(name: .customLong("admin-key"), help: "The key that may reset every namespace at once (POST /_mock/reset?all=true). [env: MOCKSHIFT_ADMIN_KEY]")
+    var adminKey: String?
+
     @Option(help: "Load every fixture file (*.json) in this folder into the namespace `default` before reporting ready. [env: MOCKSHIFT_FIXTURES]")
     var fixtures: String?
 
@@ -130,7 +133,8 @@ struct Serve: ParsableCommand {
         if !interrupted.isEmpty { logger.notice("marked \(interrupted.count) interrupted run(s) as failed") }
         let cancel = cancelOnDisconnect || ["1", "true", "yes"].contains(ProcessInfo.processInfo.environment["MOCKSHIFT_CANCEL_ON_DISCONNECT"]?.lowercased() ?? "")
         let app = MockShiftApp(store: store, engine: engine, apiKeys: Set(keys), maxBodyBytes: maxBody,
-                               cancelOnDisconnect: cancel, seed: engineSettings.seed, logger: logger)
+                               cancelOnDisconnect: cancel, seed: engineSettings.seed,
+                               adminKey: setting(adminKey, "ADMIN_KEY", { $0 }), logger: logger)
 
         var http = HTTPServerConfiguration()
         http.host = setting(host, "HOST", { $0 }) ?? "127.0.0.1"

@@ -126,3 +126,16 @@ def test_metrics_in_prometheus_text(new_daemon, api_key):
     assert 'mockshift_http_requests_total{method="POST",status="200"}' in text
     assert "mockshift_live_runs 0" in text
     assert "# TYPE mockshift_http_request_duration_seconds histogram" in text
+
+
+def test_reset_all_needs_the_admin_key(new_daemon):
+    daemon = new_daemon("--admin-key", "boss-key")
+    a, b = unique("key-a"), unique("key-b")
+    build_llm_pipeline(point_sdk(daemon, a), unique("a"))
+    build_llm_pipeline(point_sdk(daemon, b), unique("b"))
+    r = mock(daemon, a, "POST", "reset", params={"all": "true"})
+    assert r.status_code == 403 and "admin key" in r.json()["error"]
+    assert len(point_sdk(daemon, b).list()) == 1
+    r = mock(daemon, "boss-key", "POST", "reset", params={"all": "true"})
+    assert r.status_code == 200 and {a, b} <= set(r.json()["namespaces"])
+    assert point_sdk(daemon, a).list() == [] and point_sdk(daemon, b).list() == []

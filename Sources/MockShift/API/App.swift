@@ -18,6 +18,8 @@ public final class MockShiftApp: HTTPResponder {
     let maxBodyBytes: Int
     /// `serve --cancel-on-disconnect`: a streaming client that goes away terminates its run (SPEC §5).
     let cancelOnDisconnect: Bool
+    /// `serve --admin-key`: the key allowed to reset every namespace at once.
+    let adminKey: String?
     /// The `/_mock/requests` journal.
     let journal = Journal()
     /// Injected faults (`/_mock/faults`).
@@ -50,13 +52,15 @@ public final class MockShiftApp: HTTPResponder {
 
     /// - Parameter apiKeys: accepted keys; empty = any key (SPEC §1 `--api-key`).
     public init(store: Store, engine: RunEngine, apiKeys: Set<String>, maxBodyBytes: Int,
-                cancelOnDisconnect: Bool = false, seed: UInt64 = 0, logger: Logger) {
+                cancelOnDisconnect: Bool = false, seed: UInt64 = 0, adminKey: String? = nil, logger: Logger) {
+        self.adminKey = adminKey
         self.faults = Faults(seed: seed)
         self.cancelOnDisconnect = cancelOnDisconnect
         self.store = store
         self.engine = engine
         self.router = Router.vectorShiftRoutes()
-        self.apiKeys = apiKeys
+        // The admin key is always accepted when keys are restricted.
+        self.apiKeys = apiKeys.isEmpty ? apiKeys : apiKeys.union(adminKey.map { [$0] } ?? [])
         self.maxBodyBytes = maxBodyBytes
         self.logger = logger
     }
@@ -194,6 +198,7 @@ public final class MockShiftApp: HTTPResponder {
         switch kind {
         case .badRequest: .badRequest
         case .unauthorized: .unauthorized
+        case .forbidden: .forbidden
         case .notFound: .notFound
         case .methodNotAllowed: .methodNotAllowed
         case .conflict: .conflict

@@ -43,16 +43,28 @@ enum MockHandlers {
     }
 
     /// `POST /_mock/reset`: terminates the caller's live runs and deletes its pipelines, runs, journal, faults and
-    /// scripted answers.
+    /// scripted answers. `?all=true` does it for every namespace, and only for the admin key (`--admin-key`).
     /// Other keys' data is untouched.
     static func reset(_ c: HandlerContext) throws -> Reply {
-        c.app.engine.terminateRuns(namespace: c.namespace)
-        let deleted = try c.app.store.deleteNamespace(c.namespace)
-        c.app.journal.clear(namespace: c.namespace)
-        _ = c.app.faults.clear(namespace: c.namespace)
-        _ = c.app.llmScripts.clear(namespace: c.namespace)
-        return .json(.ok, ["status": "success", "namespace": .string(c.namespace),
-                           "deleted": ["pipelines": .int(Int64(deleted.pipelines)), "runs": .int(Int64(deleted.runs))]])
+        var namespaces = [c.namespace]
+        if c.request.queryValue("all") == "true" {
+            guard let admin = c.app.adminKey, c.namespace == admin else {
+                throw APIError(.forbidden, "reset?all=true needs the admin key (serve --admin-key)")
+            }
+            namespaces = Array(Set(try c.app.store.namespaces() + [c.namespace])).sorted()
+        }
+        var pipelines = 0, runs = 0
+        for namespace in namespaces {
+            c.app.engine.terminateRuns(namespace: namespace)
+            let deleted = try c.app.store.deleteNamespace(namespace)
+            pipelines += deleted.pipelines
+            runs += deleted.runs
+            c.app.journal.clear(namespace: namespace)
+            _ = c.app.faults.clear(namespace: namespace)
+            _ = c.app.llmScripts.clear(namespace: namespace)
+        }
+        return .json(.ok, ["status": "success", "namespaces": .array(namespaces.map(JSON.string)),
+                           "deleted": ["pipelines": .int(Int64(pipelines)), "runs": .int(Int64(runs))]])
     }
 
     /// `GET /_mock/runs[?pipeline_id=…][&status=…][&limit=…]`: the caller's runs, newest first, as run status JSON.

@@ -8,6 +8,8 @@ public struct APIError: Error, Sendable, Equatable, CustomStringConvertible {
         case badRequest
         /// Missing or rejected API key (401, auth format).
         case unauthorized
+        /// A valid key that may not do this (403), e.g. a global reset without the admin key.
+        case forbidden
         /// Unknown id or name, or another key's object (404).
         case notFound
         /// Wrong method on a known path (405).

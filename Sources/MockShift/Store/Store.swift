@@ -337,6 +337,13 @@ public final class Store: @unchecked Sendable {
         }
     }
 
+    /// Every namespace that holds a pipeline or a run.
+    public func namespaces() throws -> [String] {
+        try read { db in
+            try db.query("SELECT namespace FROM pipelines UNION SELECT namespace FROM runs").compactMap { $0[0].text }
+        }
+    }
+
     /// Marks every run that is not final as `failed` with `error` (restart recovery, SPEC §1); returns their ids.
     @discardableResult
     public func failUnfinishedRuns(error: String, at time: Int64) throws -> [String] {
