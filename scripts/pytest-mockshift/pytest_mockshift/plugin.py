@@ -2,7 +2,8 @@
 
 Fixtures:
   mockshift         an API key of its own for this test (so tests are isolated without restarts), the official
-                    SDK pointed at a MockShift daemon on the real clock, and helpers (see MockShift below).
+                    SDK pointed at a MockShift daemon on the real clock, and helpers (see MockShift below):
+                    advance, fault, script_llm, requests, events, runs, stats, reset, wait_for.
   mockshift_manual  the same on a daemon with `--clock manual`: simulated time moves only with `advance(ms)`.
 
 Each pytest process (each pytest-xdist worker too) starts its own daemons on port 0, lazily, once, with an
@@ -89,6 +90,17 @@ class MockShift:
     def advance(self, ms):
         """Manual clock: moves simulated time by `ms` and returns once everything due has happened."""
         return self._control("POST", "clock/advance", json={"ms": ms})
+
+    def fault(self, **rule):
+        """Adds a fault rule for this test's requests, e.g. `fault(method="POST", path="/v1/pipeline/*/run",
+        status=503)`, `fault(path="/v1/pipelines", delay_ms=500)`, `fault(drop=True, times=1)` or
+        `fault(pipeline_id=p.id, llm_fail_after_tokens=3, message="overloaded")`. Returns the stored rule."""
+        return self._control("POST", "faults", json=rule)
+
+    def script_llm(self, **rule):
+        """Adds a scripted LLM answer for this test's runs, e.g. `script_llm(prompt_pattern="weather",
+        response="It is sunny.", ttft_ms=100, tokens_per_second=20)` or `script_llm(fail_after_tokens=2)`."""
+        return self._control("POST", "llm", json=rule)
 
     def requests(self):
         """This test's journal of /v1 requests (method, path, query, body, status, duration_ms)."""

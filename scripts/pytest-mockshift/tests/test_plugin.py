@@ -60,3 +60,16 @@ def test_readme_example_passes_under_xdist(tmp_path):
                           cwd=tmp_path, env=env, capture_output=True, text=True, timeout=300)
     assert done.returncode == 0, done.stdout + done.stderr
     assert re.search(r"\b3 passed\b", done.stdout), done.stdout
+
+
+def test_fault_and_script_llm_helpers(mockshift):
+    import pytest
+    from vectorshift.request import InternalServerError
+
+    pipeline = build("helpers-2")
+    mockshift.script_llm(prompt_pattern="weather", response="It is sunny today.")
+    assert pipeline.run(inputs={"question": "weather?"})["outputs"]["answer"] == "It is sunny today."
+    mockshift.fault(method="POST", path="/v1/pipeline/*/run", status=503, times=1)
+    with pytest.raises(InternalServerError):
+        pipeline.run(inputs={"question": "weather?"})
+    assert pipeline.run(inputs={"question": "weather?"})["status"] == "success"
