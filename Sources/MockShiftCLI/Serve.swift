@@ -63,6 +63,9 @@ struct Serve: ParsableCommand {
     @Option(help: "real, or manual: simulated time moves only with POST /_mock/clock/advance. [default: real] [env: MOCKSHIFT_CLOCK]")
     var clock: String?
 
+    @Flag(name: .customLong("strict-nodes"), help: "Fail a run at a node type MockShift has no real semantics for, naming the type (default: deterministic placeholder outputs). [env: MOCKSHIFT_STRICT_NODES=1]")
+    var strictNodes = false
+
     @Flag(name: .customLong("cancel-on-disconnect"), help: "Terminate a streaming run when its client disconnects (by default it keeps running, as on the real service). [env: MOCKSHIFT_CANCEL_ON_DISCONNECT=1]")
     var cancelOnDisconnect = false
 
@@ -110,6 +113,8 @@ struct Serve: ParsableCommand {
         engineSettings.tokensPerSecond = setting(tokensPerSecond, "TOKENS_PER_SECOND", Double.init) ?? 40
         engineSettings.timeScale = setting(timeScale, "TIME_SCALE", Double.init) ?? 1
         engineSettings.seed = setting(seed, "SEED", UInt64.init) ?? 0
+        engineSettings.strictNodes = strictNodes
+            || ["1", "true", "yes"].contains(ProcessInfo.processInfo.environment["MOCKSHIFT_STRICT_NODES"]?.lowercased() ?? "")
         let keys = apiKeys.isEmpty
             ? (ProcessInfo.processInfo.environment["MOCKSHIFT_API_KEY"] ?? "").split(separator: ",").map { $0.trimmingCharacters(in: .whitespaces) }.filter { !$0.isEmpty }
             : apiKeys

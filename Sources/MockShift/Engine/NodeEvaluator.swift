@@ -4,15 +4,20 @@ enum NodeEvaluation {
     case done(JSONObject)
     /// A simulated LLM call: the node's outputs appear when its last token is emitted.
     case llm(LLMCompletion)
+    /// A timed node (`wait_node`): its outputs appear after `milliseconds` of simulated time.
+    case wait(milliseconds: Double, outputs: JSONObject)
+    /// The node cannot run (`--strict-nodes` and an unsupported type): the run fails with this message.
+    case unsupported(String)
 }
 
-/// Evaluates single nodes (SPEC §6, API.md §7). Input, output and LLM nodes have their real meaning; every
-/// other type gets a deterministic placeholder for each output it declares. Basic nodes (text, merge,
-/// condition, ...) will get their real semantics here (issue 6) without touching the run engine.
+/// Evaluates single nodes (SPEC §6, API.md §7). Input, output, LLM and the basic nodes (``BasicNodes``) have
+/// their real meaning; `wait_node` waits; every other type gets a deterministic placeholder for each output it
+/// declares, or, with `strict`, cannot run.
 enum NodeEvaluator {
     /// Evaluates `node` with its inputs already template-resolved. `runInputs` are the run's inputs keyed by
     /// input-node name.
-    static func evaluate(_ node: GraphNode, resolvedInputs inputs: JSONObject, runInputs: JSONObject, seed: UInt64) -> NodeEvaluation {
+    static func evaluate(_ node: GraphNode, resolvedInputs inputs: JSONObject, runInputs: JSONObject, seed: UInt64,
+                         strict: Bool = false) -> NodeEvaluation {
         switch node.type {
         case "input":
             let value = runInputs[node.name] ?? runInputs[node.id] ?? inputs["default_value"] ?? .string("")
@@ -32,7 +37,21 @@ enum NodeEvaluator {
                 maxTokens: Int(inputs["max_tokens"]?.intValue ?? 128_000),
                 seed: seed)
             return .llm(LLMSimulator.complete(request))
+        case "wait_node":
+            let amount = inputs["wait_time"]?.doubleValue ?? 1
+            let unit: Double = switch inputs["wait_time_type"]?.stringValue ?? "seconds" {
+            case "milliseconds": 1
+            case "minutes": 60_000
+            case "hours": 3_600_000
+            default: 1000
+            }
+            return .wait(milliseconds: max(0, amount * unit), outputs: ["status": "completed", "complete": .bool(true)])
         default:
+            if var outputs = BasicNodes.evaluate(type: node.type, inputs) {
+                outputs["complete"] = .bool(true)
+                return .done(outputs)
+            }
+            if strict { return .unsupported("node \(node.id): node type '\(node.type)' is not supported by MockShift (--strict-nodes)") }
             var outputs = JSONObject()
             for field in node.declaredOutputs {
                 outputs[field] = .string("[mock \(node.type) \(node.id).\(field)]")

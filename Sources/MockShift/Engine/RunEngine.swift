@@ -12,6 +12,8 @@ public struct EngineSettings: Sendable {
     public var timeScale: Double = 1
     /// Varies every simulated text.
     public var seed: UInt64 = 0
+    /// `--strict-nodes`: a node type without real semantics fails the run instead of returning placeholders.
+    public var strictNodes = false
 
     public init() {}
 
@@ -349,11 +351,34 @@ public final class RunEngine: Sendable {
         while progressed {
             progressed = false
             for (index, node) in run.graph.nodes.enumerated() where st.record.nodes[index].state == .pending {
-                guard node.dependencies.allSatisfy({ st.nodeState($0) == .completed }) else { continue }
+                let states = node.dependencies.map { st.nodeState($0) }
+                guard states.allSatisfy({ $0 == .completed || $0 == .skipped }) else { continue }
+                // Skipped: gated on a condition path not taken, or fed by a skipped node (a merge takes what came).
+                if gatedOff(node, run, st) || (node.type != "merge" && states.contains(.skipped)) {
+                    st.record.nodes[index].state = .skipped
+                    st.log("node_skipped", node: node.id, clock: scheduler.now)
+                    progressed = true
+                    continue
+                }
                 let resolved = Templates.resolve(.object(node.inputs)) { reference in
                     st.outputs[run.graph.nodeID(for: reference.node)]?[reference.field]
                 }.objectValue ?? [:]
-                switch NodeEvaluator.evaluate(node, resolvedInputs: resolved, runInputs: st.record.inputs, seed: settings.seed) {
+                switch NodeEvaluator.evaluate(node, resolvedInputs: resolved, runInputs: st.record.inputs, seed: settings.seed,
+                                              strict: settings.strictNodes) {
+                case let .unsupported(message):
+                    st.record.nodes[index].state = .running
+                    stopLocked(run, &st, status: .failed, error: message)
+                    return
+                case let .wait(milliseconds, outputs):
+                    st.record.nodes[index].state = .running
+                    st.log("node_started", node: node.id, clock: scheduler.now)
+                    var timing = settings
+                    timing.ttftMilliseconds = milliseconds
+                    var progress = LLMProgress(completion: LLMCompletion(tokens: [], inputTokens: 0), startedAt: scheduler.now,
+                                               streamsTo: [], timing: timing)
+                    progress.outputsOverride = outputs
+                    st.llm[node.id] = progress
+                    scheduleLLM(run, &st, nodeID: node.id)
                 case let .done(outputs):
                     st.outputs[node.id] = outputs
                     st.record.nodes[index].state = .completed
@@ -433,8 +458,8 @@ public final class RunEngine: Sendable {
             st.llm[nodeID] = nil
             logTokens(&st, nodeID: nodeID, progress, emitted: emitted)
             st.log("node_completed", node: nodeID, clock: scheduler.now)
-            st.finishedLLM[nodeID] = progress.completion
-            var outputs = progress.completion.outputs()
+            if progress.outputsOverride == nil { st.finishedLLM[nodeID] = progress.completion }
+            var outputs = progress.outputsOverride ?? progress.completion.outputs()
             outputs["complete"] = .bool(true)
             st.outputs[nodeID] = outputs
             st.record.nodes[index].state = .completed
@@ -489,10 +514,18 @@ public final class RunEngine: Sendable {
         st.log("tokens", node: nodeID, clock: scheduler.now, extra: ["count": .int(Int64(emitted))])
     }
 
-    /// Output-node values keyed by output-node name.
+    /// True when `node`'s `dependencies` name a path of a condition node that was not taken (API.md §6 gating).
+    private func gatedOff(_ node: GraphNode, _ run: LiveRun, _ st: LiveState) -> Bool {
+        guard let gates = node.inputs["dependencies"] else { return false }
+        return Templates.references(in: gates).contains { reference in
+            st.outputs[run.graph.nodeID(for: reference.node)]?[reference.field] == .bool(false)
+        }
+    }
+
+    /// Output-node values keyed by output-node name (skipped outputs are left out).
     private func resultOutputs(_ run: LiveRun, _ st: LiveState) -> JSONObject {
         var result = JSONObject()
-        for node in run.graph.nodes where node.type == "output" {
+        for node in run.graph.nodes where node.type == "output" && st.outputs[node.id] != nil {
             result[node.name] = st.outputs[node.id]?["value"] ?? .null
         }
         return result
@@ -660,6 +693,8 @@ struct LLMProgress {
     var failure: (afterTokens: Int, message: String)?
     /// The timeline has its `first_token` entry.
     var firstTokenLogged = false
+    /// A timed node that is no LLM (`wait_node`): its outputs when it ends.
+    var outputsOverride: JSONObject?
 
     /// The node's timing: the daemon's, or a scripted answer's time to first token and rate.
     let timing: EngineSettings
