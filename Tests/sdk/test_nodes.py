@@ -76,3 +76,50 @@ def test_strict_nodes_fails_a_run_naming_the_unsupported_type(new_daemon, api_ke
     with pytest.raises(InternalServerError) as err:
         p.run(inputs={"q": "hi"})
     assert "node type 'knowledge_base' is not supported" in str(err.value)
+
+
+def test_inputs_are_checked_missing_unexpected_and_typed(sdk, http):
+    p = sdk.new(name=unique("typed"))
+    n = p.add(name="n", id="n").input(input_type="int32")
+    flag = p.add(name="flag", id="flag").input(input_type="bool")
+    p.add(name="out", id="out").output(output_type="string", value=n.value)
+    p.add(name="out_flag", id="out_flag").output(output_type="string", value=flag.value)
+    p.save(deploy=True)
+    assert p.run(inputs={"n": 7, "flag": True})["outputs"] == {"out": 7, "out_flag": True}
+    for body, message in [({"n": 7}, "Missing input(s): flag"), ({"n": 7, "flag": True, "x": 1}, "Unexpected input(s): x"),
+                          ({"n": "seven", "flag": True}, "Input 'n' must be of type int32"),
+                          ({"n": 7, "flag": "maybe"}, "Input 'flag' must be of type bool")]:
+        r = http("POST", f"/pipeline/{p.id}/run", json={"inputs": body})
+        assert r.status_code == 400 and message in r.json()["error"], (body, r.text)
+
+
+def test_file_inputs_as_the_sdk_sends_them(sdk, tmp_path):
+    p = sdk.new(name=unique("file"))
+    doc = p.add(name="doc", id="doc").input(input_type="file")
+    q = p.add(name="q", id="q").input(input_type="string")
+    t = p.add(name="t", id="t").text(text="{{ q.text }}: {{ doc.file_name }} says {{ doc.processed_text }}")
+    p.add(name="out", id="out").output(output_type="string", value=t.text)
+    p.save(deploy=True)
+    path = tmp_path / "notes.txt"
+    path.write_text("hello from a file")
+    answer = p.run(inputs={"doc": path, "q": "summary"})
+    assert answer["outputs"]["out"] == "summary: notes.txt says hello from a file"
+    handler = p.start(inputs={"doc": b"\x00\xff binary", "q": "bin"})
+    status = handler.result(poll_interval=0.05, timeout=30)
+    assert "[binary file doc, 9 bytes]" in status["result"]["out"]
+
+
+def test_summarizer_and_translator_use_the_llm_simulator(sdk):
+    p = sdk.new(name=unique("ai-text"))
+    inp = p.add(name="q", id="q").input(input_type="string")
+    s = p.add(name="s", id="s").summarizer(text=inp.text)
+    t = p.add(name="t", id="t").translator(text=inp.text, target_language="French")
+    p.add(name="summary", id="summary").output(output_type="string", value=s.summary)
+    p.add(name="translation", id="translation").output(output_type="string", value=t.translation)
+    p.save(deploy=True)
+    first = p.run(inputs={"q": "Write 12 words about tape drives."})["outputs"]
+    again = p.run(inputs={"q": "Write 12 words about tape drives."})["outputs"]
+    assert first == again and first["summary"] != first["translation"]
+    assert 9 <= len(first["summary"].split()) <= 15, first
+    status = p.run_status(p.start(inputs={"q": "Write 3 words."}).task_id)
+    assert set(status["nodes"]) == {"q", "s", "t", "summary", "translation"}

@@ -89,3 +89,36 @@ def test_deploys_snapshot_versions_that_fetch_and_run_can_pin(sdk):
     assert "extra" not in node_ids(sdk.fetch(id=pipeline.id))
     with pytest.raises(NotFoundError):
         sdk.fetch(id=pipeline.id, version="9.9.9")
+
+
+def test_share_unshare_and_remove_node(sdk, http):
+    pipeline = build_llm_pipeline(sdk, unique("share"))
+    assert pipeline.share(role="viewer", user_id="u1") == {"status": "success"}
+    pipeline.share(role="editor", org_id="o1")
+    shared = http("GET", "/pipeline", params={"id": pipeline.id}).json()["object"]["shared_with"]
+    assert shared == [{"role": "viewer", "user_id": "u1"}, {"role": "editor", "org_id": "o1"}]
+    pipeline.unshare(user_id="u1")
+    shared = http("GET", "/pipeline", params={"id": pipeline.id}).json()["object"]["shared_with"]
+    assert shared == [{"role": "editor", "org_id": "o1"}]
+    assert http("POST", f"/pipeline/{pipeline.id}/share", json={"role": "owner"}).status_code == 400
+    answer = pipeline.remove_node(node_name="llm")
+    assert answer == {"status": "success", "node_id": "llm"}
+    doc = http("GET", "/pipeline", params={"id": pipeline.id}).json()["object"]
+    assert sorted(doc["nodes"]) == ["input_0", "output_0"]
+    assert "llm" not in doc["nodes"]["output_0"]["inputs"]["value"]
+    assert all("llm" not in (e["source"], e["target"]) for e in doc["canvas_metadata"].get("edges", []))
+    assert http("POST", f"/pipeline/{pipeline.id}/remove-node", json={"node_id": "ghost"}).status_code == 404
+    assert sdk.list(include_shared=True) is not None
+
+
+def test_latest_and_malformed_versions(sdk, http):
+    pipeline = build_llm_pipeline(sdk, unique("latest"))  # 1.0.0
+    pipeline.save(deploy=True, bump="minor")  # 1.1.0
+    latest = http("GET", "/pipeline", params={"id": pipeline.id, "version": "latest"}).json()["object"]
+    assert latest["currentVersion"] == "1.1.0"
+    r = http("GET", "/pipeline", params={"id": pipeline.id, "version": "1.x"})
+    assert r.status_code == 400 and r.json()["error"] == "Invalid pipeline version: invalid format"
+    handler = pipeline.start(inputs={"input_0": "Write 2 words."}, version="1.0.0")
+    assert handler.result(poll_interval=0.05, timeout=30)["version"] == "1.0.0"
+    chunks = list(pipeline.stream(inputs={"input_0": "Write 2 words."}, version="1.1.0"))
+    assert chunks[-1].status == "completed"

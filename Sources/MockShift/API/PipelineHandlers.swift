@@ -39,7 +39,10 @@ enum PipelineHandlers {
             pipeline.nodes = snapshot.nodes
             pipeline.canvasMetadata = snapshot.canvasMetadata
         }
-        return .json(.ok, ["status": "success", "object": render(pipeline)])
+        var object = render(pipeline).objectValue ?? [:]
+        let shares = try c.app.store.shares(pipelineID: pipeline.id)
+        if !shares.isEmpty { object["shared_with"] = .array(shares.map(JSON.object)) }
+        return .json(.ok, ["status": "success", "object": .object(object)])
     }
 
     /// `POST /update/pipeline/{id}` (`save`, `move_to_folder`): a partial update (keys absent stay as they
@@ -133,6 +136,90 @@ enum PipelineHandlers {
         pipeline.modifiedAt = max(wallClockMicros(), pipeline.modifiedAt + 1)
         try c.app.store.savePipeline(pipeline)
         return .json(.ok, ["status": "success"])
+    }
+
+    /// `POST /pipeline/{id}/share` `{"role":"viewer"|"editor", user_id?, org_id?, name?}` (API.md §3.8): recorded
+    /// (shown as `shared_with` by fetch) and answered `{"status":"success"}`.
+    static func share(_ c: HandlerContext) throws -> Reply {
+        let body = try c.bodyObject()
+        let pipeline = try existing(c)
+        guard let role = try body.string("role"), ["viewer", "editor"].contains(role) else {
+            throw APIError(.badRequest, "role must be viewer or editor")
+        }
+        var share: JSONObject = ["role": .string(role)]
+        for key in ["user_id", "org_id", "name"] { if let v = try body.string(key) { share[key] = .string(v) } }
+        try c.app.store.addShare(pipelineID: pipeline.id, share)
+        return .json(.ok, ["status": "success"])
+    }
+
+    /// `POST /pipeline/{id}/unshare` `{user_id?, org_id?}`: removes the matching recorded shares.
+    static func unshare(_ c: HandlerContext) throws -> Reply {
+        let body = try c.bodyObject()
+        let pipeline = try existing(c)
+        let user = try body.string("user_id"), org = try body.string("org_id")
+        let kept = try c.app.store.shares(pipelineID: pipeline.id).filter { share in
+            !((user != nil && share["user_id"]?.stringValue == user) || (org != nil && share["org_id"]?.stringValue == org))
+        }
+        try c.app.store.replaceShares(pipelineID: pipeline.id, with: kept)
+        return .json(.ok, ["status": "success"])
+    }
+
+    /// `POST /pipeline/{id}/remove-node` `{node_id?, node_name?}` (API.md §3.8): removes the node, the canvas
+    /// edges that touch it and the references to it in other nodes (templates emptied, `dependencies` entries
+    /// dropped); answers `{"status":"success","node_id":…}`.
+    static func removeNode(_ c: HandlerContext) throws -> Reply {
+        let body = try c.bodyObject()
+        var pipeline = try existing(c)
+        let byID = try body.string("node_id"), byName = try body.string("node_name")
+        guard byID != nil || byName != nil else { throw APIError(.badRequest, "node_id or node_name is required") }
+        guard let id = pipeline.nodes.keys.first(where: { key in
+            key == byID || (byName != nil && pipeline.nodes[key]?["name"]?.stringValue == byName)
+        }) else { throw APIError(.notFound, "Node \(byID ?? byName ?? "") not found") }
+        pipeline.nodes[id] = nil
+        let mentions = try Regex("\\{\\{\\s*\(NSRegularExpression.escapedPattern(for: id))\\.[A-Za-z0-9_.\\-]+\\s*\\}\\}")
+        for key in pipeline.nodes.keys {
+            guard var node = pipeline.nodes[key]?.objectValue, let inputs = node["inputs"]?.objectValue else { continue }
+            var cleaned = JSONObject()
+            for (name, value) in inputs { cleaned[name] = scrub(value, mentions, dropWhole: name == "dependencies") }
+            node["inputs"] = .object(cleaned)
+            pipeline.nodes[key] = .object(node)
+        }
+        if var canvas = pipeline.canvasMetadata.objectValue {
+            if let edges = canvas["edges"]?.arrayValue {
+                canvas["edges"] = .array(edges.filter { $0["source"]?.stringValue != id && $0["target"]?.stringValue != id })
+            }
+            if var positions = canvas["nodes"]?.objectValue {
+                positions[id] = nil
+                canvas["nodes"] = .object(positions)
+            }
+            pipeline.canvasMetadata = .object(canvas)
+        }
+        pipeline.modifiedAt = max(wallClockMicros(), pipeline.modifiedAt + 1)
+        try c.app.store.savePipeline(pipeline)
+        return .json(.ok, ["status": "success", "node_id": .string(id)])
+    }
+
+    /// `value` without mentions of a removed node: strings lose the templates; in a `dependencies` list, entries
+    /// that mention it go.
+    static func scrub(_ value: JSON, _ mentions: Regex<AnyRegexOutput>, dropWhole: Bool) -> JSON {
+        switch value {
+        case let .string(s): return .string(s.replacing(mentions, with: ""))
+        case let .array(items):
+            if dropWhole { return .array(items.filter { !($0.stringValue?.contains(mentions) ?? false) }) }
+            return .array(items.map { scrub($0, mentions, dropWhole: false) })
+        case let .object(o):
+            var out = JSONObject()
+            for (k, v) in o { out[k] = scrub(v, mentions, dropWhole: false) }
+            return .object(out)
+        default: return value
+        }
+    }
+
+    static func existing(_ c: HandlerContext) throws -> PipelineRecord {
+        guard let pipeline = try c.app.store.pipeline(namespace: c.namespace, id: c.parameter("id")) else {
+            throw APIError(.notFound, "Pipeline not found")
+        }
+        return pipeline
     }
 
     // MARK: Helpers

@@ -1,3 +1,4 @@
+import Foundation
 import HTTPTypes
 import MockShiftHTTP
 import Synchronization
@@ -14,8 +15,17 @@ enum RunHandlers {
         }
         var inputs = try body.object("inputs")
         for field in c.request.formFields ?? [] where field.filename != nil {
+            // A file input, as the SDK sends it (part named by the input) or as the docs do (`inputs.<name>`).
             let name = field.name.hasPrefix("inputs.") ? String(field.name.dropFirst(7)) : field.name
-            inputs[name] = .string(field.text)
+            var file: JSONObject = ["file_name": .string(field.filename ?? name),
+                                    "content_type": .string(field.contentType ?? "application/octet-stream"),
+                                    "size": .int(Int64(field.value.count))]
+            if let text = String(validating: field.value, as: UTF8.self) {
+                file["text"] = .string(text)
+            } else {
+                file["base64"] = .string(Data(field.value).base64EncodedString())
+            }
+            inputs[name] = .object(file)
         }
         var options = try runOptions(body)
         options.llmFailures = c.injectedLLMFailures

@@ -27,6 +27,8 @@ public struct LLMCompletion: Sendable, Equatable {
     /// Tokens in order; their concatenation is `text`. One token per word, with its leading space.
     public var tokens: [String]
     public var inputTokens: Int
+    /// The output field that carries the text: `response` for LLM nodes, `summary` for a summarizer, ...
+    public var responseField = "response"
     public var outputTokens: Int { tokens.count }
     public var tokensUsed: Int { inputTokens + outputTokens }
     /// Credits at a fixed simulated price: 2.5 per million input tokens, 10 per million output tokens.
@@ -41,7 +43,7 @@ public struct LLMCompletion: Sendable, Equatable {
     public func outputs(emitted: Int? = nil) -> JSONObject {
         let n = min(emitted ?? tokens.count, tokens.count)
         return [
-            "response": .string(prefix(n)),
+            responseField: .string(prefix(n)),
             "input_tokens": .int(Int64(inputTokens)),
             "output_tokens": .int(Int64(n)),
             "tokens_used": .int(Int64(inputTokens + n)),

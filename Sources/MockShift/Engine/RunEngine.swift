@@ -171,18 +171,15 @@ public final class RunEngine: Sendable {
     ///   - observer: for streaming runs: receives ``RunEvent``s, in order, under the run's lock (keep it short).
     ///   - onFinish: called once, after the final state is committed, on whichever thread finished the run
     ///     (possibly before `start` returns, for a run with nothing to wait for).
-    /// - Throws: ``APIError`` `.unprocessable` for a cycle or a missing node, `.badRequest` for missing
-    ///   inputs or a malformed node, `.internalError` when the store fails, `.unavailable` when the server is shutting down.
+    /// - Throws: ``APIError`` `.unprocessable` for a cycle or a missing node, `.badRequest` for missing,
+    ///   unexpected or mistyped inputs or a malformed node, `.internalError` when the store fails, `.unavailable` when the server is shutting down.
     public func start(namespace: String, pipelineID: String, nodes: JSONObject, version: String?,
                       inputs: JSONObject, options: RunOptions = RunOptions(), mode: RunMode,
                       observer: (@Sendable (RunEvent) -> Void)? = nil,
                       onFinish: (@Sendable (RunRecord) -> Void)? = nil) throws(APIError) -> RunRecord {
         if closed.load(ordering: .acquiring) { throw APIError(.unavailable, "server shutting down") }
         let graph = try PipelineGraph(nodes: nodes, overrides: options.overrides)
-        let missing = NodeEvaluator.missingInputs(graph, runInputs: inputs)
-        if !missing.isEmpty {
-            throw APIError(.badRequest, "Missing input(s): \(missing.sorted().joined(separator: ", "))")
-        }
+        try NodeEvaluator.checkInputs(graph, runInputs: inputs)
         let now = wallClockMicros()
         let record = RunRecord(
             id: IDs.make(), namespace: namespace, pipelineID: pipelineID, mode: mode, version: version,
@@ -654,12 +651,13 @@ final class LiveRun: Sendable {
     /// input is true or the output is `stream<string>`; with `streamAll`, every output fed by an LLM response.
     static func streamedOutputs(_ graph: PipelineGraph, streamAll: Bool) -> [String: [String]] {
         var map: [String: [String]] = [:]
-        let llms = Dictionary(graph.nodes.filter { $0.type == "llm" }.map { ($0.id, $0) }, uniquingKeysWith: { a, _ in a })
+        let llms = Dictionary(graph.nodes.filter { NodeEvaluator.textGenerators[$0.type] != nil }.map { ($0.id, $0) },
+                              uniquingKeysWith: { a, _ in a })
         for node in graph.nodes where node.type == "output" {
             let streamType = node.inputs["output_type"]?.stringValue == "stream<string>"
-            for reference in Templates.references(in: node.inputs["value"] ?? .null) where reference.field == "response" {
+            for reference in Templates.references(in: node.inputs["value"] ?? .null) {
                 let id = graph.nodeID(for: reference.node)
-                guard let llm = llms[id] else { continue }
+                guard let llm = llms[id], reference.field == NodeEvaluator.textGenerators[llm.type] else { continue }
                 if streamAll || streamType || flag(llm.inputs["stream"]) {
                     if !(map[id]?.contains(node.name) ?? false) { map[id, default: []].append(node.name) }
                 }

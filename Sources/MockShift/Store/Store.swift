@@ -41,6 +41,7 @@ public final class Store: @unchecked Sendable {
 
     // MARK: Connections
 
+    @discardableResult
     func write<T>(_ body: (SQLiteConnection) throws -> T) throws -> T {
         try writeQueue.sync { try writer.transaction { try body(writer) } }
     }
@@ -111,6 +112,15 @@ public final class Store: @unchecked Sendable {
         "CREATE INDEX pipelines_by_modified ON pipelines(namespace, modified_at);",
         // 4: a run's timeline (node started, first token, tokens, paused, terminated, ...).
         "ALTER TABLE runs ADD COLUMN events TEXT;",
+        // 5: shares recorded by POST /pipeline/{id}/share (API.md §3.8).
+        """
+        CREATE TABLE pipeline_shares (
+            pipeline_id TEXT NOT NULL REFERENCES pipelines(id) ON DELETE CASCADE,
+            share TEXT NOT NULL,
+            created_at INTEGER NOT NULL
+        );
+        CREATE INDEX pipeline_shares_by_pipeline ON pipeline_shares(pipeline_id);
+        """,
     ]
 
     static func migrate(_ db: SQLiteConnection) throws {
@@ -232,6 +242,33 @@ public final class Store: @unchecked Sendable {
                                 nodes: try JSON.parse(row[2].text ?? "{}").objectValue ?? [:],
                                 canvasMetadata: try JSON.parse(row[3].text ?? "{}"),
                                 description: row[4].text, createdAt: row[5].int ?? 0)
+            }
+        }
+    }
+
+    /// Records a share (`{"role", "user_id"?, "org_id"?, "name"?}`).
+    public func addShare(pipelineID: String, _ share: JSONObject) throws {
+        try write { db in
+            try db.query("INSERT INTO pipeline_shares (pipeline_id, share, created_at) VALUES (?,?,?)",
+                         [.text(pipelineID), .text(JSON.object(share).encodedString()), .int(wallClockMicros())])
+        }
+    }
+
+    /// The recorded shares, oldest first.
+    public func shares(pipelineID: String) throws -> [JSONObject] {
+        try read { db in
+            try db.query("SELECT share FROM pipeline_shares WHERE pipeline_id = ? ORDER BY rowid", [.text(pipelineID)])
+                .compactMap { try $0[0].text.flatMap { try JSON.parse($0).objectValue } }
+        }
+    }
+
+    /// Replaces the recorded shares (after an unshare).
+    public func replaceShares(pipelineID: String, with shares: [JSONObject]) throws {
+        try write { db in
+            try db.query("DELETE FROM pipeline_shares WHERE pipeline_id = ?", [.text(pipelineID)])
+            for share in shares {
+                try db.query("INSERT INTO pipeline_shares (pipeline_id, share, created_at) VALUES (?,?,?)",
+                             [.text(pipelineID), .text(JSON.object(share).encodedString()), .int(wallClockMicros())])
             }
         }
     }
