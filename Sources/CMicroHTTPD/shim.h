@@ -61,6 +61,11 @@ static inline int cmhd_connection_fd(struct MHD_Connection *connection) {
     return info ? (int) info->connect_fd : -1;
 }
 
+/* Sets one connection's idle timeout in seconds (MHD_set_connection_option is variadic). */
+static inline void cmhd_set_connection_timeout(struct MHD_Connection *connection, unsigned int seconds) {
+    MHD_set_connection_option(connection, MHD_CONNECTION_OPTION_TIMEOUT, seconds);
+}
+
 /* Number of open connections (for stats). */
 static inline unsigned int cmhd_current_connections(struct MHD_Daemon *daemon) {
     const union MHD_DaemonInfo *info = MHD_get_daemon_info(daemon, MHD_DAEMON_INFO_CURRENT_CONNECTIONS);

@@ -153,6 +153,7 @@ struct Serve: ParsableCommand {
         app.exposeMetrics { registry.emitToBuffer() }
         app.reportTransportStats { [server] in
             ["open_streams": .int(Int64(server.openStreams)), "parked_requests": .int(Int64(server.parkedRequests)),
+             "requests_in_flight": .int(Int64(server.requestsInFlight)),
              "connections": .int(Int64(server.currentConnections))]
         }
 

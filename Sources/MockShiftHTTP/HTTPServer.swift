@@ -114,6 +114,9 @@ public final class HTTPServer: @unchecked Sendable {
         selfReference = nil
     }
 
+    /// Requests between their first handler call and libmicrohttpd's completion notice.
+    public var requestsInFlight: Int { live.withLock { $0.count } }
+
     /// Number of requests parked (suspended) while they wait for their answer, e.g. synchronous runs.
     public var parkedRequests: Int {
         live.withLock { $0.values.reduce(0) { $0 + ($1.state.withLock { $0.suspended } ? 1 : 0) } }
@@ -202,7 +205,7 @@ public final class HTTPServer: @unchecked Sendable {
                 let token = watcher.watch(fd: fd, stream: stream)
                 unwatch = { watcher.unwatch(token) }
             }
-            stream.attach(connection, unwatch: unwatch)
+            stream.attach(connection, fd: fd, unwatch: unwatch)
             let retained = Unmanaged.passRetained(stream)  // released in streamReleased (the response's free callback)
             created = MHD_create_response_from_callback(CMHD_SIZE_UNKNOWN, 16 * 1024, streamReader,
                                                         retained.toOpaque(), streamReleased)

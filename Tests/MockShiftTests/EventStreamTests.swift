@@ -23,7 +23,7 @@ import Testing
         let id = "0123456789abcdef01234567"
         #expect(pending(stream) == """
             event: start
-            data: {"type":"start","status":"in_progress","run_id":"\(id)","task_id":"\(id)"}
+            data: {"status":"in_progress","type":"start","run_id":"\(id)","task_id":"\(id)"}
 
             event: stream
             data: {"type":"stream","output_name":"answer","output_value":"Hello","run_id":"\(id)","task_id":"\(id)"}
@@ -32,7 +32,7 @@ import Testing
             data: {"type":"stream","output_name":"answer","output_value":" \\"there\\".","run_id":"\(id)","task_id":"\(id)"}
 
             event: result
-            data: {"type":"result","status":"completed","outputs":{"answer":"Hello there."},"run_id":"\(id)","task_id":"\(id)"}
+            data: {"status":"completed","type":"result","outputs":{"answer":"Hello there."},"run_id":"\(id)","task_id":"\(id)"}
 
 
             """)

@@ -149,6 +149,7 @@ def test_terminal_event_framing_completed_and_terminated(sdk, daemon, api_key):
     assert evs[0]["type"] == "start" and [e["type"] for e in evs].count("result") == 1
     assert evs[-1] == {"type": "result", "status": "completed", "outputs": evs[-1]["outputs"],
                        "run_id": evs[0]["run_id"], "task_id": evs[0]["run_id"]}
+    assert decoded.split("event: result\ndata: ")[1].startswith('{"status":"completed","type":"result"'), "status first"
     assert "".join(e["output_value"] for e in evs if e["type"] == "stream") == evs[-1]["outputs"]["output_0"]
 
     stopped = {}
@@ -183,6 +184,40 @@ def test_terminal_event_framing_failed_on_shutdown(new_daemon, api_key):
     assert evs[-1]["type"] == "result" and evs[-1]["status"] == "failed"
     assert evs[-1]["error"] == "run interrupted: server shut down"
     assert daemon.proc.wait(10) == 0
+
+
+def test_non_llm_stream_still_starts_and_streams_all_outputs(sdk):
+    p = sdk.new(name=unique("no-llm"))
+    q = p.add(name="q", id="q").input(input_type="string")
+    t = p.add(name="t", id="t").text(text="echo {{ q.text }}")
+    p.add(name="echo", id="echo").output(output_type="string", value=t.text)
+    p.save(deploy=True)
+    chunks = list(p.stream(inputs={"q": "hi"}, stream_all_outputs=True))
+    assert [c.type for c in chunks] == ["start", "stream", "result"], [c.type for c in chunks]
+    assert chunks[1].output_name == "echo" and chunks[1].output_value == "echo hi"
+    assert [c.type for c in p.stream(inputs={"q": "hi"})] == ["start", "result"]
+
+
+def test_disconnects_free_everything_even_beside_an_idle_keep_alive_connection(new_daemon, api_key):
+    daemon = new_daemon()
+    pipeline = build_streaming_pipeline(point_sdk(daemon, api_key), unique("idle"))
+    host, port = daemon.root.removeprefix("http://").rsplit(":", 1)
+    idle = socket.create_connection((host, int(port)), timeout=10)  # a keep-alive connection that stays open
+    idle.sendall(b"GET /_mock/health HTTP/1.1\r\nHost: x\r\n\r\n")
+    idle.recv(4096)
+    payload = json.dumps({"inputs": {"input_0": "Write 200 words."}, "stream": True}).encode()
+    request = (f"POST /v1/pipeline/{pipeline.id}/run HTTP/1.1\r\nHost: x\r\nAuthorization: Bearer {api_key}\r\n"
+               f"Content-Type: application/json\r\nContent-Length: {len(payload)}\r\n\r\n").encode() + payload
+    for _ in range(100):
+        with socket.create_connection((host, int(port)), timeout=10) as s:
+            s.sendall(request)
+            data = b""
+            while b'"run_id":"' not in data:
+                data += s.recv(4096)
+    try:
+        wait_for(lambda: stats(daemon)["connections"] <= 2, timeout=3, message="sockets released beside the idle one")
+    finally:
+        idle.close()
 
 
 def test_disconnects_free_everything_and_runs_keep_going(new_daemon, api_key):

@@ -87,8 +87,11 @@ final class EventStream: Sendable {
 
     private func frame(_ type: String, _ fields: JSONObject) -> [UInt8] {
         let runID = state.withLock { $0.runID }
-        var object: JSONObject = ["type": .string(type)]
-        for (k, v) in fields { object[k] = v }
+        // `status` first where there is one (SPEC §3: in every run JSON, SSE data included), then `type`.
+        var object = JSONObject()
+        if let status = fields["status"] { object["status"] = status }
+        object["type"] = .string(type)
+        for (k, v) in fields where k != "status" { object[k] = v }
         object["run_id"] = .string(runID)
         object["task_id"] = .string(runID)
         var bytes = Array("event: \(type)\ndata: ".utf8)

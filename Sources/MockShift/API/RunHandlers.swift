@@ -73,10 +73,14 @@ enum RunHandlers {
         guard !runs.isEmpty else { return .json(.ok, ["status": "success", "run_outputs": []]) }
         let requests = try runs.enumerated().map { index, item -> (JSONObject, RunOptions) in
             guard let object = item.objectValue else { throw APIError(.badRequest, "runs[\(index)] must be an object") }
-            var options = try runOptions(object)
-            options.llmFailures = c.injectedLLMFailures
-            options.llmScripts = c.app.llmScripts.scripts(namespace: c.namespace, pipeline: pipeline)
-            return (try object.object("inputs"), options)
+            do {
+                var options = try runOptions(object)
+                options.llmFailures = c.injectedLLMFailures
+                options.llmScripts = c.app.llmScripts.scripts(namespace: c.namespace, pipeline: pipeline)
+                return (try object.object("inputs"), options)
+            } catch let error as APIError {
+                throw APIError(error.kind, "runs[\(index)]: \(error.message)")
+            }
         }
         let (nodes, version) = try runnableNodes(c, pipeline, body)
         let collected = Mutex<(results: [JSON?], remaining: Int)>((Array(repeating: nil, count: requests.count), requests.count))
@@ -168,7 +172,9 @@ enum RunHandlers {
             ids = [text]  // a single id sent as a form field
         } else if let items = try body.list("run_ids") {
             ids = try items.map { item in
-                guard let id = item.stringValue else { throw APIError(.badRequest, "run_ids must be a list of strings") }
+                guard let id = item.stringValue, !id.isEmpty else {
+                    throw APIError(.badRequest, "run_ids must be a list of run ids (non-empty strings)")
+                }
                 return id
             }
         }

@@ -471,7 +471,7 @@ public final class RunEngine: Sendable {
         let now = st.pausedAt ?? scheduler.now  // a paused run's tokens stopped when it was paused
         for (id, progress) in st.llm {
             if let timer = progress.timer { scheduler.cancel(timer) }
-            logTokens(&st, nodeID: id, progress, emitted: progress.emitted(at: now))
+            logTokens(&st, nodeID: id, progress, emitted: progress.produced(at: now))
         }
         st.log(status.rawValue, clock: scheduler.now, extra: error.map { ["error": .string($0)] } ?? [:])
         st.record.status = status
@@ -542,7 +542,7 @@ public final class RunEngine: Sendable {
                 let id = run.graph.nodeID(for: reference.node)
                 if let outputs = st.outputs[id] { return outputs[reference.field] }
                 if let progress = st.llm[id] {
-                    return progress.completion.outputs(emitted: progress.emitted(at: now))[reference.field]
+                    return progress.completion.outputs(emitted: progress.produced(at: now))[reference.field]
                 }
                 available = false
                 return nil
@@ -563,7 +563,7 @@ public final class RunEngine: Sendable {
         }
         if let now {
             for progress in st.llm.values {
-                let n = progress.emitted(at: now)
+                let n = progress.produced(at: now)
                 input += progress.completion.inputTokens
                 output += n
                 credits += progress.completion.outputs(emitted: n)["credits_used"]?.doubleValue ?? 0
@@ -594,7 +594,8 @@ public final class RunEngine: Sendable {
         guard st.record.status.isFinal else { return (st.record, nil) }
         let waiters = st.waiters
         st.waiters = []
-        st.observers = []
+        // Observers stay: a run that ends inside start() still announces itself to them afterwards, and a
+        // final run emits nothing more anyway.
         return (st.record, Finished(record: st.record, waiters: waiters))
     }
 
@@ -706,6 +707,12 @@ struct LLMProgress {
 
     func emitted(at now: UInt64) -> Int {
         timing.emitted(after: now &- startedAt, of: completion.tokens.count)
+    }
+
+    /// What the node had produced by `now`, as far as anyone could see: for a streamed node, the tokens that
+    /// went out (a token due whose timer had not fired yet was never seen); otherwise the clock's count.
+    func produced(at now: UInt64) -> Int {
+        streamsTo.isEmpty ? emitted(at: now) : sent
     }
 }
 
