@@ -85,11 +85,14 @@ public final class StreamBody: Sendable {
         state.withLock { cut(&$0) }
     }
 
-    /// Ends the stream now: the next read fails, so libmicrohttpd ends the response.
+    /// Ends the stream now: the next read fails, and the socket is shut down so that libmicrohttpd, which may be
+    /// waiting for a full socket to drain (a client that does not read), sees an error at once. Under the lock
+    /// and before release, `fd` is still this connection's (libmicrohttpd frees the response first).
     private func cut(_ st: inout State) {
         st.aborted = true
         st.pending = []
         st.offset = 0
+        if st.connection != nil && st.fd >= 0 { _ = Glibc.shutdown(st.fd, Int32(SHUT_RDWR)) }
         wake(&st)
     }
 

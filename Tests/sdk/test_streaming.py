@@ -327,3 +327,24 @@ def test_run_options_are_recorded_and_trace_id_echoed(sdk):
     status = handler.result(poll_interval=0.05, timeout=30)
     assert status["session_id"] == "s-1" and status["trace_id"] == "t-1" and status["webhook_url"].endswith("/hook")
     assert 5 <= len(status["result"]["output_0"].split()) <= 7, "the override replaced the prompt"
+
+
+def test_a_client_that_does_not_read_is_cut_off_not_buffered_without_end(new_daemon, api_key):
+    daemon = new_daemon("--tokens-per-second", "50000", "--ttft-ms", "10")
+    pipeline = build_streaming_pipeline(point_sdk(daemon, api_key), unique("slow"))
+    host, port = daemon.root.removeprefix("http://").rsplit(":", 1)
+    payload = json.dumps({"inputs": {"input_0": "Write 100000 words."}, "stream": True}).encode()
+    request = (f"POST /v1/pipeline/{pipeline.id}/run HTTP/1.1\r\nHost: x\r\nAuthorization: Bearer {api_key}\r\n"
+               f"Content-Type: application/json\r\nContent-Length: {len(payload)}\r\n\r\n").encode() + payload
+    s = socket.socket()
+    s.setsockopt(socket.SOL_SOCKET, socket.SO_RCVBUF, 4096)
+    s.connect((host, int(port)))
+    s.sendall(request)  # and never read
+    try:
+        wait_for(lambda: stats(daemon)["open_streams"] == 1, timeout=10, message="the stream to open")
+        wait_for(lambda: stats(daemon)["open_streams"] == 0, timeout=20, message="the slow client to be cut off")
+        rss_kb = int(next(l for l in open(f"/proc/{daemon.proc.pid}/status") if l.startswith("VmRSS")).split()[1])
+        assert rss_kb < 200_000, f"{rss_kb} kB: the backlog is bounded (8 MiB a stream)"
+    finally:
+        s.close()
+    assert requests.get(f"{daemon.root}/_mock/health").json()["status"] == "ok"
