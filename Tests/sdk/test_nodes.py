@@ -123,3 +123,16 @@ def test_summarizer_and_translator_use_the_llm_simulator(sdk):
     assert 9 <= len(first["summary"].split()) <= 15, first
     status = p.run_status(p.start(inputs={"q": "Write 3 words."}).task_id)
     assert set(status["nodes"]) == {"q", "s", "t", "summary", "translation"}
+
+
+def test_ai_operations_writes_simulated_text_to_its_first_output(sdk, http):
+    nodes = {
+        "q": {"id": "q", "name": "q", "type": "input", "inputs": {"input_type": "string"}, "outputs": ["text"]},
+        "op": {"id": "op", "name": "op", "type": "ai_operations", "inputs": {"sub_type": "extract", "text": "{{ q.text }}"},
+               "outputs": ["answer", "complete"]},
+        "out": {"id": "out", "name": "out", "type": "output", "inputs": {"value": "{{ op.answer }}"}, "outputs": []},
+    }
+    pid = http("POST", "/pipeline", json={"name": unique("ai-op"), "nodes": nodes}).json()["id"]
+    first = http("POST", f"/pipeline/{pid}/run", json={"inputs": {"q": "Write 6 words."}}).json()
+    again = http("POST", f"/pipeline/{pid}/run", json={"inputs": {"q": "Write 6 words."}}).json()
+    assert first["outputs"] == again["outputs"] and len(first["outputs"]["out"].split()) > 3, first

@@ -36,13 +36,16 @@ enum NodeEvaluator {
             return .done(outputs)
         case "output":
             return .done(["value": inputs["value"] ?? .null, "complete": .bool(true)])
-        case let type where textGenerators[type] != nil:
-            let field = textGenerators[type]!
+        case let type where textGenerators[type] != nil || type == "ai_operations":
+            // ai_operations declares its outputs per operation: the text goes to the first one it declares.
+            let field = textGenerators[type] ?? node.declaredOutputs.first ?? "response"
             var prompt = inputs["prompt"]?.templateText ?? ""
             switch type {
             case "summarizer": prompt = "Summarize: " + (inputs["text"]?.templateText ?? "")
             case "translator":
                 prompt = "Translate to \(inputs["target_language"]?.templateText ?? "English"): " + (inputs["text"]?.templateText ?? "")
+            case "ai_operations" where prompt.isEmpty:
+                prompt = inputs.entries.filter { $0.value.stringValue != nil }.map { "\($0.key): \($0.value.templateText)" }.joined(separator: "\n")
             default: break
             }
             let request = LLMRequest(
