@@ -45,7 +45,9 @@ enum NodeEvaluator {
             case "translator":
                 prompt = "Translate to \(inputs["target_language"]?.templateText ?? "English"): " + (inputs["text"]?.templateText ?? "")
             case "ai_operations" where prompt.isEmpty:
-                prompt = inputs.entries.filter { $0.value.stringValue != nil }.map { "\($0.key): \($0.value.templateText)" }.joined(separator: "\n")
+                // Keys sorted: stored objects do not keep key order, and the text must not depend on it.
+                prompt = inputs.entries.filter { $0.value.stringValue != nil }.sorted { $0.key < $1.key }
+                    .map { "\($0.key): \($0.value.templateText)" }.joined(separator: "\n")
             default: break
             }
             let request = LLMRequest(
