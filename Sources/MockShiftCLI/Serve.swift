@@ -89,6 +89,11 @@ struct Serve: ParsableCommand {
         if let level = setting(logLevel, "LOG_LEVEL", { $0 }), Logger.Level(rawValue: level) == nil {
             throw ValidationError("--log-level must be one of trace, debug, info, notice, warning, error, critical")
         }
+        for (name, valid) in [("PORT", { UInt16($0) != nil }), ("SEED", { UInt64($0) != nil })] as [(String, (String) -> Bool)] {
+            if let raw = ProcessInfo.processInfo.environment["MOCKSHIFT_\(name)"], !raw.isEmpty, !valid(raw) {
+                throw ValidationError("MOCKSHIFT_\(name) must be \(name == "PORT" ? "a port number from 0 to 65535" : "a whole number >= 0")")
+            }
+        }
         if let c = setting(clock, "CLOCK", { $0 }), !["real", "manual"].contains(c) {
             throw ValidationError("--clock must be real or manual")
         }

@@ -85,6 +85,19 @@ def test_ready_and_stats(daemon, api_key):
     assert {"live_runs", "live_timers", "open_streams", "connections", "runs_by_status"} <= set(stats)
 
 
+def test_first_token_is_on_the_timeline_while_the_run_goes_on(new_daemon, api_key):
+    daemon = new_daemon("--clock", "manual")
+    pipeline = build_llm_pipeline(point_sdk(daemon, api_key), unique("live-timeline"))
+    handler = pipeline.start(inputs={"input_0": "Write 100 words."})
+    mock(daemon, api_key, "POST", "clock/advance", json={"ms": 650})
+    events = mock(daemon, api_key, "GET", f"runs/{handler.task_id}/events").json()["events"]
+    first = [e for e in events if e["event"] == "first_token"]
+    assert len(first) == 1 and first[0]["clock_ms"] == 425.0, events
+    created = next(e for e in events if e["event"] == "created")
+    assert first[0]["at"] >= created["at"], "wall stamps never go back"
+    assert handler.run_status()["status"] == "in_progress"
+
+
 def test_run_timeline_on_the_manual_clock(new_daemon, api_key):
     daemon = new_daemon("--clock", "manual")
     Pipeline = point_sdk(daemon, api_key)

@@ -78,7 +78,13 @@ def test_seed_script_loads_a_folder_into_a_running_daemon_for_a_key(daemon, api_
     Pipeline = point_sdk(daemon, api_key)
     assert sorted(p.name for p in Pipeline.list(verbose=True)) == ["streaming_chat", "terminate_example", "two_llm_chain"]
     scripts = requests.get(f"{root}/_mock/llm", headers={"Authorization": f"Bearer {api_key}"}).json()["scripts"]
-    assert len(scripts) == 4
+    assert len(scripts) == 2, "seeding again replaces identical scripted answers"
+    done = subprocess.run([sys.executable, str(REPO / "scripts" / "seed"), "/nonexistent", "--url", root],
+                          capture_output=True, text=True, timeout=60)
+    assert done.returncode != 0 and "not a folder" in done.stderr
+    done = subprocess.run([sys.executable, str(REPO / "scripts" / "seed"), str(FIXTURES), "--url", "http://127.0.0.1:9"],
+                          capture_output=True, text=True, timeout=60)
+    assert done.returncode != 0 and "cannot reach MockShift" in done.stderr and "Traceback" not in done.stderr
 
 
 def test_scripted_answer_sets_text_timing_and_failure(new_daemon, api_key):

@@ -44,7 +44,13 @@ final class Faults: Sendable {
     init(seed: UInt64) { state = Mutex(State(random: SeededGenerator(seed: seed ^ 0xFA17))) }
 
     /// Parses and stores a rule; throws `.badRequest` naming the field.
+    static let fields: Set<String> = ["method", "path", "pipeline_id", "status", "body", "delay_ms", "drop",
+                                      "node_id", "llm_fail_after_tokens", "message", "times", "probability"]
+
     func add(namespace: String, _ body: JSONObject) throws -> Rule {
+        if let unknown = body.keys.first(where: { !Faults.fields.contains($0) }) {
+            throw APIError(.badRequest, "unknown fault field '\(unknown)' (known: \(Faults.fields.sorted().joined(separator: ", ")))")
+        }
         let method = try body.string("method")?.uppercased()
         let path = try body.string("path")
         if let path, !path.hasPrefix("/") { throw APIError(.badRequest, "path must start with /") }
@@ -78,8 +84,19 @@ final class Faults: Sendable {
                         status: status, body: body["body"], delayMs: delay, drop: drop, llmNode: try body.string("node_id"),
                         llmFailAfter: failAfter, llmMessage: try body.string("message") ?? "injected LLM failure",
                         remaining: times, probability: probability, json: echo)
-        state.withLock { $0.rules.append(rule) }
+        state.withLock { st in
+            // The same rule again (a fixture folder seeded twice) replaces the first instead of doubling it.
+            st.rules.removeAll { $0.namespace == namespace && Faults.sameRule($0.json, echo) }
+            st.rules.append(rule)
+        }
         return rule
+    }
+
+    static func sameRule(_ a: JSONObject, _ b: JSONObject) -> Bool {
+        var a = a, b = b
+        a["fault_id"] = nil
+        b["fault_id"] = nil
+        return a == b
     }
 
     func list(namespace: String) -> [JSONObject] {

@@ -15,8 +15,14 @@ final class LLMScripts: Sendable {
     private let rules = Mutex<[Rule]>([])
 
     /// Parses and stores a rule; throws `.badRequest` naming the field.
+    static let fields: Set<String> = ["pipeline_id", "pipeline_name", "node_id", "prompt_pattern", "response", "ttft_ms",
+                                      "tokens_per_second", "fail_after_tokens", "message"]
+
     @discardableResult
     func add(namespace: String, _ body: JSONObject) throws -> Rule {
+        if let unknown = body.keys.first(where: { !LLMScripts.fields.contains($0) }) {
+            throw APIError(.badRequest, "unknown field '\(unknown)' (known: \(LLMScripts.fields.sorted().joined(separator: ", ")))")
+        }
         func number(_ key: String, _ range: ClosedRange<Double>) throws -> Double? {
             guard let raw = body[key], raw != .null else { return nil }
             guard let d = raw.doubleValue, d.isFinite, range.contains(d) else {
@@ -41,7 +47,11 @@ final class LLMScripts: Sendable {
         echo["script_id"] = .string(id)
         let rule = Rule(id: id, namespace: namespace, pipelineID: try body.string("pipeline_id"),
                         pipelineName: try body.string("pipeline_name"), script: script, json: echo)
-        rules.withLock { $0.insert(rule, at: 0) }
+        rules.withLock { list in
+            // The same rule again (a fixture folder seeded twice) replaces the first instead of doubling it.
+            list.removeAll { $0.namespace == namespace && LLMScripts.sameRule($0.json, echo) }
+            list.insert(rule, at: 0)
+        }
         return rule
     }
 
@@ -53,6 +63,13 @@ final class LLMScripts: Sendable {
                     && (rule.pipelineName.map { $0 == pipeline.name } ?? true)
             }.map(\.script)
         }
+    }
+
+    static func sameRule(_ a: JSONObject, _ b: JSONObject) -> Bool {
+        var a = a, b = b
+        a["script_id"] = nil
+        b["script_id"] = nil
+        return a == b
     }
 
     func list(namespace: String) -> [JSONObject] {

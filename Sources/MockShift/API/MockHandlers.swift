@@ -102,9 +102,7 @@ enum MockHandlers {
     /// its `fault_id`.
     static func addFault(_ c: HandlerContext) throws -> Reply {
         let rule = try c.app.faults.add(namespace: c.namespace, try c.bodyObject())
-        var answer: JSONObject = ["status": "success"]
-        for (k, v) in rule.json { answer[k] = v }
-        return .json(.ok, .object(answer))
+        return .json(.ok, ["status": "success", "fault_id": .string(rule.id), "fault": .object(rule.json)])
     }
 
     /// `GET /_mock/faults`: the caller's fault rules, with what remains of their `times`.
@@ -122,9 +120,7 @@ enum MockHandlers {
     /// `tokens_per_second`, or a failure after `fail_after_tokens` with `message`. The newest match wins.
     static func addLLMScript(_ c: HandlerContext) throws -> Reply {
         let rule = try c.app.llmScripts.add(namespace: c.namespace, try c.bodyObject())
-        var answer: JSONObject = ["status": "success"]
-        for (k, v) in rule.json { answer[k] = v }
-        return .json(.ok, .object(answer))
+        return .json(.ok, ["status": "success", "script_id": .string(rule.id), "script": .object(rule.json)])
     }
 
     /// `GET /_mock/llm`: the caller's scripted answers, newest first.

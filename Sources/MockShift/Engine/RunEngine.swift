@@ -242,7 +242,9 @@ public final class RunEngine: Sendable {
             st.log("paused", clock: now)
             for id in st.llm.keys {
                 if let timer = st.llm[id]?.timer { scheduler.cancel(timer) }
+                if let timer = st.llm[id]?.firstTokenTimer { scheduler.cancel(timer) }
                 st.llm[id]?.timer = nil
+                st.llm[id]?.firstTokenTimer = nil
             }
         }
     }
@@ -427,6 +429,19 @@ public final class RunEngine: Sendable {
             guard let self, let run else { return }
             self.llmTick(run, nodeID: nodeID, generation: generation)
         }
+        // A node whose tokens nobody streams ticks only at its end: a timer of its own puts its first token on
+        // the timeline when it comes.
+        let firstDue = progress.timing.due(token: 1)
+        if progress.streamsTo.isEmpty, !progress.firstTokenLogged, progress.outputsOverride == nil, total > 0, firstDue < dueAt {
+            progress.firstTokenTimer = scheduler.schedule(afterNanoseconds: firstDue > elapsed ? firstDue - elapsed : 0) {
+                [weak self, weak run] in
+                guard let self, let run else { return }
+                run.state.withLock { st in
+                    guard st.record.status == .inProgress, st.llm[nodeID]?.generation == generation else { return }
+                    self.noteFirstToken(&st, nodeID: nodeID, at: self.scheduler.now)
+                }
+            }
+        }
         st.llm[nodeID] = progress
     }
 
@@ -453,6 +468,7 @@ public final class RunEngine: Sendable {
                 return commitLocked(run, &st)
             }
             st.llm[nodeID] = nil
+            if let timer = progress.firstTokenTimer { scheduler.cancel(timer) }
             logTokens(&st, nodeID: nodeID, progress, emitted: emitted)
             st.log("node_completed", node: nodeID, clock: scheduler.now)
             if progress.outputsOverride == nil { st.finishedLLM[nodeID] = progress.completion }
@@ -471,6 +487,7 @@ public final class RunEngine: Sendable {
         let now = st.pausedAt ?? scheduler.now  // a paused run's tokens stopped when it was paused
         for (id, progress) in st.llm {
             if let timer = progress.timer { scheduler.cancel(timer) }
+            if let timer = progress.firstTokenTimer { scheduler.cancel(timer) }
             logTokens(&st, nodeID: id, progress, emitted: progress.produced(at: now))
         }
         st.log(status.rawValue, clock: scheduler.now, extra: error.map { ["error": .string($0)] } ?? [:])
@@ -498,15 +515,14 @@ public final class RunEngine: Sendable {
         progress.firstTokenLogged = true
         st.llm[nodeID] = progress
         let first = progress.startedAt &+ progress.timing.due(token: 1)
-        st.log("first_token", node: nodeID, clock: first, wallOffsetNanos: Int64(first) - Int64(scheduler.now))
+        st.log("first_token", node: nodeID, clock: first)
     }
 
     /// Timeline entries for an LLM node that stops: its first token (if not logged yet) and how many it emitted.
     private func logTokens(_ st: inout LiveState, nodeID: String, _ progress: LLMProgress, emitted: Int) {
         guard emitted > 0 else { return }
         if !progress.firstTokenLogged {
-            let first = progress.startedAt &+ progress.timing.due(token: 1)
-            st.log("first_token", node: nodeID, clock: first, wallOffsetNanos: Int64(first) - Int64(scheduler.now))
+            st.log("first_token", node: nodeID, clock: progress.startedAt &+ progress.timing.due(token: 1))
         }
         st.log("tokens", node: nodeID, clock: scheduler.now, extra: ["count": .int(Int64(emitted))])
     }
@@ -694,6 +710,8 @@ struct LLMProgress {
     var firstTokenLogged = false
     /// A timed node that is no LLM (`wait_node`): its outputs when it ends.
     var outputsOverride: JSONObject?
+    /// The timer that logs the first token of a node nobody streams.
+    var firstTokenTimer: TimerID?
 
     /// The node's timing: the daemon's, or a scripted answer's time to first token and rate.
     let timing: EngineSettings
@@ -734,15 +752,13 @@ struct LiveState {
     /// The timeline (`/_mock/runs/{id}/events`): what happened, on the scheduler's clock and the wall clock.
     var timeline: [JSON] = []
 
-    /// Appends a timeline event at scheduler time `clock` (nanoseconds); `wallOffsetNanos` shifts the wall
-    /// stamp for events computed after the fact (an LLM node's first token).
-    mutating func log(_ event: String, node: String? = nil, clock: UInt64, wallOffsetNanos: Int64 = 0,
-                      extra: JSONObject = [:]) {
+    /// Appends a timeline event at scheduler time `clock` (nanoseconds), stamped with the wall clock now.
+    mutating func log(_ event: String, node: String? = nil, clock: UInt64, extra: JSONObject = [:]) {
         var entry: JSONObject = ["event": .string(event)]
         if let node { entry["node"] = .string(node) }
         for (k, v) in extra { entry[k] = v }
         entry["clock_ms"] = .double(Double(clock) / 1_000_000)
-        entry["at"] = .string(iso8601(micros: wallClockMicros() + wallOffsetNanos / 1000))
+        entry["at"] = .string(iso8601(micros: wallClockMicros()))
         timeline.append(.object(entry))
     }
 
