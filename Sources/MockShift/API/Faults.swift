@@ -6,7 +6,8 @@ import Synchronization
 /// LLM nodes of runs they match fail after N tokens. Each rule applies `times` times (unlimited when absent),
 /// each match drawn with `probability` from a generator seeded by `serve --seed`, so a test is repeatable.
 final class Faults: Sendable {
-    struct Rule: Sendable {
+    struct Rule: NamespacedRule {
+        static let idKey = "fault_id"
         let id: String
         let namespace: String
         let method: String?
@@ -34,14 +35,11 @@ final class Faults: Sendable {
         var llmFailures: [RunOptions.LLMFailure] = []
     }
 
-    private struct State {
-        var rules: [Rule] = []
-        var random: SeededGenerator
-    }
+    private let book = RuleBook<Rule>()
+    /// Draws for `probability`: seeded, so a run of a test suite repeats.
+    private let random: Mutex<SeededGenerator>
 
-    private let state: Mutex<State>
-
-    init(seed: UInt64) { state = Mutex(State(random: SeededGenerator(seed: seed ^ 0xFA17))) }
+    init(seed: UInt64) { random = Mutex(SeededGenerator(seed: seed ^ 0xFA17)) }
 
     /// Parses and stores a rule; throws `.badRequest` naming the field.
     static let fields: Set<String> = ["method", "path", "pipeline_id", "status", "body", "delay_ms", "drop",
@@ -84,54 +82,35 @@ final class Faults: Sendable {
                         status: status, body: body["body"], delayMs: delay, drop: drop, llmNode: try body.string("node_id"),
                         llmFailAfter: failAfter, llmMessage: try body.string("message") ?? "injected LLM failure",
                         remaining: times, probability: probability, json: echo)
-        state.withLock { st in
-            // The same rule again (a fixture folder seeded twice) replaces the first instead of doubling it.
-            st.rules.removeAll { $0.namespace == namespace && Faults.sameRule($0.json, echo) }
-            st.rules.append(rule)
-        }
+        book.add(rule)
         return rule
     }
 
-    static func sameRule(_ a: JSONObject, _ b: JSONObject) -> Bool {
-        var a = a, b = b
-        a["fault_id"] = nil
-        b["fault_id"] = nil
-        return a == b
-    }
-
     func list(namespace: String) -> [JSONObject] {
-        state.withLock { st in
-            st.rules.filter { $0.namespace == namespace }.map { rule in
-                var o = rule.json
-                if let r = rule.remaining { o["remaining"] = .int(Int64(r)) }
-                return o
-            }
+        book.list(namespace: namespace).map { rule in
+            var o = rule.json
+            if let r = rule.remaining { o["remaining"] = .int(Int64(r)) }
+            return o
         }
     }
 
     /// Removes the namespace's rules; returns how many.
-    func clear(namespace: String) -> Int {
-        state.withLock { st in
-            let before = st.rules.count
-            st.rules.removeAll { $0.namespace == namespace }
-            return before - st.rules.count
-        }
-    }
+    func clear(namespace: String) -> Int { book.clear(namespace: namespace) }
 
     /// The effect of the first rule that matches this request (and is drawn), using up one of its times.
     func match(namespace: String, method: String, path: String) -> Effect? {
-        state.withLock { st in
-            for i in st.rules.indices {
-                let rule = st.rules[i]
+        book.withRules { rules in
+            for i in rules.indices {
+                let rule = rules[i]
                 guard rule.namespace == namespace, rule.remaining != 0,
                       rule.method == nil || rule.method == method,
                       rule.path.map({ Faults.glob($0, matches: path) }) ?? true,
                       rule.pipelineID.map({ Faults.pipeline(in: path) == $0 }) ?? true else { continue }
                 if rule.probability < 1 {
-                    let draw = Double(st.random.next() >> 11) / Double(1 << 53)
+                    let draw = random.withLock { Double($0.next() >> 11) / Double(1 << 53) }
                     if draw >= rule.probability { continue }
                 }
-                if let r = rule.remaining { st.rules[i].remaining = r - 1 }
+                if let r = rule.remaining { rules[i].remaining = r - 1 }
                 var effect = Effect(delayMs: rule.delayMs, drop: rule.drop)
                 if let status = rule.status {
                     effect.response = (status, rule.body ?? ["status": "failed", "error": .string("injected fault \(rule.id)")])

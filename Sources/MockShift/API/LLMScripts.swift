@@ -1,9 +1,9 @@
-import Synchronization
 
 /// Scripted LLM answers (`/_mock/llm`, fixtures; SPEC §6): rules per namespace, matched on the pipeline (by id or
 /// name) here and on node id and prompt by the engine (``LLMScript``). Newest rule first.
 final class LLMScripts: Sendable {
-    struct Rule: Sendable {
+    struct Rule: NamespacedRule {
+        static let idKey = "script_id"
         let id: String
         let namespace: String
         let pipelineID: String?
@@ -12,7 +12,7 @@ final class LLMScripts: Sendable {
         let json: JSONObject
     }
 
-    private let rules = Mutex<[Rule]>([])
+    private let book = RuleBook<Rule>()
 
     /// Parses and stores a rule; throws `.badRequest` naming the field.
     static let fields: Set<String> = ["pipeline_id", "pipeline_name", "node_id", "prompt_pattern", "response", "ttft_ms",
@@ -47,40 +47,18 @@ final class LLMScripts: Sendable {
         echo["script_id"] = .string(id)
         let rule = Rule(id: id, namespace: namespace, pipelineID: try body.string("pipeline_id"),
                         pipelineName: try body.string("pipeline_name"), script: script, json: echo)
-        rules.withLock { list in
-            // The same rule again (a fixture folder seeded twice) replaces the first instead of doubling it.
-            list.removeAll { $0.namespace == namespace && LLMScripts.sameRule($0.json, echo) }
-            list.insert(rule, at: 0)
-        }
+        book.add(rule, atFront: true)
         return rule
     }
 
     /// The scripts that may apply to a run of `pipeline` in `namespace`, newest first.
     func scripts(namespace: String, pipeline: PipelineRecord) -> [LLMScript] {
-        rules.withLock { list in
-            list.filter { rule in
-                rule.namespace == namespace && (rule.pipelineID.map { $0 == pipeline.id } ?? true)
-                    && (rule.pipelineName.map { $0 == pipeline.name } ?? true)
-            }.map(\.script)
-        }
+        book.list(namespace: namespace).filter { rule in
+            (rule.pipelineID.map { $0 == pipeline.id } ?? true) && (rule.pipelineName.map { $0 == pipeline.name } ?? true)
+        }.map(\.script)
     }
 
-    static func sameRule(_ a: JSONObject, _ b: JSONObject) -> Bool {
-        var a = a, b = b
-        a["script_id"] = nil
-        b["script_id"] = nil
-        return a == b
-    }
+    func list(namespace: String) -> [JSONObject] { book.list(namespace: namespace).map(\.json) }
 
-    func list(namespace: String) -> [JSONObject] {
-        rules.withLock { $0.filter { $0.namespace == namespace }.map(\.json) }
-    }
-
-    func clear(namespace: String) -> Int {
-        rules.withLock { list in
-            let before = list.count
-            list.removeAll { $0.namespace == namespace }
-            return before - list.count
-        }
-    }
+    func clear(namespace: String) -> Int { book.clear(namespace: namespace) }
 }

@@ -1,0 +1,46 @@
+import Synchronization
+
+/// A rule kept per namespace by a ``RuleBook``: faults and scripted LLM answers.
+protocol NamespacedRule: Sendable {
+    var namespace: String { get }
+    /// The rule as given, plus its id under ``idKey``: what listing shows.
+    var json: JSONObject { get }
+    /// The key of the rule's id in `json` (`fault_id`, `script_id`).
+    static var idKey: String { get }
+}
+
+/// Rules per namespace, in order, with the bookkeeping faults and scripted answers share: adding a rule equal to
+/// one already there (but for its id) replaces it, so seeding a fixture folder twice does not double anything;
+/// listing and clearing act on one namespace.
+final class RuleBook<Rule: NamespacedRule>: Sendable {
+    private let rules = Mutex<[Rule]>([])
+
+    /// Adds `rule` at the end (or at the front, for newest-first books), replacing an equal one.
+    func add(_ rule: Rule, atFront: Bool = false) {
+        rules.withLock { list in
+            list.removeAll { $0.namespace == rule.namespace && RuleBook.same($0.json, rule.json) }
+            if atFront { list.insert(rule, at: 0) } else { list.append(rule) }
+        }
+    }
+
+    /// Runs `body` on every rule in order, under the book's lock (for matching that updates rules).
+    func withRules<T>(_ body: (inout [Rule]) -> T) -> T { rules.withLock { body(&$0) } }
+
+    func list(namespace: String) -> [Rule] { rules.withLock { $0.filter { $0.namespace == namespace } } }
+
+    /// Removes the namespace's rules; returns how many.
+    func clear(namespace: String) -> Int {
+        rules.withLock { list in
+            let before = list.count
+            list.removeAll { $0.namespace == namespace }
+            return before - list.count
+        }
+    }
+
+    static func same(_ a: JSONObject, _ b: JSONObject) -> Bool {
+        var a = a, b = b
+        a[Rule.idKey] = nil
+        b[Rule.idKey] = nil
+        return a == b
+    }
+}
