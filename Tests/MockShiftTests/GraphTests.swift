@@ -86,3 +86,29 @@ func node(_ id: String, _ type: String, _ inputs: JSONObject = [:], name: String
         #expect(graph.nodes[0].inputs["model"] == .string("gpt-4o"))
     }
 }
+
+/// The hand-written template and word-count scanners keep the regular expressions' meaning
+/// (`\{\{\s*([A-Za-z0-9_-]+)\.([A-Za-z0-9_.-]+)\s*\}\}` and `(\d{1,6})[\s-]*words?\b`, case-insensitive).
+@Suite struct ScannerTests {
+    @Test func templatesNeedANodeADotAFieldAndBothClosingBraces() {
+        let text: (String) -> [String] = { s in Templates.matches(in: s).map { "\($0.reference.node).\($0.reference.field)" } }
+        #expect(text("{{a.b}}{{ c-d.e_f.g }}") == ["a.b", "c-d.e_f.g"])
+        #expect(text("{{ a.b } {{a}} {{.b}} {{a.}} {{ a . b }} {a.b}") == [])
+        #expect(text("{{{ a.b }}}") == ["a.b"])
+        #expect(text("é {{\tn.x\n}} ü") == ["n.x"])
+        let lookup: (Templates.Reference) -> JSON? = { $0.node == "n" ? .string("ü") : nil }
+        #expect(Templates.resolve("é {{ n.x }}, {{ m.y }}!", lookup) == .string("é ü, !"))
+        #expect(Templates.resolve("  {{ n.x }}\n", lookup) == .string("ü"))
+    }
+
+    @Test func wordCountsAreReadAsTheRegularExpressionDid() {
+        #expect(LLMSimulator.requestedWordCount(in: "Write 50 words.") == 50)
+        #expect(LLMSimulator.requestedWordCount(in: "a 12-word summary") == 12)
+        #expect(LLMSimulator.requestedWordCount(in: "in 7 WORDS") == 7)
+        #expect(LLMSimulator.requestedWordCount(in: "1234567 words") == 234567)
+        #expect(LLMSimulator.requestedWordCount(in: "3 wordsmiths, 4 words") == 4)
+        #expect(LLMSimulator.requestedWordCount(in: "0 words") == nil)
+        #expect(LLMSimulator.requestedWordCount(in: "no count here, words") == nil)
+        #expect(LLMSimulator.requestedWordCount(in: "9 word") == 9)
+    }
+}

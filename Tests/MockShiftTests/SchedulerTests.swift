@@ -51,3 +51,17 @@ import Testing
         #expect(fired.withLock { $0 } == ["early"], "the 1 ms timer must not wait behind the 5 s one")
     }
 }
+
+@Suite struct LatenessTests {
+    @Test func quantilesComeFromFiftyMicrosecondBuckets() {
+        var late = Scheduler.Lateness()
+        #expect(late.quantileMilliseconds(0.99) == 0)
+        for _ in 0..<98 { late.record(10_000) }        // 0.01 ms: first bucket
+        late.record(2_000_000)                         // 2 ms
+        late.record(500_000_000)                       // 500 ms: past the last bucket
+        #expect(late.fired == 100)
+        #expect(late.quantileMilliseconds(0.5) == 0.05)
+        #expect(late.quantileMilliseconds(0.99) == 2.05)
+        #expect(late.quantileMilliseconds(1.0) == 500)
+    }
+}

@@ -21,7 +21,9 @@ public final class MockShiftApp: HTTPResponder {
     /// `serve --admin-key`: the key allowed to reset every namespace at once.
     let adminKey: String?
     /// The `/_mock/requests` journal.
-    let journal = Journal()
+    let journal: Journal
+    /// Request counters and the duration timer, made once (a lookup per request costs a lock and a hash).
+    private let requestMetrics = RequestMetrics()
     /// Injected faults (`/_mock/faults`).
     let faults: Faults
     /// Scripted LLM answers (`/_mock/llm`, fixtures).
@@ -52,7 +54,9 @@ public final class MockShiftApp: HTTPResponder {
 
     /// - Parameter apiKeys: accepted keys; empty = any key (SPEC §1 `--api-key`).
     public init(store: Store, engine: RunEngine, apiKeys: Set<String>, maxBodyBytes: Int,
-                cancelOnDisconnect: Bool = false, seed: UInt64 = 0, adminKey: String? = nil, logger: Logger) {
+                cancelOnDisconnect: Bool = false, seed: UInt64 = 0, adminKey: String? = nil,
+                journalSize: Int = 1000, logger: Logger) {
+        self.journal = Journal(capacity: journalSize)
         self.adminKey = adminKey
         self.faults = Faults(seed: seed)
         self.cancelOnDisconnect = cancelOnDisconnect
@@ -127,40 +131,25 @@ public final class MockShiftApp: HTTPResponder {
         }
     }
 
-    /// A writer that journals the request once it is answered (SPEC §7 `requests`).
+    /// A writer that journals the request once it is answered (SPEC §7 `requests`) and counts it in the
+    /// metrics (`mockshift_http_requests_total{method,status}`, `mockshift_http_request_duration_seconds`).
     private func journaling(_ request: Request, namespace: String, _ writer: ResponseWriter) -> ReplyWriter {
         let started = DispatchTime.now().uptimeNanoseconds
-        let journal = self.journal
-        return ReplyWriter(writer: writer) { response in
-            var query = JSONObject()
-            for item in request.query { query[item.name] = .string(item.value) }
-            var entry: JSONObject = [
-                "at": .string(iso8601(micros: wallClockMicros())),
-                "method": .string(request.head.method.rawValue), "path": .string(request.path), "query": .object(query),
-            ]
-            if let fields = request.formFields {
-                var form = JSONObject()
-                for field in fields { form[field.name] = .string(field.filename.map { "<file \($0)>" } ?? String(field.text.prefix(4096))) }
-                entry["body"] = .object(form)
-            } else if !request.body.isEmpty {
-                // Small JSON bodies as JSON; anything else as text, cut at 4 KiB.
-                let parsed = request.body.count <= 4096 ? try? JSON.parse(request.body) : nil
-                entry["body"] = parsed ?? .string(String(decoding: request.body.prefix(4096), as: UTF8.self))
-            }
-            if case .dropConnection = response.body {
-                entry["status"] = .null
-                entry["dropped"] = true
-            } else {
-                entry["status"] = .int(Int64(response.head.status.code))
-            }
+        let atMicros = wallClockMicros()
+        return ReplyWriter(writer: writer) { [self] response in
             let elapsed = DispatchTime.now().uptimeNanoseconds - started
-            entry["duration_ms"] = .double(Double(elapsed) / 1_000_000)
-            let status = entry["status"]?.intValue.map(String.init) ?? "dropped"
-            Counter(label: "mockshift_http_requests_total",
-                    dimensions: [("method", request.head.method.rawValue), ("status", status)]).increment()
-            Metrics.Timer(label: "mockshift_http_request_duration_seconds").recordNanoseconds(Int64(elapsed))
-            entry["authorization"] = Journal.mask(request.head.headerFields[.authorization])
-            journal.record(namespace: namespace, entry)
+            var status: Int? = Int(response.head.status.code)
+            if case .dropConnection = response.body { status = nil }
+            let method = request.head.method.rawValue
+            requestMetrics.count(method: method, status: status, durationNanoseconds: elapsed)
+            var form: [(String, String)]?
+            if let fields = request.formFields {
+                form = fields.map { ($0.name, $0.filename.map { "<file \($0)>" } ?? String($0.text.prefix(4096))) }
+            }
+            journal.record(Journal.Entry(
+                namespace: namespace, atMicros: atMicros, method: method, path: request.path, query: request.query,
+                body: form == nil ? request.body.prefix(4096) : [], form: form, status: status,
+                durationNanoseconds: elapsed, authorization: Journal.mask(request.head.headerFields[.authorization])))
         }
     }
 
@@ -170,12 +159,18 @@ public final class MockShiftApp: HTTPResponder {
         let header = request.head.headerFields[.authorization]
         let key: String?
         if let header {
-            let parts = header.split(separator: " ", maxSplits: 1)
-            guard parts.count == 2, parts[0].lowercased() == "bearer" else {
+            // "Bearer KEY", scheme case-insensitive; read on UTF-8 without Foundation (this runs on every request).
+            let utf8 = header.utf8
+            guard let space = utf8.firstIndex(of: UInt8(ascii: " ")),
+                  utf8[..<space].elementsEqual("bearer".utf8, by: { $0 | 0x20 == $1 }) else {
                 if apiKeys.isEmpty { return "default" }
                 throw APIError(.unauthorized, "Invalid authorization header format")
             }
-            let value = parts[1].trimmingCharacters(in: .whitespaces)
+            let rest = utf8[utf8.index(after: space)...]
+            let isBlank = { (b: UInt8) in b == UInt8(ascii: " ") || b == UInt8(ascii: "\t") }
+            let start = rest.firstIndex(where: { !isBlank($0) }) ?? rest.endIndex
+            let end = rest.lastIndex(where: { !isBlank($0) }).map { utf8.index(after: $0) } ?? start
+            let value = start < end ? String(Substring(utf8[start..<end])) : ""
             key = value == "None" || value.isEmpty ? nil : value
         } else {
             key = nil
@@ -221,5 +216,25 @@ public final class MockShiftApp: HTTPResponder {
             if let runID = error.runID { body["run_id"] = .string(runID) }
         }
         return json(status(for: error.kind), .object(body))
+    }
+}
+
+/// The request metrics of `/v1`, with one counter per (method, status) made on first use.
+final class RequestMetrics: Sendable {
+    private let counters = Mutex<[String: Counter]>([:])
+    private let duration = Metrics.Timer(label: "mockshift_http_request_duration_seconds")
+
+    /// Counts one answered request; `status` nil = dropped by a fault.
+    func count(method: String, status: Int?, durationNanoseconds: UInt64 = 0) {
+        let statusText = status.map(String.init) ?? "dropped"
+        let key = method + " " + statusText
+        let counter = counters.withLock { map in
+            if let c = map[key] { return c }
+            let c = Counter(label: "mockshift_http_requests_total", dimensions: [("method", method), ("status", statusText)])
+            map[key] = c
+            return c
+        }
+        counter.increment()
+        if durationNanoseconds > 0 { duration.recordNanoseconds(Int64(durationNanoseconds)) }
     }
 }

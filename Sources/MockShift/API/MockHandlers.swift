@@ -16,7 +16,9 @@ enum MockHandlers {
         return .json(.ok, ["status": "ready"])
     }
 
-    /// `GET /_mock/stats`: live runs and timers, open streams and connections, stored runs by status.
+    /// `GET /_mock/stats`: live runs and timers, open streams and connections, stored runs by status, and
+    /// `scheduler_lateness` (`timers_fired`, `p50_ms`, `p99_ms`, `max_ms`: how late the scheduler's timers fired
+    /// since the daemon started, daemon-wide).
     static func stats(_ c: HandlerContext) throws -> Reply {
         var stats: JSONObject = ["status": "ok", "live_runs": .int(Int64(c.app.engine.liveCount)),
                                  "live_timers": .int(Int64(c.app.engine.scheduler.pendingCount))]
@@ -26,6 +28,11 @@ enum MockHandlers {
             byStatus[status.rawValue] = .int(Int64(count))
         }
         stats["runs_by_status"] = .object(byStatus)
+        let late = c.app.engine.scheduler.latenessSnapshot
+        stats["scheduler_lateness"] = ["timers_fired": .int(Int64(late.fired)),
+                                       "p50_ms": .double(late.quantileMilliseconds(0.5)),
+                                       "p99_ms": .double(late.quantileMilliseconds(0.99)),
+                                       "max_ms": .double(Double(late.maxNanoseconds) / 1e6)]
         return .json(.ok, .object(stats))
     }
 

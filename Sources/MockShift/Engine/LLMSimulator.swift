@@ -90,9 +90,40 @@ public enum LLMSimulator {
 
     /// The N of "N words" (or "N-word") in a prompt, if present.
     public static func requestedWordCount(in prompt: String) -> Int? {
-        let pattern = /(\d{1,6})[\s-]*words?\b/.ignoresCase()
-        guard let match = prompt.firstMatch(of: pattern), let n = Int(match.1) else { return nil }
-        return n > 0 ? n : nil
+        // "N words", "N-word", "N word" (case-insensitive), N of 1 to 6 digits: the first such phrase counts.
+        // Scanned by hand over the Unicode scalars (Swift Regex cost more than the rest of a run).
+        let scalars = Array(prompt.unicodeScalars)
+        func isDigit(_ i: Int) -> Bool { i < scalars.count && scalars[i].value >= 48 && scalars[i].value <= 57 }
+        func isWordChar(_ i: Int) -> Bool {
+            guard i < scalars.count else { return false }
+            let p = scalars[i].properties
+            return p.isAlphabetic || p.numericType != nil || scalars[i] == "_"
+        }
+        func lower(_ i: Int) -> Unicode.Scalar? {
+            guard i < scalars.count, scalars[i].isASCII else { return nil }
+            let v = scalars[i].value
+            return Unicode.Scalar(v >= 65 && v <= 90 ? v + 32 : v)
+        }
+        var start = 0
+        while start < scalars.count {
+            guard isDigit(start) else { start += 1; continue }
+            var end = start
+            while isDigit(end) { end += 1 }
+            if end - start <= 6 {
+                var j = end
+                while j < scalars.count, scalars[j].properties.isWhitespace || scalars[j] == "-" { j += 1 }
+                if lower(j) == "w", lower(j + 1) == "o", lower(j + 2) == "r", lower(j + 3) == "d" {
+                    // "words" then a word boundary, or else "word" then a word boundary.
+                    let matched = (lower(j + 4) == "s" && !isWordChar(j + 5)) || !isWordChar(j + 4)
+                    if matched {
+                        let n = Int(String(String.UnicodeScalarView(scalars[start..<end]))) ?? 0
+                        return n > 0 ? n : nil
+                    }
+                }
+            }
+            start += 1  // as a regex would: the next start may be inside the same run of digits
+        }
+        return nil
     }
 
     static func wordCount(_ s: String) -> Int {

@@ -123,20 +123,22 @@ public func iso8601(micros: Int64) -> String {
     let millis = Int((micros % 1_000_000) / 1000)
     var parts = tm()
     gmtime_r(&seconds, &parts)
-    var bytes: [UInt8] = []
-    bytes.reserveCapacity(24)
-    func put(_ value: Int, _ width: Int) {
-        var digits = [UInt8](repeating: 48, count: width)
-        var v = value
-        for i in stride(from: width - 1, through: 0, by: -1) { digits[i] = UInt8(48 + v % 10); v /= 10 }
-        bytes.append(contentsOf: digits)
+    // 24 bytes, written in place: no intermediate arrays (this runs for every timestamp of every status reply).
+    return String(unsafeUninitializedCapacity: 24) { buffer in
+        var i = 0
+        func put(_ value: Int, _ width: Int) {
+            var v = value
+            for j in stride(from: i + width - 1, through: i, by: -1) { buffer[j] = UInt8(48 + v % 10); v /= 10 }
+            i += width
+        }
+        func sep(_ byte: UInt8) { buffer[i] = byte; i += 1 }
+        put(Int(parts.tm_year) + 1900, 4); sep(45)
+        put(Int(parts.tm_mon) + 1, 2); sep(45)
+        put(Int(parts.tm_mday), 2); sep(84)
+        put(Int(parts.tm_hour), 2); sep(58)
+        put(Int(parts.tm_min), 2); sep(58)
+        put(Int(parts.tm_sec), 2); sep(46)
+        put(millis, 3); sep(90)
+        return i
     }
-    put(Int(parts.tm_year) + 1900, 4); bytes.append(45)
-    put(Int(parts.tm_mon) + 1, 2); bytes.append(45)
-    put(Int(parts.tm_mday), 2); bytes.append(84)
-    put(Int(parts.tm_hour), 2); bytes.append(58)
-    put(Int(parts.tm_min), 2); bytes.append(58)
-    put(Int(parts.tm_sec), 2); bytes.append(46)
-    put(millis, 3); bytes.append(90)
-    return String(decoding: bytes, as: UTF8.self)
 }

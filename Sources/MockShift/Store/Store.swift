@@ -144,11 +144,26 @@ public final class Store: @unchecked Sendable {
     private static let pipelineColumns =
         "id, namespace, name, main_branch, folder_id, description, nodes, canvas_metadata, current_version, created_at, modified_at"
 
-    private static func pipeline(from row: [SQLValue]) throws -> PipelineRecord {
+    /// Parsed `nodes` documents by pipeline id, with the text they came from: a run reads its pipeline every
+    /// time, and parsing the same text again was a tenth of an instant run's cost. A hit needs the stored text
+    /// to be byte-for-byte the cached one, so no write path has to invalidate anything.
+    private let parsedNodes = Mutex<[String: (text: String, nodes: JSONObject)]>([:])
+
+    private func nodes(of pipelineID: String, _ text: String) throws -> JSONObject {
+        if let hit = parsedNodes.withLock({ $0[pipelineID] }), hit.text == text { return hit.nodes }
+        let nodes = try JSON.parse(text).objectValue ?? [:]
+        parsedNodes.withLock { cache in
+            if cache.count >= 512 { cache.removeAll(keepingCapacity: true) }
+            cache[pipelineID] = (text, nodes)
+        }
+        return nodes
+    }
+
+    private func pipeline(from row: [SQLValue]) throws -> PipelineRecord {
         PipelineRecord(
             id: row[0].text ?? "", namespace: row[1].text ?? "", name: row[2].text ?? "",
             mainBranch: row[3].text ?? "", folderID: row[4].text, description: row[5].text,
-            nodes: try JSON.parse(row[6].text ?? "{}").objectValue ?? [:],
+            nodes: try nodes(of: row[0].text ?? "", row[6].text ?? "{}"),
             canvasMetadata: try JSON.parse(row[7].text ?? "{}"),
             createdAt: row[9].int ?? 0, modifiedAt: row[10].int ?? 0, currentVersion: row[8].text)
     }
@@ -190,7 +205,7 @@ public final class Store: @unchecked Sendable {
     public func pipeline(namespace: String, id: String) throws -> PipelineRecord? {
         try read { db in
             try db.query("SELECT \(Store.pipelineColumns) FROM pipelines WHERE namespace = ? AND id = ?",
-                         [.text(namespace), .text(id)]).first.map(Store.pipeline(from:))
+                         [.text(namespace), .text(id)]).first.map(pipeline(from:))
         }
     }
 
@@ -200,7 +215,7 @@ public final class Store: @unchecked Sendable {
             try db.query("""
                 SELECT \(Store.pipelineColumns) FROM pipelines WHERE namespace = ? AND name = ?
                 ORDER BY modified_at DESC, rowid DESC LIMIT 1
-                """, [.text(namespace), .text(name)]).first.map(Store.pipeline(from:))
+                """, [.text(namespace), .text(name)]).first.map(pipeline(from:))
         }
     }
 
