@@ -72,6 +72,27 @@ struct Serve: ParsableCommand {
     @Option(name: .customLong("log-level"), help: "trace, debug, info, notice, warning, error or critical. [default: info] [env: MOCKSHIFT_LOG_LEVEL]")
     var logLevel: String?
 
+    @Option(name: .customLong("log-format"), help: "text, or json: one JSON object per line on standard error. [default: text] [env: MOCKSHIFT_LOG_FORMAT]")
+    var logFormat: String?
+
+    @Option(name: .customLong("journal-size"), help: "Requests kept by the journal (GET /_mock/requests), all keys together; the oldest go first. [default: 1000] [env: MOCKSHIFT_JOURNAL_SIZE]")
+    var journalSize: Int?
+
+    @Option(name: .customLong("keep-runs"), help: "Finished runs kept per API key with their node states and timelines; older ones are deleted. 0 keeps all. [default: 10000] [env: MOCKSHIFT_KEEP_RUNS]")
+    var keepRuns: Int?
+
+    @Option(name: .customLong("max-connections"), help: "Most open connections (streams included); more wait in the listen queue. [default: 15000, or the open-file limit - 100] [env: MOCKSHIFT_MAX_CONNECTIONS]")
+    var maxConnections: Int?
+
+    @Option(name: .customLong("max-connections-per-client"), help: "Most open connections from one client address; 0 = no per-address limit. [default: 0] [env: MOCKSHIFT_MAX_CONNECTIONS_PER_CLIENT]")
+    var maxConnectionsPerClient: Int?
+
+    @Option(name: .customLong("connection-timeout"), help: "Seconds of silence after which a connection is closed (idle keep-alive, or a slow client mid-request); open streams are exempt. [default: 120] [env: MOCKSHIFT_CONNECTION_TIMEOUT]")
+    var connectionTimeout: Int?
+
+    @Option(name: .customLong("max-header-kb"), help: "Largest request line plus headers in KiB (larger: 431). [default: 16] [env: MOCKSHIFT_MAX_HEADER_KB]")
+    var maxHeaderKB: Int?
+
     func validate() throws {
         func check(_ value: Double?, _ name: String, _ env: String, _ range: ClosedRange<Double>, _ rule: String) throws {
             guard let value = setting(value, env, Double.init) else {
@@ -94,6 +115,23 @@ struct Serve: ParsableCommand {
                 throw ValidationError("MOCKSHIFT_\(name) must be \(name == "PORT" ? "a port number from 0 to 65535" : "a whole number >= 0")")
             }
         }
+        func checkInt(_ value: Int?, _ name: String, _ env: String, _ range: ClosedRange<Int>) throws {
+            if value == nil, let raw = ProcessInfo.processInfo.environment["MOCKSHIFT_\(env)"], !raw.isEmpty, Int(raw) == nil {
+                throw ValidationError("MOCKSHIFT_\(env) must be a whole number")
+            }
+            if let v = setting(value, env, Int.init), !range.contains(v) {
+                throw ValidationError("--\(name) must be a whole number from \(range.lowerBound) to \(range.upperBound)")
+            }
+        }
+        try checkInt(journalSize, "journal-size", "JOURNAL_SIZE", 0...1_000_000)
+        try checkInt(keepRuns, "keep-runs", "KEEP_RUNS", 0...100_000_000)
+        try checkInt(maxConnections, "max-connections", "MAX_CONNECTIONS", 1...1_000_000)
+        try checkInt(maxConnectionsPerClient, "max-connections-per-client", "MAX_CONNECTIONS_PER_CLIENT", 0...1_000_000)
+        try checkInt(connectionTimeout, "connection-timeout", "CONNECTION_TIMEOUT", 1...86_400)
+        try checkInt(maxHeaderKB, "max-header-kb", "MAX_HEADER_KB", 4...1024)
+        if let f = setting(logFormat, "LOG_FORMAT", { $0 }), !["text", "json"].contains(f) {
+            throw ValidationError("--log-format must be text or json")
+        }
         if let c = setting(clock, "CLOCK", { $0 }), !["real", "manual"].contains(c) {
             throw ValidationError("--clock must be real or manual")
         }
@@ -104,7 +142,9 @@ struct Serve: ParsableCommand {
 
     func run() throws {
         let level = Logger.Level(rawValue: setting(logLevel, "LOG_LEVEL", { $0 }) ?? "info") ?? .info
+        let jsonLogs = setting(logFormat, "LOG_FORMAT", { $0 }) == "json"
         LoggingSystem.bootstrap { label in
+            if jsonLogs { return JSONLogHandler(label: label, logLevel: level) }
             var handler = StreamLogHandler.standardError(label: label)
             handler.logLevel = level
             return handler
@@ -144,17 +184,29 @@ struct Serve: ParsableCommand {
         let cancel = cancelOnDisconnect || ["1", "true", "yes"].contains(ProcessInfo.processInfo.environment["MOCKSHIFT_CANCEL_ON_DISCONNECT"]?.lowercased() ?? "")
         let app = MockShiftApp(store: store, engine: engine, apiKeys: Set(keys), maxBodyBytes: maxBody,
                                cancelOnDisconnect: cancel, seed: engineSettings.seed,
-                               adminKey: setting(adminKey, "ADMIN_KEY", { $0 }), logger: logger)
+                               adminKey: setting(adminKey, "ADMIN_KEY", { $0 }),
+                               journalSize: setting(journalSize, "JOURNAL_SIZE", Int.init) ?? 1000, logger: logger)
+        engine.keepFinishedRuns(perNamespace: setting(keepRuns, "KEEP_RUNS", Int.init) ?? 10_000)
 
         var http = HTTPServerConfiguration()
         http.host = setting(host, "HOST", { $0 }) ?? "127.0.0.1"
         http.port = setting(port, "PORT", UInt16.init) ?? 8000
         http.maxBodyBytes = maxBody
-        http.connectionLimit = UInt32(max(64, min(15_000, raiseOpenFileLimit() - 100)))
+        let fileLimit = raiseOpenFileLimit()
+        http.connectionLimit = UInt32(setting(maxConnections, "MAX_CONNECTIONS", Int.init) ?? max(64, min(15_000, fileLimit - 100)))
+        if Int(http.connectionLimit) > fileLimit - 50 {
+            logger.warning("--max-connections \(http.connectionLimit) is above the open-file limit (\(fileLimit)) less a margin: connections beyond it will fail")
+        }
+        http.perAddressConnectionLimit = UInt32(setting(maxConnectionsPerClient, "MAX_CONNECTIONS_PER_CLIENT", Int.init) ?? 0)
+        http.connectionTimeoutSeconds = UInt32(setting(connectionTimeout, "CONNECTION_TIMEOUT", Int.init) ?? 120)
+        http.connectionMemoryLimit = (setting(maxHeaderKB, "MAX_HEADER_KB", Int.init) ?? 16) * 1024
         http.shutdownResponse = MockShiftApp.render(APIError(.unavailable, "server shutting down"))
         http.errorLog = level <= .debug  // libmicrohttpd's own messages (client hang-ups, ...) only when debugging
         let server = HTTPServer(configuration: http, responder: app, logger: logger)
         try server.start()
+        if !Self.isLoopback(http.host) {
+            logger.warning("listening on \(http.host), which is not a loopback address: anyone who can reach this machine can use the API\(keys.isEmpty ? " with any key (set --api-key)" : "")")
+        }
         app.exposeMetrics { registry.emitToBuffer() }
         app.reportTransportStats { [server] in
             ["open_streams": .int(Int64(server.openStreams)), "parked_requests": .int(Int64(server.parkedRequests)),
@@ -187,6 +239,12 @@ struct Serve: ParsableCommand {
         engine.shutdown()
         server.stop()
         scheduler.stop()
+    }
+
+    /// True for addresses only this machine can reach: `localhost`, 127.0.0.0/8, `::1`.
+    static func isLoopback(_ host: String) -> Bool {
+        let h = host.lowercased().trimmingCharacters(in: CharacterSet(charactersIn: "[]"))
+        return h == "localhost" || h == "::1" || h == "0:0:0:0:0:0:0:1" || h.hasPrefix("127.")
     }
 
     /// The flag if given, else `MOCKSHIFT_<name>` parsed with `parse`, else nil.

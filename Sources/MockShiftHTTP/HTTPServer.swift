@@ -14,10 +14,15 @@ public struct HTTPServerConfiguration: Sendable {
     public var threadPoolSize: UInt32 = 2
     /// Most simultaneous connections; keep below the process's open-file limit.
     public var connectionLimit: UInt32 = 15_000
-    /// Idle keep-alive connections are closed after this many seconds (suspended ones never time out).
+    /// Most simultaneous connections from one client address; 0 = only ``connectionLimit`` applies.
+    /// libmicrohttpd refuses (closes) a connection over the limit at once.
+    public var perAddressConnectionLimit: UInt32 = 0
+    /// A connection that sends nothing for this many seconds is closed: idle keep-alive connections and slow
+    /// clients stuck in a request head or body (suspended ones, parked by us, never time out).
     public var connectionTimeoutSeconds: UInt32 = 120
-    /// Per-connection memory pool in bytes: bounds the request head (TECH-NOTES P4).
-    public var connectionMemoryLimit: Int = 32 * 1024
+    /// Per-connection memory pool in bytes: bounds the request line and headers (a larger head is answered
+    /// 431 by libmicrohttpd itself) and is cleared for every request, so smaller is faster (TECH-NOTES P4).
+    public var connectionMemoryLimit: Int = 16 * 1024
     /// Largest request body kept, in bytes; a larger one reaches the responder with `bodyTooLarge`.
     public var maxBodyBytes: Int = 32 * 1024 * 1024
     /// Let libmicrohttpd print its own diagnostics to standard error.
@@ -77,7 +82,8 @@ public final class HTTPServer: @unchecked Sendable {
         let d = cmhd_start(UInt32(flags), configuration.host, configuration.port,
                            accessHandler, me.toOpaque(), requestCompleted, me.toOpaque(),
                            configuration.threadPoolSize, configuration.connectionLimit,
-                           configuration.connectionTimeoutSeconds, configuration.connectionMemoryLimit)
+                           configuration.connectionTimeoutSeconds, configuration.connectionMemoryLimit,
+                           configuration.perAddressConnectionLimit)
         guard let d else {
             me.release()
             throw HTTPServerError.cannotStart(host: configuration.host, port: configuration.port)

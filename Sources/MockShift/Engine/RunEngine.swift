@@ -1,3 +1,4 @@
+import Dispatch
 import Logging
 import Metrics
 import Synchronization
@@ -146,7 +147,9 @@ public final class RunEngine: Sendable {
     private let closed = Atomic<Bool>(false)
     /// Final runs by id: they never change again (SPEC §3), so a status request need not read SQLite twice.
     private let finalRuns = Mutex<[String: RunRecord]>([:])
-    private static let finalCacheLimit = 20_000
+    /// `--keep-runs` and its bookkeeping: finished runs since the last pruning, and whether one is under way.
+    private let retention = Mutex<(keep: Int, finishedSincePrune: Int, pruning: Bool)>((0, 0, false))
+    private static let finalCacheLimit = 4_096  // bounded memory (scripts/bench-hygiene); older runs are read from SQLite
 
     public init(store: Store, scheduler: Scheduler, settings: EngineSettings, logger: Logger) {
         self.store = store
@@ -160,6 +163,37 @@ public final class RunEngine: Sendable {
 
     /// Marks runs left unfinished by an earlier process as failed (SPEC §1 "Restart"). Returns their ids.
     @discardableResult
+    /// Retention (`serve --keep-runs`, default 10,000): keep at most `keep` finished runs per namespace; 0 keeps
+    /// all. Checked at start and then after every `keep / 10` finished runs (1 to 1,000), off the caller's thread.
+    public func keepFinishedRuns(perNamespace keep: Int) {
+        retention.withLock { $0.keep = max(0, keep) }
+        pruneIfDue(force: true)
+    }
+
+    private func pruneIfDue(force: Bool = false) {
+        let keep: Int? = retention.withLock { r in
+            guard r.keep > 0 else { return nil }
+            r.finishedSincePrune += 1
+            guard force || (r.finishedSincePrune >= max(1, min(r.keep / 10, 1000)) && !r.pruning) else { return nil }
+            r.finishedSincePrune = 0
+            r.pruning = true
+            return r.keep
+        }
+        guard let keep else { return }
+        DispatchQueue.global(qos: .utility).async { [self] in
+            do {
+                let deleted = try store.pruneFinishedRuns(keepPerNamespace: keep)
+                if !deleted.isEmpty {
+                    finalRuns.withLock { cache in for id in deleted { cache.removeValue(forKey: id) } }
+                    logger.debug("retention: deleted \(deleted.count) old finished run(s)")
+                }
+            } catch {
+                logger.error("retention: could not delete old runs: \(error)")
+            }
+            retention.withLock { $0.pruning = false }
+        }
+    }
+
     public func recoverAfterRestart() throws -> [String] {
         try store.failUnfinishedRuns(error: "run interrupted: server restarted", at: wallClockMicros())
     }
@@ -617,6 +651,7 @@ public final class RunEngine: Sendable {
 
     private func finish(_ finished: Finished?) {
         guard let finished else { return }
+        pruneIfDue()
         Counter(label: "mockshift_runs_finished_total", dimensions: [("status", finished.record.status.rawValue)]).increment()
         remember(finished.record)
         live.withLock { _ = $0.removeValue(forKey: finished.record.id) }

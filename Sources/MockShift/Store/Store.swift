@@ -121,6 +121,8 @@ public final class Store: @unchecked Sendable {
         );
         CREATE INDEX pipeline_shares_by_pipeline ON pipeline_shares(pipeline_id);
         """,
+        // 6: retention (`serve --keep-runs`) finds a namespace's oldest runs through this index.
+        "CREATE INDEX runs_by_namespace ON runs(namespace, created_at);",
     ]
 
     static func migrate(_ db: SQLiteConnection) throws {
@@ -408,6 +410,30 @@ public final class Store: @unchecked Sendable {
                              [.text(id)])
             }
             return ids
+        }
+    }
+
+    /// Retention (`serve --keep-runs`): in every namespace holding more than `keep` finished runs, deletes the
+    /// oldest finished ones (their node states go with them) so that `keep` remain. Live runs are never
+    /// touched. Returns the ids of the deleted runs.
+    @discardableResult
+    public func pruneFinishedRuns(keepPerNamespace keep: Int) throws -> [String] {
+        guard keep > 0 else { return [] }
+        return try write { db in
+            let crowded = try db.query("""
+                SELECT namespace FROM runs WHERE status IN ('completed', 'failed', 'terminated')
+                GROUP BY namespace HAVING COUNT(*) > ?
+                """, [.int(Int64(keep))]).compactMap { $0[0].text }
+            var deleted: [String] = []
+            for namespace in crowded {
+                let ids = try db.query("""
+                    SELECT id FROM runs WHERE namespace = ? AND status IN ('completed', 'failed', 'terminated')
+                    ORDER BY created_at DESC, rowid DESC LIMIT -1 OFFSET ?
+                    """, [.text(namespace), .int(Int64(keep))]).compactMap { $0[0].text }
+                for id in ids { try db.query("DELETE FROM runs WHERE id = ?", [.text(id)]) }
+                deleted += ids
+            }
+            return deleted
         }
     }
 

@@ -1,0 +1,157 @@
+"""Shared pieces of the benchmark scripts (scripts/bench-*): the release build, a daemon on a temporary database,
+a keep-alive JSON client, percentiles, the daemon's memory, and the `figure:` lines that scripts/bench gathers
+into one table. Standard library only; loopback only."""
+import http.client
+import json
+import os
+import pathlib
+import subprocess
+import sys
+import threading
+import time
+
+REPO = pathlib.Path(__file__).resolve().parents[1]
+BIN = REPO / ".build" / "release" / "mockshift"
+
+# input_0 -> llm -> output_0, the docs example's shape.
+LLM_NODES = {
+    "input_0": {"id": "input_0", "name": "input_0", "type": "input", "inputs": {"input_type": "string"}, "outputs": ["text"]},
+    "llm": {"id": "llm", "name": "llm", "type": "llm",
+            "inputs": {"provider": "openai", "model": "gpt-4o", "prompt": "{{ input_0.text }}"}, "outputs": ["response"]},
+    "output_0": {"id": "output_0", "name": "output_0", "type": "output",
+                 "inputs": {"output_type": "string", "value": "{{ llm.response }}"}, "outputs": []},
+}
+
+
+def build_release():
+    """Builds the release daemon (progress goes to stderr so stdout keeps only the figures)."""
+    subprocess.run(["swift", "build", "-c", "release", "--product", "mockshift"], cwd=REPO, check=True,
+                   stdout=sys.stderr)
+
+
+def figure(name, value, target="-", met=None):
+    """Prints one line for scripts/bench's table: `figure: NAME | VALUE | TARGET | ok/MISSED/-`."""
+    verdict = "-" if met is None else ("ok" if met else "MISSED")
+    print(f"figure: {name} | {value} | {target} | {verdict}", flush=True)
+
+
+def percentile(values, p):
+    values = sorted(values)
+    if not values:
+        return float("nan")
+    return values[min(len(values) - 1, max(0, int(round(p / 100 * (len(values) - 1)))))]
+
+
+def proc_status(pid):
+    """/proc/PID/status as a dict (VmRSS, VmHWM, Threads, ...)."""
+    fields = {}
+    for line in pathlib.Path(f"/proc/{pid}/status").read_text().splitlines():
+        key, _, value = line.partition(":")
+        fields[key] = value.strip()
+    return fields
+
+
+def rss_mb(pid, key="VmRSS"):
+    return int(proc_status(pid)[key].split()[0]) / 1024
+
+
+def open_fds(pid):
+    return len(os.listdir(f"/proc/{pid}/fd"))
+
+
+class Daemon:
+    """`mockshift serve --port 0` on `db`; `start()` returns the seconds from spawn to the ready line."""
+
+    def __init__(self, db, *args):
+        self.db = str(db)
+        self.args = [str(a) for a in args]
+        self.proc = None
+        self.host = self.port = None
+
+    def start(self):
+        t0 = time.perf_counter()
+        self.proc = subprocess.Popen([str(BIN), "serve", "--port", "0", "--db", self.db, "--log-level", "warning",
+                                      *self.args], stdout=subprocess.PIPE, text=True)
+        line = self.proc.stdout.readline()
+        took = time.perf_counter() - t0
+        if not line.startswith("mockshift listening on http://"):
+            raise SystemExit(f"daemon did not start: {line!r}")
+        self.host, port = line.split()[-1].removeprefix("http://").removesuffix("/v1").rsplit(":", 1)
+        self.port = int(port)
+        return took
+
+    @property
+    def pid(self):
+        return self.proc.pid
+
+    def client(self, key="bench"):
+        return Client(self.host, self.port, key)
+
+    def stop(self):
+        if self.proc and self.proc.poll() is None:
+            self.proc.terminate()
+            self.proc.wait(30)
+
+    def __enter__(self):
+        return self
+
+    def __exit__(self, *exc):
+        if self.proc and self.proc.poll() is None:
+            self.proc.kill()
+            self.proc.wait()
+
+
+class Client:
+    """One keep-alive connection speaking JSON with a key."""
+
+    def __init__(self, host, port, key="bench"):
+        self.conn = http.client.HTTPConnection(host, port, timeout=120)
+        self.headers = {"Authorization": f"Bearer {key}", "Content-Type": "application/json"}
+
+    def call(self, method, path, body=None):
+        self.conn.request(method, path, body=json.dumps(body) if body is not None else None, headers=self.headers)
+        r = self.conn.getresponse()
+        data = r.read()
+        try:
+            return r.status, json.loads(data or b"null")
+        except ValueError:
+            return r.status, data.decode(errors="replace")
+
+    def close(self):
+        self.conn.close()
+
+
+def in_threads(daemon, jobs, threads=4, key="bench"):
+    """Runs `job(client)` for every job in `jobs` on `threads` connections at once; returns the results in order."""
+    results = [None] * len(jobs)
+    lock = threading.Lock()
+    next_job = [0]
+
+    def worker():
+        c = daemon.client(key)
+        while True:
+            with lock:
+                i = next_job[0]
+                next_job[0] += 1
+            if i >= len(jobs):
+                break
+            results[i] = jobs[i](c)
+        c.close()
+
+    workers = [threading.Thread(target=worker) for _ in range(threads)]
+    for w in workers:
+        w.start()
+    for w in workers:
+        w.join()
+    return results
+
+
+def wait_until(condition, timeout, interval=0.05, what="condition"):
+    deadline = time.monotonic() + timeout
+    while True:
+        value = condition()
+        if value:
+            return value
+        if time.monotonic() > deadline:
+            raise SystemExit(f"timed out after {timeout} s waiting for {what}")
+        time.sleep(interval)
