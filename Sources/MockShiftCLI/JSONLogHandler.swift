@@ -21,8 +21,8 @@ struct JSONLogHandler: LogHandler {
         set { metadata[key] = newValue }
     }
 
-    func log(level: Logger.Level, message: Logger.Message, metadata explicit: Logger.Metadata?,
-             source: String, file: String, function: String, line: UInt) {
+    func log(event: LogEvent) {
+        let level = event.level, message = event.message, explicit = event.metadata
         var record: JSONObject = ["at": .string(iso8601(micros: wallClockMicros())), "level": .string(level.rawValue),
                                   "label": .string(label), "message": .string(message.description)]
         for (key, value) in metadata.merging(explicit ?? [:], uniquingKeysWith: { $1 }) where record[key] == nil {

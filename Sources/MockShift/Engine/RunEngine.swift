@@ -161,8 +161,6 @@ public final class RunEngine: Sendable {
     /// Number of runs in memory (not final).
     public var liveCount: Int { live.withLock { $0.count } }
 
-    /// Marks runs left unfinished by an earlier process as failed (SPEC §1 "Restart"). Returns their ids.
-    @discardableResult
     /// Retention (`serve --keep-runs`, default 10,000): keep at most `keep` finished runs per namespace; 0 keeps
     /// all. Checked at start and then after every `keep / 10` finished runs (1 to 1,000), off the caller's thread.
     public func keepFinishedRuns(perNamespace keep: Int) {
@@ -194,6 +192,8 @@ public final class RunEngine: Sendable {
         }
     }
 
+    /// Marks runs left unfinished by an earlier process as failed (SPEC §1 "Restart"). Returns their ids.
+    @discardableResult
     public func recoverAfterRestart() throws -> [String] {
         try store.failUnfinishedRuns(error: "run interrupted: server restarted", at: wallClockMicros())
     }
@@ -411,7 +411,8 @@ public final class RunEngine: Sendable {
                                                streamsTo: [], timing: timing)
                     progress.outputsOverride = outputs
                     st.llm[node.id] = progress
-                    scheduleLLM(run, &st, nodeID: node.id)
+                    if startTimedNode(run, &st, nodeID: node.id, index: index) { progressed = true }
+                    if st.record.status != .inProgress { return }  // an injected failure ended the run
                 case let .done(outputs):
                     st.outputs[node.id] = outputs
                     st.record.nodes[index].state = .completed
@@ -437,7 +438,8 @@ public final class RunEngine: Sendable {
                                                streamsTo: run.streaming ? run.streamedOutputs[node.id] ?? [] : [], timing: timing)
                     if let failure { progress.failure = (min(failure.afterTokens, completion.tokens.count), failure.message) }
                     st.llm[node.id] = progress
-                    scheduleLLM(run, &st, nodeID: node.id)
+                    if startTimedNode(run, &st, nodeID: node.id, index: index) { progressed = true }
+                    if st.record.status != .inProgress { return }  // an injected failure ended the run
                 }
             }
         }
@@ -483,37 +485,58 @@ public final class RunEngine: Sendable {
     private func llmTick(_ run: LiveRun, nodeID: String, generation: UInt64) {
         let (_, finished) = run.state.withLock { st -> (RunRecord?, Finished?) in
             guard st.record.status == .inProgress, st.llm[nodeID]?.generation == generation,
-                  let index = run.graph.nodes.firstIndex(where: { $0.id == nodeID }) else { return (nil, nil) }
-            noteFirstToken(&st, nodeID: nodeID, at: scheduler.now)
-            guard var progress = st.llm[nodeID] else { return (nil, nil) }
-            let total = progress.failure?.afterTokens ?? progress.completion.tokens.count
-            let emitted = progress.timing.emitted(after: scheduler.now &- progress.startedAt, of: total)
-            if !progress.streamsTo.isEmpty && emitted > progress.sent {
-                st.notify(.tokens(outputs: progress.streamsTo, tokens: Array(progress.completion.tokens[progress.sent..<emitted])))
-                progress.sent = emitted
-            }
-            st.llm[nodeID] = progress
-            guard emitted >= total else {
-                scheduleLLM(run, &st, nodeID: nodeID)
-                return (nil, nil)
-            }
-            if let failure = progress.failure {  // an injected fault: the node fails here, and the run with it
-                stopLocked(run, &st, status: .failed, error: "node \(nodeID): \(failure.message)")
-                return commitLocked(run, &st)
-            }
-            st.llm[nodeID] = nil
-            if let timer = progress.firstTokenTimer { scheduler.cancel(timer) }
-            logTokens(&st, nodeID: nodeID, progress, emitted: emitted)
-            st.log("node_completed", node: nodeID, clock: scheduler.now)
-            if progress.outputsOverride == nil { st.finishedLLM[nodeID] = progress.completion }
-            var outputs = progress.outputsOverride ?? progress.completion.outputs()
-            outputs["complete"] = .bool(true)
-            st.outputs[nodeID] = outputs
-            st.record.nodes[index].state = .completed
+                  let index = run.graph.nodes.firstIndex(where: { $0.id == nodeID }),
+                  tickLocked(run, &st, nodeID: nodeID, index: index) != .waiting else { return (nil, nil) }
             advance(run, &st)
             return commitLocked(run, &st)
         }
         finish(finished)
+    }
+
+    /// What ``tickLocked(_:_:nodeID:index:)`` did to its node.
+    private enum TickOutcome { case waiting, completed, failed }
+
+    /// Sends an LLM (or wait) node's tokens now due; then finishes the node (its outputs set, the run not yet
+    /// advanced), fails the run (an injected failure), or schedules the next timer.
+    private func tickLocked(_ run: LiveRun, _ st: inout LiveState, nodeID: String, index: Int) -> TickOutcome {
+        noteFirstToken(&st, nodeID: nodeID, at: scheduler.now)
+        guard var progress = st.llm[nodeID] else { return .waiting }
+        let total = progress.failure?.afterTokens ?? progress.completion.tokens.count
+        let emitted = progress.timing.emitted(after: scheduler.now &- progress.startedAt, of: total)
+        if !progress.streamsTo.isEmpty && emitted > progress.sent {
+            st.notify(.tokens(outputs: progress.streamsTo, tokens: Array(progress.completion.tokens[progress.sent..<emitted])))
+            progress.sent = emitted
+        }
+        st.llm[nodeID] = progress
+        guard emitted >= total else {
+            scheduleLLM(run, &st, nodeID: nodeID)
+            return .waiting
+        }
+        if let failure = progress.failure {  // an injected fault: the node fails here, and the run with it
+            stopLocked(run, &st, status: .failed, error: "node \(nodeID): \(failure.message)")
+            return .failed
+        }
+        st.llm[nodeID] = nil
+        if let timer = progress.firstTokenTimer { scheduler.cancel(timer) }
+        logTokens(&st, nodeID: nodeID, progress, emitted: emitted)
+        st.log("node_completed", node: nodeID, clock: scheduler.now)
+        if progress.outputsOverride == nil { st.finishedLLM[nodeID] = progress.completion }
+        var outputs = progress.outputsOverride ?? progress.completion.outputs()
+        outputs["complete"] = .bool(true)
+        st.outputs[nodeID] = outputs
+        st.record.nodes[index].state = .completed
+        return .completed
+    }
+
+    /// Starts the timers of a timed node (LLM or wait) that ``advance(_:_:)`` just set up; with `--time-scale 0`
+    /// it has nothing to wait for and finishes at once, inside the same commit as the rest of the run (an
+    /// instant run is one commit, with no scheduler round trip). Returns true when the node completed now.
+    private func startTimedNode(_ run: LiveRun, _ st: inout LiveState, nodeID: String, index: Int) -> Bool {
+        guard settings.timeScale == 0, scheduler.clock == .real else {
+            scheduleLLM(run, &st, nodeID: nodeID)
+            return false
+        }
+        return tickLocked(run, &st, nodeID: nodeID, index: index) == .completed
     }
 
     /// Stops a run now: cancels its timers, records what was produced so far, marks unfinished nodes.

@@ -11,13 +11,17 @@ public enum JSON: Sendable, Equatable {
     case array([JSON])
     case object(JSONObject)
 
-    /// Parses `bytes`; throws `DecodingError` for malformed JSON.
+    /// Parses `bytes` (``JSONParser``: strict, key order kept, nesting limited); throws ``JSONParseError``.
     public static func parse(_ bytes: some Collection<UInt8>) throws -> JSON {
-        try JSONDecoder().decode(JSON.self, from: Data(bytes))
+        if let parsed = try bytes.withContiguousStorageIfAvailable({ try JSONParser.parse($0) }) { return parsed }
+        return try Array(bytes).withUnsafeBufferPointer { try JSONParser.parse($0) }
     }
 
-    /// Parses a UTF-8 string; throws `DecodingError` for malformed JSON.
-    public static func parse(_ text: String) throws -> JSON { try parse(Array(text.utf8)) }
+    /// Parses a UTF-8 string; throws ``JSONParseError`` for malformed JSON.
+    public static func parse(_ text: String) throws -> JSON {
+        var text = text
+        return try text.withUTF8 { try JSONParser.parse($0) }
+    }
 
     /// Compact JSON bytes, object keys in their stored order. Written here rather than with `JSONEncoder`,
     /// which reorders keys (measured) while SPEC §3 wants `status` first.
@@ -143,6 +147,8 @@ public struct JSONObject: Sendable, Equatable, Sequence, ExpressibleByDictionary
     public init(_ pairs: [(String, JSON)]) {
         for (k, v) in pairs { self[k] = v }
     }
+    /// Takes `entries` as they are; the caller guarantees the keys are distinct (the parser does).
+    init(uniqueEntries: [(key: String, value: JSON)]) { entries = uniqueEntries }
 
     public subscript(key: String) -> JSON? {
         get { entries.first(where: { $0.key == key })?.value }
