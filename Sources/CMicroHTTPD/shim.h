@@ -20,8 +20,7 @@ cmhd_start(unsigned int flags, const char *host, uint16_t port,
            MHD_AccessHandlerCallback handler, void *handler_cls,
            MHD_RequestCompletedCallback completed, void *completed_cls,
            unsigned int thread_pool_size, unsigned int connection_limit,
-           unsigned int connection_timeout_s, size_t connection_memory_limit,
-           unsigned int per_ip_connection_limit)
+           unsigned int connection_timeout_s, size_t connection_memory_limit)
 {
     struct addrinfo hints, *res = NULL, *ai;
     struct sockaddr_storage addr;
@@ -38,14 +37,13 @@ cmhd_start(unsigned int flags, const char *host, uint16_t port,
     if (ai->ai_family == AF_INET6) flags |= MHD_USE_IPv6;
     freeaddrinfo(res);
 
-    struct MHD_OptionItem ops[12]; int i = 0;
+    struct MHD_OptionItem ops[10]; int i = 0;
     ops[i].option = MHD_OPTION_SOCK_ADDR; ops[i].value = 0; ops[i].ptr_value = &addr; i++;
     if (completed) { ops[i].option = MHD_OPTION_NOTIFY_COMPLETED; ops[i].value = (intptr_t) completed; ops[i].ptr_value = completed_cls; i++; }
     if (thread_pool_size > 1) { ops[i].option = MHD_OPTION_THREAD_POOL_SIZE; ops[i].value = thread_pool_size; ops[i].ptr_value = NULL; i++; }
     if (connection_limit) { ops[i].option = MHD_OPTION_CONNECTION_LIMIT; ops[i].value = connection_limit; ops[i].ptr_value = NULL; i++; }
     if (connection_timeout_s) { ops[i].option = MHD_OPTION_CONNECTION_TIMEOUT; ops[i].value = connection_timeout_s; ops[i].ptr_value = NULL; i++; }
     if (connection_memory_limit) { ops[i].option = MHD_OPTION_CONNECTION_MEMORY_LIMIT; ops[i].value = (intptr_t) connection_memory_limit; ops[i].ptr_value = NULL; i++; }
-    if (per_ip_connection_limit) { ops[i].option = MHD_OPTION_PER_IP_CONNECTION_LIMIT; ops[i].value = per_ip_connection_limit; ops[i].ptr_value = NULL; i++; }
     ops[i].option = MHD_OPTION_LISTEN_BACKLOG_SIZE; ops[i].value = 4096; ops[i].ptr_value = NULL; i++;
     ops[i].option = MHD_OPTION_END; ops[i].value = 0; ops[i].ptr_value = NULL;
     return MHD_start_daemon(flags, port, NULL, NULL, handler, handler_cls, MHD_OPTION_ARRAY, ops, MHD_OPTION_END);

@@ -84,9 +84,6 @@ struct Serve: ParsableCommand {
     @Option(name: .customLong("max-connections"), help: "Most open connections (streams included); more wait in the listen queue. [default: 15000, or the open-file limit - 100] [env: MOCKSHIFT_MAX_CONNECTIONS]")
     var maxConnections: Int?
 
-    @Option(name: .customLong("max-connections-per-client"), help: "Most open connections from one client address; 0 = no per-address limit. [default: 0] [env: MOCKSHIFT_MAX_CONNECTIONS_PER_CLIENT]")
-    var maxConnectionsPerClient: Int?
-
     @Option(name: .customLong("connection-timeout"), help: "Seconds of silence after which a connection is closed (idle keep-alive, or a slow client mid-request); open streams are exempt. [default: 120] [env: MOCKSHIFT_CONNECTION_TIMEOUT]")
     var connectionTimeout: Int?
 
@@ -125,8 +122,7 @@ struct Serve: ParsableCommand {
         }
         try checkInt(journalSize, "journal-size", "JOURNAL_SIZE", 0...1_000_000)
         try checkInt(keepRuns, "keep-runs", "KEEP_RUNS", 0...100_000_000)
-        try checkInt(maxConnections, "max-connections", "MAX_CONNECTIONS", 1...1_000_000)
-        try checkInt(maxConnectionsPerClient, "max-connections-per-client", "MAX_CONNECTIONS_PER_CLIENT", 0...1_000_000)
+        try checkInt(maxConnections, "max-connections", "MAX_CONNECTIONS", 2...1_000_000)
         try checkInt(connectionTimeout, "connection-timeout", "CONNECTION_TIMEOUT", 1...86_400)
         try checkInt(maxHeaderKB, "max-header-kb", "MAX_HEADER_KB", 4...1024)
         if let f = setting(logFormat, "LOG_FORMAT", { $0 }), !["text", "json"].contains(f) {
@@ -197,7 +193,6 @@ struct Serve: ParsableCommand {
         if Int(http.connectionLimit) > fileLimit - 50 {
             logger.warning("--max-connections \(http.connectionLimit) is above the open-file limit (\(fileLimit)) less a margin: connections beyond it will fail")
         }
-        http.perAddressConnectionLimit = UInt32(setting(maxConnectionsPerClient, "MAX_CONNECTIONS_PER_CLIENT", Int.init) ?? 0)
         http.connectionTimeoutSeconds = UInt32(setting(connectionTimeout, "CONNECTION_TIMEOUT", Int.init) ?? 120)
         http.connectionMemoryLimit = (setting(maxHeaderKB, "MAX_HEADER_KB", Int.init) ?? 16) * 1024
         http.shutdownResponse = MockShiftApp.render(APIError(.unavailable, "server shutting down"))

@@ -12,11 +12,10 @@ public struct HTTPServerConfiguration: Sendable {
     public var port: UInt16 = 8000
     /// libmicrohttpd worker threads (2 measured best on 2 cores).
     public var threadPoolSize: UInt32 = 2
-    /// Most simultaneous connections; keep below the process's open-file limit.
+    /// Most simultaneous connections; keep below the process's open-file limit. libmicrohttpd splits it evenly
+    /// between its worker threads; a worker at its share stops accepting, so the total holds exactly. Further
+    /// clients wait in the listen queue (4,096) until a connection closes.
     public var connectionLimit: UInt32 = 15_000
-    /// Most simultaneous connections from one client address; 0 = only ``connectionLimit`` applies.
-    /// libmicrohttpd refuses (closes) a connection over the limit at once.
-    public var perAddressConnectionLimit: UInt32 = 0
     /// A connection that sends nothing for this many seconds is closed: idle keep-alive connections and slow
     /// clients stuck in a request head or body (suspended ones, parked by us, never time out).
     public var connectionTimeoutSeconds: UInt32 = 120
@@ -82,8 +81,7 @@ public final class HTTPServer: @unchecked Sendable {
         let d = cmhd_start(UInt32(flags), configuration.host, configuration.port,
                            accessHandler, me.toOpaque(), requestCompleted, me.toOpaque(),
                            configuration.threadPoolSize, configuration.connectionLimit,
-                           configuration.connectionTimeoutSeconds, configuration.connectionMemoryLimit,
-                           configuration.perAddressConnectionLimit)
+                           configuration.connectionTimeoutSeconds, configuration.connectionMemoryLimit)
         guard let d else {
             me.release()
             throw HTTPServerError.cannotStart(host: configuration.host, port: configuration.port)

@@ -59,7 +59,7 @@ public enum Templates {
     public static func resolve(_ value: JSON, _ lookup: (Reference) -> JSON?) -> JSON {
         switch value {
         case let .string(s):
-            guard s.contains("{{") else { return value }
+            guard hasTemplateStart(s) else { return value }
             let found = matches(in: s)
             guard !found.isEmpty else { return value }
             let bytes = Array(s.utf8)
@@ -87,9 +87,19 @@ public enum Templates {
         }
     }
 
+    /// True when `s` holds "{{" (a byte scan: Foundation's `contains` showed in the instant-run profile).
+    static func hasTemplateStart(_ s: String) -> Bool {
+        var previous: UInt8 = 0
+        for b in s.utf8 {
+            if b == 123 && previous == 123 { return true }
+            previous = b
+        }
+        return false
+    }
+
     private static func walkStrings(_ value: JSON, _ visit: (String) -> Void) {
         switch value {
-        case let .string(s): if s.contains("{{") { visit(s) }
+        case let .string(s): if hasTemplateStart(s) { visit(s) }
         case let .array(items): items.forEach { walkStrings($0, visit) }
         case let .object(object): object.forEach { walkStrings($0.value, visit) }
         default: break

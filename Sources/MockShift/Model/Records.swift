@@ -104,7 +104,12 @@ public enum IDs {
     public static func make() -> String {
         var generator = SystemRandomNumberGenerator()
         let a = generator.next() as UInt64, b = generator.next() as UInt32
-        return String(format: "%016llx%08x", a, b)
+        let digits: [UInt8] = Array("0123456789abcdef".utf8)
+        return String(unsafeUninitializedCapacity: 24) { out in
+            for k in 0..<16 { out[k] = digits[Int((a >> (60 - 4 * UInt64(k))) & 15)] }
+            for k in 0..<8 { out[16 + k] = digits[Int((b >> (28 - 4 * UInt32(k))) & 15)] }
+            return 24
+        }
     }
 
     /// True when `s` looks like one of our ids.

@@ -326,11 +326,48 @@ public final class Store: @unchecked Sendable {
 
     /// Writes the whole state of each run (row and node states) in one transaction: a run's creation, a node
     /// transition, or its final state. Grouping several runs is allowed (SPEC §3 "Commits may be grouped").
+    ///
+    /// Group commit: callers on several threads at once (libmicrohttpd's workers, the scheduler) share one
+    /// transaction. Each caller still returns only after the transaction holding its runs has committed.
     public func saveRuns(_ runs: [RunRecord]) throws {
         guard !runs.isEmpty else { return }
-        try write { db in
-            for r in runs { try Store.upsertRun(r, in: db) }
+        let mine = PendingCommit(runs: runs)
+        let first = pendingCommits.withLock { queue in
+            queue.append(mine)
+            return queue.count == 1
         }
+        if first { writeQueue.async { [self] in commitPending() } }
+        mine.done.wait()
+        if let error = mine.error { throw error }
+    }
+
+    /// Runs waiting for the next group commit, and the callers waiting for it.
+    private final class PendingCommit: @unchecked Sendable {
+        // @unchecked: `error` is written on the write queue before `done` is signalled, read after the wait.
+        let runs: [RunRecord]
+        let done = DispatchSemaphore(value: 0)
+        var error: (any Error)?
+        init(runs: [RunRecord]) { self.runs = runs }
+    }
+
+    private let pendingCommits = Mutex<[PendingCommit]>([])
+
+    /// On the write queue: commits everything pending in one transaction; if that fails, each caller's runs
+    /// alone, so one bad record fails only its own caller.
+    private func commitPending() {
+        let batch = pendingCommits.withLock { queue in
+            defer { queue = [] }
+            return queue
+        }
+        guard !batch.isEmpty else { return }
+        do {
+            try writer.transaction { for c in batch { for r in c.runs { try Store.upsertRun(r, in: writer) } } }
+        } catch {
+            for c in batch {
+                do { try writer.transaction { for r in c.runs { try Store.upsertRun(r, in: writer) } } } catch { c.error = error }
+            }
+        }
+        for c in batch { c.done.signal() }
     }
 
     /// Writes `run` only if the stored run is not final yet, atomically; returns the stored run when it was
