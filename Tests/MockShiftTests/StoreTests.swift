@@ -121,4 +121,50 @@ func sampleRun(pipelineID: String, status: RunStatus = .inProgress) -> RunRecord
         #expect(try store.pipelineSummaries(namespace: "default", folderID: nil, offset: 1, limit: 10).map(\.id) == [a.id])
         #expect(try store.pipelineSummaries(namespace: "other", folderID: nil, offset: 0, limit: 10).isEmpty)
     }
+
+    @Test func concurrentDeploysThroughUpdatePipelineNeverShareAVersion() throws {
+        // Regression (scripts/crash-drill): saves used to read, then write in two steps, so two deploys at once
+        // took the same version and the second snapshot replaced the first.
+        let store = try Store(path: temporaryDatabasePath())
+        let p = samplePipeline()
+        try store.savePipeline(p)
+        let deploys = 64
+        DispatchQueue.concurrentPerform(iterations: deploys) { i in
+            _ = try? store.updatePipeline(namespace: "default", id: p.id) { pipeline in
+                pipeline.nodes = ["n": ["id": "n", "type": "text", "inputs": ["text": .string("deploy \(i)")]]]
+                let version = SemanticVersion.next(after: pipeline.currentVersion, bump: nil)
+                pipeline.currentVersion = version
+                return PipelineVersion(pipelineID: pipeline.id, version: version, nodes: pipeline.nodes,
+                                       canvasMetadata: [:], description: nil, createdAt: 1)
+            }
+        }
+        let current = try #require(try store.pipeline(namespace: "default", id: p.id)?.currentVersion)
+        #expect(current == "1.0.\(deploys - 1)", "every deploy takes the next version")
+        var texts = Set<String>()
+        for patch in 0..<deploys {
+            let snapshot = try #require(try store.version(pipelineID: p.id, version: "1.0.\(patch)"))
+            texts.insert(snapshot.nodes["n"]?["inputs"]?["text"]?.stringValue ?? "")
+        }
+        #expect(texts.count == deploys, "each version holds the nodes of its own deploy, got \(texts.count) distinct")
+    }
+
+    @Test func updatePipelineOfAMissingPipelineWritesNothingAndAThrowRollsBack() throws {
+        let store = try Store(path: ":memory:")
+        let p = samplePipeline()
+        try store.savePipeline(p)
+        #expect(try store.updatePipeline(namespace: "default", id: IDs.make()) { _ in nil } == nil)
+        #expect(try store.updatePipeline(namespace: "other", id: p.id) { _ in nil } == nil, "another key's pipeline")
+        struct Refused: Error {}
+        #expect(throws: Refused.self) {
+            try store.updatePipeline(namespace: "default", id: p.id) { pipeline in
+                pipeline.name = "changed"
+                throw Refused()
+            }
+        }
+        #expect(try store.pipeline(namespace: "default", id: p.id) == p)
+        _ = try store.deletePipeline(namespace: "default", id: p.id)
+        #expect(try store.updatePipeline(namespace: "default", id: p.id) { _ in nil } == nil,
+                "a deleted pipeline is not brought back")
+        #expect(try store.pipeline(namespace: "default", id: p.id) == nil)
+    }
 }

@@ -50,34 +50,35 @@ enum PipelineHandlers {
     /// `deploy` and `branch_id` are never stored (API.md §3.2 "Mock gotcha").
     static func update(_ c: HandlerContext) throws -> Reply {
         let body = try c.bodyObject()
-        guard var pipeline = try c.app.store.pipeline(namespace: c.namespace, id: c.parameter("id")) else {
-            throw APIError(.notFound, "Pipeline not found")
-        }
-        if let nodes = body["nodes"] { pipeline.nodes = try checkedNodes(nodes) }
-        if body["canvas_metadata"] != nil { pipeline.canvasMetadata = .object(try body.object("canvas_metadata")) }
-        if body["name"] != nil {
-            guard let s = try body.string("name"), !s.isEmpty else { throw APIError(.badRequest, "name must be a non-empty string") }
-            pipeline.name = s
-        }
-        if body["folder_id"] != nil { pipeline.folderID = try body.string("folder_id") }
-        if body["description"] != nil { pipeline.description = try body.string("description") }
-        let deploy = try body.bool("deploy")
-        pipeline.modifiedAt = max(wallClockMicros(), pipeline.modifiedAt + 1)
-        var answer: JSONObject = ["status": "success", "id": .string(pipeline.id)]
-        if deploy {
+        var deployed: String?
+        // Read, change and write in one transaction: concurrent saves of one pipeline lose nothing, and two
+        // deploys never take the same version (Store.updatePipeline).
+        let saved = try c.app.store.updatePipeline(namespace: c.namespace, id: c.parameter("id")) { pipeline in
+            if let nodes = body["nodes"] { pipeline.nodes = try checkedNodes(nodes) }
+            if body["canvas_metadata"] != nil { pipeline.canvasMetadata = .object(try body.object("canvas_metadata")) }
+            if body["name"] != nil {
+                guard let s = try body.string("name"), !s.isEmpty else { throw APIError(.badRequest, "name must be a non-empty string") }
+                pipeline.name = s
+            }
+            if body["folder_id"] != nil { pipeline.folderID = try body.string("folder_id") }
+            if body["description"] != nil { pipeline.description = try body.string("description") }
+            let deploy = try body.bool("deploy")
+            pipeline.modifiedAt = max(wallClockMicros(), pipeline.modifiedAt + 1)
+            guard deploy else { return nil }
             let bump = try body.string("bump")
             guard bump == nil || ["major", "minor", "patch"].contains(bump!) else {
                 throw APIError(.badRequest, "bump must be one of major, minor, patch")
             }
             let version = SemanticVersion.next(after: pipeline.currentVersion, bump: bump)
             pipeline.currentVersion = version
-            try c.app.store.savePipeline(pipeline, deploying: PipelineVersion(
+            deployed = version
+            return PipelineVersion(
                 pipelineID: pipeline.id, version: version, nodes: pipeline.nodes, canvasMetadata: pipeline.canvasMetadata,
-                description: body["description"]?.stringValue, createdAt: pipeline.modifiedAt))
-            answer["version"] = .string(version)
-        } else {
-            try c.app.store.savePipeline(pipeline)
+                description: body["description"]?.stringValue, createdAt: pipeline.modifiedAt)
         }
+        guard let saved else { throw APIError(.notFound, "Pipeline not found") }
+        var answer: JSONObject = ["status": "success", "id": .string(saved.id)]
+        if let deployed { answer["version"] = .string(deployed) }
         return .json(.ok, .object(answer))
     }
 
@@ -126,15 +127,18 @@ enum PipelineHandlers {
     /// `POST /pipeline/{id}/revert` `{"version": v}`: copies snapshot `v` into the working state (SPEC §8).
     static func revert(_ c: HandlerContext) throws -> Reply {
         let body = try c.bodyObject()
-        guard var pipeline = try c.app.store.pipeline(namespace: c.namespace, id: c.parameter("id")) else {
+        guard let pipeline = try c.app.store.pipeline(namespace: c.namespace, id: c.parameter("id")) else {
             throw APIError(.notFound, "Pipeline not found")
         }
         guard let version = try body.string("version") else { throw APIError(.badRequest, "version is required") }
         let snapshot = try deployedVersion(c, pipeline, version)
-        pipeline.nodes = snapshot.nodes
-        pipeline.canvasMetadata = snapshot.canvasMetadata
-        pipeline.modifiedAt = max(wallClockMicros(), pipeline.modifiedAt + 1)
-        try c.app.store.savePipeline(pipeline)
+        let saved = try c.app.store.updatePipeline(namespace: c.namespace, id: pipeline.id) { pipeline in
+            pipeline.nodes = snapshot.nodes
+            pipeline.canvasMetadata = snapshot.canvasMetadata
+            pipeline.modifiedAt = max(wallClockMicros(), pipeline.modifiedAt + 1)
+            return nil
+        }
+        guard saved != nil else { throw APIError(.notFound, "Pipeline not found") }
         return .json(.ok, ["status": "success"])
     }
 
@@ -169,9 +173,20 @@ enum PipelineHandlers {
     /// dropped); answers `{"status":"success","node_id":…}`.
     static func removeNode(_ c: HandlerContext) throws -> Reply {
         let body = try c.bodyObject()
-        var pipeline = try existing(c)
+        _ = try existing(c)
         let byID = try body.string("node_id"), byName = try body.string("node_name")
         guard byID != nil || byName != nil else { throw APIError(.badRequest, "node_id or node_name is required") }
+        var removed = ""
+        let saved = try c.app.store.updatePipeline(namespace: c.namespace, id: c.parameter("id")) { pipeline in
+            removed = try removeNode(from: &pipeline, byID: byID, byName: byName)
+            return nil
+        }
+        guard saved != nil else { throw APIError(.notFound, "Pipeline not found") }
+        return .json(.ok, ["status": "success", "node_id": .string(removed)])
+    }
+
+    /// Removes the node named by id or name from `pipeline` with its edges and references; returns its id.
+    static func removeNode(from pipeline: inout PipelineRecord, byID: String?, byName: String?) throws -> String {
         guard let id = pipeline.nodes.keys.first(where: { key in
             key == byID || (byName != nil && pipeline.nodes[key]?["name"]?.stringValue == byName)
         }) else { throw APIError(.notFound, "Node \(byID ?? byName ?? "") not found") }
@@ -195,8 +210,7 @@ enum PipelineHandlers {
             pipeline.canvasMetadata = .object(canvas)
         }
         pipeline.modifiedAt = max(wallClockMicros(), pipeline.modifiedAt + 1)
-        try c.app.store.savePipeline(pipeline)
-        return .json(.ok, ["status": "success", "node_id": .string(id)])
+        return id
     }
 
     /// `value` without mentions of a removed node: strings lose the templates; in a `dependencies` list, entries

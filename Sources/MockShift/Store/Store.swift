@@ -195,11 +195,36 @@ public final class Store: @unchecked Sendable {
     public func savePipeline(_ p: PipelineRecord, deploying version: PipelineVersion) throws {
         try write { db in
             try Store.upsertPipeline(p, in: db)
-            try db.query(
-                "INSERT OR REPLACE INTO pipeline_versions (pipeline_id, version, nodes, canvas_metadata, description, created_at) VALUES (?,?,?,?,?,?)",
-                [.text(version.pipelineID), .text(version.version), .text(JSON.object(version.nodes).encodedString()),
-                 .text(version.canvasMetadata.encodedString()), version.description.map(SQLValue.text) ?? .null,
-                 .int(version.createdAt)])
+            try Store.insertVersion(version, in: db)
+        }
+    }
+
+    private static func insertVersion(_ version: PipelineVersion, in db: SQLiteConnection) throws {
+        try db.query(
+            "INSERT OR REPLACE INTO pipeline_versions (pipeline_id, version, nodes, canvas_metadata, description, created_at) VALUES (?,?,?,?,?,?)",
+            [.text(version.pipelineID), .text(version.version), .text(JSON.object(version.nodes).encodedString()),
+             .text(version.canvasMetadata.encodedString()), version.description.map(SQLValue.text) ?? .null,
+             .int(version.createdAt)])
+    }
+
+    /// Reads the pipeline `id` of `namespace`, lets `change` edit it and writes it back, in one write
+    /// transaction, and returns it as written (nil when there is no such pipeline; nothing is written then).
+    ///
+    /// Changes of one pipeline (saves, deploys, reverts, node removals) are thus applied one after the other:
+    /// a read-then-save outside the transaction let two concurrent deploys take the same version (the second
+    /// snapshot replacing the first one, answered to its client), let a partial save write back stale nodes or
+    /// an older `current_version`, and let a save racing a delete bring the pipeline back (found by
+    /// scripts/crash-drill). `change` may return a deploy snapshot, stored in the same transaction; an error it
+    /// throws rolls everything back and is rethrown. It runs on the writer queue, so it must not call the store.
+    public func updatePipeline(namespace: String, id: String,
+                               _ change: (inout PipelineRecord) throws -> PipelineVersion?) throws -> PipelineRecord? {
+        try write { db in
+            guard var p = try db.query("SELECT \(Store.pipelineColumns) FROM pipelines WHERE namespace = ? AND id = ?",
+                                       [.text(namespace), .text(id)]).first.map(Store.pipeline(from:)) else { return nil }
+            let snapshot = try change(&p)
+            try Store.upsertPipeline(p, in: db)
+            if let snapshot { try Store.insertVersion(snapshot, in: db) }
+            return p
         }
     }
 
