@@ -220,7 +220,7 @@ public final class Store: @unchecked Sendable {
                                _ change: (inout PipelineRecord) throws -> PipelineVersion?) throws -> PipelineRecord? {
         try write { db in
             guard var p = try db.query("SELECT \(Store.pipelineColumns) FROM pipelines WHERE namespace = ? AND id = ?",
-                                       [.text(namespace), .text(id)]).first.map(Store.pipeline(from:)) else { return nil }
+                                       [.text(namespace), .text(id)]).first.map(pipeline(from:)) else { return nil }
             let snapshot = try change(&p)
             try Store.upsertPipeline(p, in: db)
             if let snapshot { try Store.insertVersion(snapshot, in: db) }
