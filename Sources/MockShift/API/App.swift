@@ -76,9 +76,10 @@ public final class MockShiftApp: HTTPResponder {
             if request.bodyTooLarge {
                 throw APIError(.payloadTooLarge, "Request body exceeds the limit of \(maxBodyBytes) bytes")
             }
-            let namespace = try authenticate(request)
+            let authorization = request.head.headerFields[.authorization]  // read once: a linear search of the headers
+            let namespace = try authenticate(authorization)
             if path.hasPrefix("/v1/") {
-                writer = journaling(request, namespace: namespace, transportWriter)
+                writer = journaling(request, namespace: namespace, authorization: authorization, transportWriter)
                 if let effect = faults.match(namespace: namespace, method: request.head.method.rawValue, path: path) {
                     inject(effect, request, namespace: namespace, writer: writer)
                     return
@@ -133,7 +134,8 @@ public final class MockShiftApp: HTTPResponder {
 
     /// A writer that journals the request once it is answered (SPEC §7 `requests`) and counts it in the
     /// metrics (`mockshift_http_requests_total{method,status}`, `mockshift_http_request_duration_seconds`).
-    private func journaling(_ request: Request, namespace: String, _ writer: ResponseWriter) -> ReplyWriter {
+    private func journaling(_ request: Request, namespace: String, authorization: String?,
+                            _ writer: ResponseWriter) -> ReplyWriter {
         let started = DispatchTime.now().uptimeNanoseconds
         let atMicros = wallClockMicros()
         return ReplyWriter(writer: writer) { [self] response in
@@ -149,14 +151,13 @@ public final class MockShiftApp: HTTPResponder {
             journal.record(Journal.Entry(
                 namespace: namespace, atMicros: atMicros, method: method, path: request.path, query: request.query,
                 body: form == nil ? request.body.prefix(4096) : [], form: form, status: status,
-                durationNanoseconds: elapsed, authorization: Journal.mask(request.head.headerFields[.authorization])))
+                durationNanoseconds: elapsed, authorization: Journal.mask(authorization)))
         }
     }
 
     /// The caller's namespace: its API key, or `default` with no key or `Bearer None` (SPEC §7). With
     /// configured keys, anything else is 401 in the auth format (API.md §2).
-    func authenticate(_ request: Request) throws -> String {
-        let header = request.head.headerFields[.authorization]
+    func authenticate(_ header: String?) throws -> String {
         let key: String?
         if let header {
             // "Bearer KEY", scheme case-insensitive; read on UTF-8 without Foundation (this runs on every request).

@@ -43,38 +43,59 @@ public struct HandlerContext: Sendable {
 /// A handler: parses, calls the engine or the store, renders. Throws ``APIError``.
 public typealias Handler = @Sendable (HandlerContext) throws -> Reply
 
-/// Matches a method and path to a handler. Patterns are literal segments and `:name` parameters.
+/// Matches a method and path to a handler. Patterns are literal segments and `:name` parameters; empty segments
+/// (`//`) are ignored. Paths are compared as UTF-8 bytes, and only routes with as many segments as the path are
+/// tried: matching showed as a tenth of a status poll's cost before (`scripts/bench-status`).
 public struct Router: Sendable {
+    enum Segment: Sendable {
+        case literal([UInt8])
+        case parameter(String)
+    }
+
     struct Route: Sendable {
         let method: HTTPRequest.Method
-        let segments: [Substring]
+        let pattern: String
+        let segments: [Segment]
         let handler: Handler
     }
 
     private var routes: [Route] = []
+    /// Indices into `routes` by segment count.
+    private var bySegmentCount: [Int: [Int]] = [:]
 
     public init() {}
 
     /// Adds a route; `pattern` like `/v1/pipeline/:id/run`.
     public mutating func add(_ method: HTTPRequest.Method, _ pattern: String, _ handler: @escaping Handler) {
-        routes.append(Route(method: method, segments: pattern.split(separator: "/"), handler: handler))
+        let segments: [Segment] = pattern.split(separator: "/").map { part in
+            part.first == ":" ? .parameter(String(part.dropFirst())) : .literal(Array(part.utf8))
+        }
+        bySegmentCount[segments.count, default: []].append(routes.count)
+        routes.append(Route(method: method, pattern: pattern, segments: segments, handler: handler))
     }
+
+    /// Every route as (method, pattern), in table order.
+    var table: [(method: HTTPRequest.Method, pattern: String)] { routes.map { ($0.method, $0.pattern) } }
 
     /// The handler and parameters for `method` and `path`. Throws `.notFound` for an unknown path and
     /// `.methodNotAllowed` when only the method is wrong.
     public func match(_ method: HTTPRequest.Method, _ path: String) throws -> (Handler, [String: String]) {
-        let parts = path.split(separator: "/")
+        let utf8 = path.utf8
+        let parts = utf8.split(separator: UInt8(ascii: "/"))
         var pathKnown = false
-        for route in routes where route.segments.count == parts.count {
-            var parameters: [String: String] = [:]
+        for index in bySegmentCount[parts.count] ?? [] {
+            let route = routes[index]
             var matched = true
-            for (pattern, part) in zip(route.segments, parts) {
-                if pattern.first == ":" { parameters[String(pattern.dropFirst())] = String(part) }
-                else if pattern != part { matched = false; break }
+            for (segment, part) in zip(route.segments, parts) {
+                if case let .literal(bytes) = segment, !part.elementsEqual(bytes) { matched = false; break }
             }
             guard matched else { continue }
-            if route.method == method { return (route.handler, parameters) }
-            pathKnown = true
+            guard route.method == method else { pathKnown = true; continue }
+            var parameters: [String: String] = [:]
+            for (segment, part) in zip(route.segments, parts) {
+                if case let .parameter(name) = segment { parameters[name] = String(Substring(part)) }
+            }
+            return (route.handler, parameters)
         }
         if pathKnown { throw APIError(.methodNotAllowed, "Method \(method.rawValue) not allowed on \(path)") }
         throw APIError(.notFound, "Not found: \(method.rawValue) \(path)")
