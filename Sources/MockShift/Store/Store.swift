@@ -37,6 +37,9 @@ public final class Store: @unchecked Sendable {
         }
         try writer.execute("PRAGMA foreign_keys=ON")
         try Store.migrate(writer)
+        // Checkpoint every 10,000 WAL pages (about 40 MB) rather than SQLite's 1,000: a tenth of the checkpoints
+        // (each an fsync inside some commit), measured +10 % instant runs/s (scripts/bench-instant-runs).
+        if !isMemory { try writer.execute("PRAGMA wal_autocheckpoint=10000") }
     }
 
     // MARK: Connections
@@ -123,6 +126,14 @@ public final class Store: @unchecked Sendable {
         """,
         // 6: retention (`serve --keep-runs`) finds a namespace's oldest runs through this index.
         "CREATE INDEX runs_by_namespace ON runs(namespace, created_at);",
+        // 7: fewer pages written per run commit (scripts/bench-instant-runs): only unfinished runs are looked up
+        // by status (restart recovery), so index just those; runs of one pipeline are found through the
+        // namespace index (every query names the namespace).
+        """
+        DROP INDEX runs_by_status;
+        DROP INDEX runs_by_pipeline;
+        CREATE INDEX runs_unfinished ON runs(status) WHERE status IN ('in_progress', 'paused');
+        """,
     ]
 
     static func migrate(_ db: SQLiteConnection) throws {
