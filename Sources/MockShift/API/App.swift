@@ -72,7 +72,7 @@ public final class MockShiftApp: HTTPResponder {
             if request.bodyTooLarge {
                 throw APIError(.payloadTooLarge, "Request body exceeds the limit of \(maxBodyBytes) bytes")
             }
-            let namespace = try authenticate(request)
+            let namespace = Self.isPublic(request) ? "default" : try authenticate(request)
             if path.hasPrefix("/v1/") {
                 writer = journaling(request, namespace: namespace, transportWriter)
                 if let effect = faults.match(namespace: namespace, method: request.head.method.rawValue, path: path) {
@@ -162,6 +162,11 @@ public final class MockShiftApp: HTTPResponder {
             entry["authorization"] = Journal.mask(request.head.headerFields[.authorization])
             journal.record(namespace: namespace, entry)
         }
+    }
+
+    /// Requests answered without authentication: only `GET /openapi.json` (see `MockHandlers.openAPI`).
+    static func isPublic(_ request: Request) -> Bool {
+        request.head.method == .get && request.path == "/openapi.json"
     }
 
     /// The caller's namespace: its API key, or `default` with no key or `Bearer None` (SPEC §7). With

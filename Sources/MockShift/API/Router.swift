@@ -47,6 +47,7 @@ public typealias Handler = @Sendable (HandlerContext) throws -> Reply
 public struct Router: Sendable {
     struct Route: Sendable {
         let method: HTTPRequest.Method
+        let pattern: String
         let segments: [Substring]
         let handler: Handler
     }
@@ -57,8 +58,12 @@ public struct Router: Sendable {
 
     /// Adds a route; `pattern` like `/v1/pipeline/:id/run`.
     public mutating func add(_ method: HTTPRequest.Method, _ pattern: String, _ handler: @escaping Handler) {
-        routes.append(Route(method: method, segments: pattern.split(separator: "/"), handler: handler))
+        routes.append(Route(method: method, pattern: pattern, segments: pattern.split(separator: "/"), handler: handler))
     }
+
+    /// Every route as (method, pattern), in table order: what the OpenAPI document must describe (its test
+    /// compares the two).
+    var table: [(method: HTTPRequest.Method, pattern: String)] { routes.map { ($0.method, $0.pattern) } }
 
     /// The handler and parameters for `method` and `path`. Throws `.notFound` for an unknown path and
     /// `.methodNotAllowed` when only the method is wrong.
