@@ -20,12 +20,12 @@ import Testing
 
     /// Regression: each insert searched every key before it, so a ~1 MB body of 60,000 keys held a transport
     /// thread for minutes (HostileInputTests "many keys").
-    @Test func parsingAnObjectOf100000KeysIsLinear() throws {
-        let text = "{" + (0..<100_000).map { "\"k\($0)\":\($0)" }.joined(separator: ",") + "}"
+    @Test func parsingAnObjectOf50000KeysIsLinear() throws {
+        let text = "{" + (0..<50_000).map { "\"k\($0)\":\($0)" }.joined(separator: ",") + "}"
         let started = ContinuousClock.now
         let object = try #require(try JSON.parse(text).objectValue)
         let elapsed = ContinuousClock.now - started
-        #expect(object.count == 100_000 && object["k99999"] == 99_999)
-        #expect(elapsed < .seconds(20), "took \(elapsed): quadratic again?")
+        #expect(object.count == 50_000 && object["k49999"] == 49_999)
+        #expect(elapsed < .seconds(10), "took \(elapsed): quadratic again?")
     }
 }
