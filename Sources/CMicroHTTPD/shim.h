@@ -13,6 +13,10 @@
 
 static const uint64_t CMHD_SIZE_UNKNOWN = MHD_SIZE_UNKNOWN;
 
+/* The signature MHD_OPTION_UNESCAPE_CALLBACK expects (microhttpd.h names no type for it): decode the
+ * 0-terminated `s` in place, return its new length. */
+typedef size_t (*cmhd_unescape_callback)(void *cls, struct MHD_Connection *connection, char *s);
+
 /* Starts a daemon bound to host:port (host resolved with getaddrinfo, IPv4 preferred).
  * Returns NULL when the host does not resolve or MHD cannot start (port in use, ...). */
 static inline struct MHD_Daemon *
@@ -20,7 +24,8 @@ cmhd_start(unsigned int flags, const char *host, uint16_t port,
            MHD_AccessHandlerCallback handler, void *handler_cls,
            MHD_RequestCompletedCallback completed, void *completed_cls,
            unsigned int thread_pool_size, unsigned int connection_limit,
-           unsigned int connection_timeout_s, size_t connection_memory_limit)
+           unsigned int connection_timeout_s, size_t connection_memory_limit,
+           cmhd_unescape_callback unescape)
 {
     struct addrinfo hints, *res = NULL, *ai;
     struct sockaddr_storage addr;
@@ -37,13 +42,14 @@ cmhd_start(unsigned int flags, const char *host, uint16_t port,
     if (ai->ai_family == AF_INET6) flags |= MHD_USE_IPv6;
     freeaddrinfo(res);
 
-    struct MHD_OptionItem ops[10]; int i = 0;
+    struct MHD_OptionItem ops[12]; int i = 0;
     ops[i].option = MHD_OPTION_SOCK_ADDR; ops[i].value = 0; ops[i].ptr_value = &addr; i++;
     if (completed) { ops[i].option = MHD_OPTION_NOTIFY_COMPLETED; ops[i].value = (intptr_t) completed; ops[i].ptr_value = completed_cls; i++; }
     if (thread_pool_size > 1) { ops[i].option = MHD_OPTION_THREAD_POOL_SIZE; ops[i].value = thread_pool_size; ops[i].ptr_value = NULL; i++; }
     if (connection_limit) { ops[i].option = MHD_OPTION_CONNECTION_LIMIT; ops[i].value = connection_limit; ops[i].ptr_value = NULL; i++; }
     if (connection_timeout_s) { ops[i].option = MHD_OPTION_CONNECTION_TIMEOUT; ops[i].value = connection_timeout_s; ops[i].ptr_value = NULL; i++; }
     if (connection_memory_limit) { ops[i].option = MHD_OPTION_CONNECTION_MEMORY_LIMIT; ops[i].value = (intptr_t) connection_memory_limit; ops[i].ptr_value = NULL; i++; }
+    if (unescape) { ops[i].option = MHD_OPTION_UNESCAPE_CALLBACK; ops[i].value = (intptr_t) unescape; ops[i].ptr_value = NULL; i++; }
     ops[i].option = MHD_OPTION_LISTEN_BACKLOG_SIZE; ops[i].value = 4096; ops[i].ptr_value = NULL; i++;
     ops[i].option = MHD_OPTION_END; ops[i].value = 0; ops[i].ptr_value = NULL;
     return MHD_start_daemon(flags, port, NULL, NULL, handler, handler_cls, MHD_OPTION_ARRAY, ops, MHD_OPTION_END);

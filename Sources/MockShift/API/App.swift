@@ -77,7 +77,7 @@ public final class MockShiftApp: HTTPResponder {
                 throw APIError(.payloadTooLarge, "Request body exceeds the limit of \(maxBodyBytes) bytes")
             }
             let authorization = request.head.headerFields[.authorization]  // read once: a linear search of the headers
-            let namespace = try authenticate(authorization)
+            let namespace = Self.isPublic(request) ? "default" : try authenticate(authorization)
             if path.hasPrefix("/v1/") {
                 writer = journaling(request, namespace: namespace, authorization: authorization, transportWriter)
                 if let effect = faults.match(namespace: namespace, method: request.head.method.rawValue, path: path) {
@@ -153,6 +153,11 @@ public final class MockShiftApp: HTTPResponder {
                 body: form == nil ? request.body.prefix(4096) : [], form: form, status: status,
                 durationNanoseconds: elapsed, authorization: Journal.mask(authorization)))
         }
+    }
+
+    /// Requests answered without authentication: only `GET /openapi.json` (see `MockHandlers.openAPI`).
+    static func isPublic(_ request: Request) -> Bool {
+        request.head.method == .get && request.path == "/openapi.json"
     }
 
     /// The caller's namespace: its API key, or `default` with no key or `Bearer None` (SPEC §7). With

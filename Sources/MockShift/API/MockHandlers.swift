@@ -5,6 +5,15 @@ import MockShiftHTTP
 /// Test controls under `/_mock/` (SPEC §7): outside `/v1`, JSON, same authentication; each acts on the
 /// caller's namespace only.
 enum MockHandlers {
+    /// `GET /openapi.json`: the OpenAPI 3.0.3 document of every route (``OpenAPI``). Served without
+    /// authentication even with `--api-key` (see `MockShiftApp.isPublic`): it is the same for every caller and
+    /// holds no namespace's data, and tools (schemathesis, Swagger UI) load it before they know a key. SPEC §7's
+    /// "the --api-key rule applies to /_mock/ too" concerns `/v1` and `/_mock/`; this path is outside both.
+    static func openAPI(_ c: HandlerContext) throws -> Reply {
+        c.writer.send(Response(status: .ok, headerFields: [.contentType: "application/json"], body: OpenAPI.encoded))
+        return .later
+    }
+
     /// `GET /_mock/health`: the daemon is alive.
     static func health(_ c: HandlerContext) throws -> Reply {
         .json(.ok, ["status": "ok", "live_runs": .int(Int64(c.app.engine.liveCount))])

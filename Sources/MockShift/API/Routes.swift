@@ -24,6 +24,8 @@ extension Router {
         r.add(.post, "/v1/pipeline/:id/resume", RunHandlers.resume)
         r.add(.post, "/v1/pipeline/:id/bulk-run", RunHandlers.bulkRun)  // the SDK's spelling
         r.add(.post, "/v1/pipeline/:id/bulk_run", RunHandlers.bulkRun)  // the docs' spelling
+        // This API's own description (OpenAPI.swift), public
+        r.add(.get, "/openapi.json", MockHandlers.openAPI)
         // Test controls (SPEC §7)
         r.add(.get, "/metrics", MockHandlers.metrics)
         r.add(.get, "/_mock/health", MockHandlers.health)

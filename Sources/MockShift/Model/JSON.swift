@@ -1,7 +1,7 @@
 import Foundation
 
 /// A JSON value whose objects keep their key order, so that answers list `status` first (SPEC §3) and
-/// pipeline documents round-trip. Parsing goes through Foundation's `JSONDecoder`; printing is `encoded()`.
+/// pipeline documents round-trip, key order included. Parsing is ``JSONParser``; printing is `encoded()`.
 public enum JSON: Sendable, Equatable {
     case null
     case bool(Bool)
@@ -136,9 +136,15 @@ public enum JSON: Sendable, Equatable {
     }
 }
 
-/// A JSON object with ordered keys (insertion order). Lookups are linear: the objects here are small.
+/// A JSON object with ordered keys (insertion order). Small objects (most of them) are searched linearly; from
+/// ``indexThreshold`` keys on, a key → position index is kept as well. Without it, parsing a body of 60,000 keys
+/// (one ~700 KB request) took minutes of a transport thread (each insert searched every key before it: quadratic),
+/// and so would any loop that fills an object from user input (found by `HostileInputTests`).
 public struct JSONObject: Sendable, Equatable, Sequence, ExpressibleByDictionaryLiteral {
     public private(set) var entries: [(key: String, value: JSON)] = []
+    /// Position of each key in `entries`; nil while the object is small.
+    private var index: [String: Int]?
+    static let indexThreshold = 16
 
     public init() {}
     public init(dictionaryLiteral elements: (String, JSON)...) {
@@ -148,15 +154,35 @@ public struct JSONObject: Sendable, Equatable, Sequence, ExpressibleByDictionary
         for (k, v) in pairs { self[k] = v }
     }
     /// Takes `entries` as they are; the caller guarantees the keys are distinct (the parser does).
-    init(uniqueEntries: [(key: String, value: JSON)]) { entries = uniqueEntries }
+    init(uniqueEntries: [(key: String, value: JSON)]) {
+        entries = uniqueEntries
+        if entries.count >= Self.indexThreshold { rebuildIndex() }
+    }
+
+    private func position(of key: String) -> Int? {
+        if let index { return index[key] }
+        return entries.firstIndex(where: { $0.key == key })
+    }
+
+    private mutating func rebuildIndex() {
+        var positions = [String: Int](minimumCapacity: entries.count)
+        for (i, entry) in entries.enumerated() { positions[entry.key] = i }
+        index = positions
+    }
 
     public subscript(key: String) -> JSON? {
-        get { entries.first(where: { $0.key == key })?.value }
+        get { position(of: key).map { entries[$0].value } }
         set {
-            if let i = entries.firstIndex(where: { $0.key == key }) {
-                if let newValue { entries[i].value = newValue } else { entries.remove(at: i) }
+            if let i = position(of: key) {
+                if let newValue {
+                    entries[i].value = newValue
+                } else {
+                    entries.remove(at: i)
+                    if index != nil { rebuildIndex() }
+                }
             } else if let newValue {
                 entries.append((key, newValue))
+                if index != nil { index![key] = entries.count - 1 } else if entries.count >= Self.indexThreshold { rebuildIndex() }
             }
         }
     }

@@ -1,0 +1,454 @@
+/// The OpenAPI 3.0.3 description of everything MockShift serves (SPEC §2 "The OpenAPI document"), served at
+/// `GET /openapi.json`.
+///
+/// Built here in Swift, beside the route table, rather than kept as a JSON file: the one place that lists
+/// routes (`Routes.swift`) and the one that describes them sit in the same module, and
+/// `OpenAPITests.documentListsExactlyTheRoutesOfTheRouter` fails when the two disagree (a route added without
+/// its description, or a description left behind). What each operation lists as responses is what its handler
+/// can answer: 401 and 413 on every secured route (authentication and the body limit come before routing),
+/// 400/404/409/422 where the handler throws them, the documented 500 of a failed synchronous run, and 503 where
+/// the engine refuses new runs during shutdown. Any other 5xx is a bug (fuzzing counts it as a failure).
+///
+/// Faults injected through `POST /_mock/faults` can make any `/v1` route answer any status (100–599) with any
+/// body, wait, or drop the connection; that is said once in the document's description instead of listing
+/// every code on every route.
+enum OpenAPI {
+    /// The document, built once.
+    static let document: JSON = build()
+    /// The document as bytes, encoded once.
+    static let encoded: [UInt8] = document.encoded()
+
+    // MARK: Schema building blocks
+
+    static let string: JSON = ["type": "string"]
+    static let integer: JSON = ["type": "integer"]
+    static let number: JSON = ["type": "number"]
+    static let boolean: JSON = ["type": "boolean"]
+    static let anyObject: JSON = ["type": "object"]
+    static let anyValue: JSON = [:]
+    static func nullable(_ schema: JSON) -> JSON {
+        var o = schema.objectValue ?? [:]
+        o["nullable"] = true
+        return .object(o)
+    }
+    static func described(_ schema: JSON, _ text: String) -> JSON {
+        var o = schema.objectValue ?? [:]
+        o["description"] = .string(text)
+        return .object(o)
+    }
+    static func enumeration(_ values: [String]) -> JSON { ["type": "string", "enum": .array(values.map(JSON.string))] }
+    static func array(_ items: JSON) -> JSON { ["type": "array", "items": items] }
+    static func ref(_ name: String) -> JSON { ["$ref": .string("#/components/schemas/\(name)")] }
+    static func object(_ properties: [(String, JSON)], required: [String] = [], closed: Bool = false) -> JSON {
+        var o: JSONObject = ["type": "object", "properties": .object(JSONObject(properties))]
+        if !required.isEmpty { o["required"] = .array(required.map(JSON.string)) }
+        if closed { o["additionalProperties"] = false }
+        return .object(o)
+    }
+    /// `{"status":"success", …}`: the success shape of every JSON answer.
+    static func success(_ properties: [(String, JSON)] = [], required: [String] = []) -> JSON {
+        object([("status", enumeration(["success"]))] + properties, required: ["status"] + required)
+    }
+
+    /// A field of a request body: its JSON schema, and its schema in a form body (urlencoded or multipart),
+    /// where every value is text (`HandlerContext.bodyObject`): booleans as "true"/"false", objects and lists as
+    /// JSON text where the handler parses them (`JSONObject.object`, `.list`). `form == nil`: the field cannot be
+    /// given in a form (the handler wants a real JSON object there, e.g. `nodes`).
+    struct Field {
+        let name: String
+        let json: JSON
+        let form: JSON?
+        init(_ name: String, _ json: JSON, form: JSON?) {
+            self.name = name
+            self.json = json
+            self.form = form
+        }
+        /// A string field, the same in both encodings; an optional one may be `null` in JSON.
+        static func text(_ name: String, _ description: String? = nil, required: Bool = false) -> Field {
+            var schema = description.map { described(string, $0) } ?? string
+            if required, var o = schema.objectValue { o["minLength"] = 1; schema = .object(o) }
+            return Field(name, required ? schema : nullable(schema), form: schema)
+        }
+        static func flag(_ name: String, _ description: String) -> Field {
+            Field(name, nullable(described(boolean, description)),
+                  form: described(enumeration(["true", "false", "TRUE", "FALSE", "True", "False"]), description))
+        }
+        /// An object that a form may carry as JSON text.
+        static func jsonObject(_ name: String, _ schema: JSON, _ description: String) -> Field {
+            Field(name, nullable(described(schema, description)), form: described(string, "JSON text of an object: " + description))
+        }
+    }
+
+    /// A request body accepted as JSON and, because every handler reads its body through
+    /// `HandlerContext.bodyObject`, as form-urlencoded and multipart too (no body at all counts as `{}`).
+    /// `closed`: unknown fields are 400 (fault and script rules); otherwise they are ignored. `files`: multipart
+    /// file parts are run inputs, each named by its input node (the SDK) or `inputs.<name>` (the docs).
+    static func body(_ fields: [Field], required: [String] = [], closed: Bool = false, files: Bool = false,
+                     description: String? = nil) -> JSON {
+        let jsonSchema = object(fields.map { ($0.name, $0.json) }, required: required, closed: closed)
+        let formFields = fields.compactMap { f in f.form.map { (f.name, $0) } }
+        let formRequired = required.filter { r in formFields.contains { $0.0 == r } }
+        func formSchema(extra: JSON) -> JSON {
+            var o = object(formFields, required: formRequired).objectValue ?? [:]
+            o["additionalProperties"] = closed ? false : extra
+            return .object(o)
+        }
+        let form = formSchema(extra: string)
+        let multipart = files ? formSchema(extra: ["type": "string", "format": "binary"]) : form
+        var b: JSONObject = ["required": false, "content": [
+            "application/json": ["schema": jsonSchema],
+            "application/x-www-form-urlencoded": ["schema": form],
+            "multipart/form-data": ["schema": multipart],
+        ]]
+        if let description { b["description"] = .string(description) }
+        return .object(b)
+    }
+
+    static func query(_ name: String, _ schema: JSON, _ description: String) -> JSON {
+        ["name": .string(name), "in": "query", "required": false, "schema": schema, "description": .string(description)]
+    }
+    static func path(_ name: String, _ description: String) -> JSON {
+        ["name": .string(name), "in": "path", "required": true, "schema": string, "description": .string(description)]
+    }
+    static let pipelineID = path("id", "Pipeline id (24 lowercase hex characters; any other text is simply unknown: 404).")
+
+    /// A JSON response with `schema`.
+    static func json(_ description: String, _ schema: JSON) -> JSON {
+        ["description": .string(description), "content": ["application/json": ["schema": schema]]]
+    }
+    static func standard(_ name: String) -> JSON { ["$ref": .string("#/components/responses/\(name)")] }
+
+    /// One operation. `secured` operations take the bearer key (and so can answer 401); every operation can
+    /// answer 413, since the body limit is checked before routing.
+    static func operation(_ tag: String, _ summary: String, _ description: String, parameters: [JSON] = [],
+                          body: JSON? = nil, ok: JSON, errors: [String], secured: Bool = true) -> JSON {
+        var responses: JSONObject = ["200": ok]
+        var codes = errors + ["413"]
+        if secured { codes.append("401") }
+        for code in codes.sorted() { responses[code] = standard(code) }
+        var op: JSONObject = ["tags": [.string(tag)], "summary": .string(summary), "description": .string(description)]
+        if !parameters.isEmpty { op["parameters"] = .array(parameters) }
+        if let body { op["requestBody"] = body }
+        op["responses"] = .object(responses)
+        if !secured { op["security"] = [] }
+        return .object(op)
+    }
+
+    // MARK: The document
+
+    static func build() -> JSON {
+        var paths = JSONObject()
+        func add(_ method: String, _ path: String, _ operation: JSON) {
+            var item = paths[path]?.objectValue ?? [:]
+            item[method] = operation
+            paths[path] = .object(item)
+        }
+        for (method, path, op) in pipelineOperations() + runOperations() + controlOperations() { add(method, path, op) }
+        return [
+            "openapi": "3.0.3",
+            "info": [
+                "title": "MockShift",
+                "version": "1",
+                "description": .string(description),
+            ],
+            "servers": [["url": "/", "description": "this daemon; the VectorShift SDK's base URL is /v1"]],
+            "security": [["BearerAuth": []]],
+            "tags": [
+                ["name": "pipelines", "description": "Pipeline CRUD (API.md §3)"],
+                ["name": "runs", "description": "Runs, status, terminate, pause, resume (API.md §4–5, SPEC §3–4)"],
+                ["name": "controls", "description": "Test controls outside /v1 (SPEC §7)"],
+            ],
+            "paths": .object(paths),
+            "components": ["securitySchemes": securitySchemes(), "schemas": schemas(), "responses": responses()],
+        ]
+    }
+
+    static let description = """
+        A local mock of the VectorShift API (`/v1`, as the official Python SDK 0.1.15 uses it) plus test \
+        controls (`/_mock/…`, `/metrics`). Send `Authorization: Bearer KEY`: each key is its own namespace; no \
+        header or `Bearer None` means the namespace `default`. When the daemon runs with `--api-key`, only those \
+        keys are accepted everywhere but this document (401 `{"error": …}` otherwise).
+
+        Errors are JSON: `{"status":"failed","error":…}` (plus `run_id` when a run is concerned), or \
+        `{"error":…}` for authentication (401). Every route answers 413 for a body over `--max-body-mb`, and \
+        405 for a method it does not serve on a known path (404 for an unknown path).
+
+        Fault injection: rules added with `POST /_mock/faults` make matching `/v1` requests answer any status \
+        (100–599) with any JSON body, wait first, or drop the connection without an answer. Those answers are \
+        not listed per route. While the daemon shuts down, waiting requests are answered 503.
+        """
+
+    static func securitySchemes() -> JSON {
+        ["BearerAuth": ["type": "http", "scheme": "bearer",
+                        "description": "Any key unless the daemon runs with --api-key; the key names the namespace."]]
+    }
+
+    static func responses() -> JSON {
+        let pipelineError = ref("PipelineError")
+        return [
+            "400": json("Malformed or missing fields (the message names them), or a malformed body.", pipelineError),
+            "401": json("Missing or rejected API key (only when the daemon runs with --api-key).", ref("AuthError")),
+            "403": json("A valid key that may not do this.", pipelineError),
+            "404": json("Unknown id or name (also another key's objects).", pipelineError),
+            "409": json("A synchronous run that was terminated before it ended (SPEC §3); carries run_id.", pipelineError),
+            "413": json("Request body over the limit (--max-body-mb, default 32 MiB).", pipelineError),
+            "422": json("Semantically invalid pipeline: a cycle, or a template naming a missing node.", pipelineError),
+            "500": json("A synchronous run whose node failed: `executor task failed: …`, with run_id (SPEC §3).", pipelineError),
+            "503": json("The daemon is shutting down (or, for /_mock/ready, still loading fixtures).", pipelineError),
+        ]
+    }
+
+    static func schemas() -> JSON {
+        let runStatusValue = enumeration(["in_progress", "paused", "completed", "failed", "terminated"])
+        let timestamp = described(string, "ISO 8601, UTC")
+        let node = object([
+            ("type", described(string, "node type, e.g. input, llm, output, text")),
+            ("id", nullable(described(string, "equals the node's key when given"))),
+            ("name", nullable(string)),
+            ("inputs", nullable(anyObject)),
+            ("outputs", nullable(array(anyValue))),
+        ], required: ["type"])
+        let pipeline = object([
+            ("_id", string), ("id", string), ("name", string), ("mainBranch", string),
+            ("nodes", ["type": "object", "additionalProperties": ref("Node")]),
+            ("canvas_metadata", anyValue),
+            ("inputs", ["type": "object", "additionalProperties": object([("io_type", anyValue), ("description", anyValue), ("default_value", anyValue)])]),
+            ("outputs", ["type": "object", "additionalProperties": object([("io_type", anyValue), ("description", anyValue)])]),
+            ("createdDate", timestamp), ("modifiedDate", timestamp),
+            ("description", string), ("currentVersion", described(string, "the last deployed version")),
+            ("shared_with", array(anyObject)),
+        ], required: ["_id", "id", "name", "mainBranch", "nodes", "canvas_metadata", "inputs", "outputs", "createdDate", "modifiedDate"])
+        let summary = object([("_id", string), ("id", string), ("name", string), ("mainBranch", string),
+                              ("createdDate", timestamp), ("modifiedDate", timestamp)],
+                             required: ["_id", "id", "name", "mainBranch", "createdDate", "modifiedDate"])
+        let runStatus = object([
+            ("status", runStatusValue), ("task_id", string), ("run_id", string), ("pipeline_id", string),
+            ("result", described(anyObject, "outputs by output-node name; exactly when completed")),
+            ("error", described(string, "exactly when failed")),
+            ("partial_outputs", described(anyObject, "what a stopped run had generated")),
+            ("input_tokens", anyValue), ("output_tokens", anyValue), ("tokens_used", anyValue), ("credits_used", anyValue),
+            ("version", string),
+            ("created_at", timestamp), ("started_at", nullable(timestamp)), ("ended_at", nullable(timestamp)),
+            ("nodes", ["type": "object", "additionalProperties": enumeration(["pending", "running", "completed", "skipped", "failed", "terminated"])]),
+        ], required: ["status", "task_id", "run_id", "pipeline_id", "created_at", "started_at", "ended_at", "nodes"])
+        return [
+            "PipelineError": object([("status", enumeration(["failed"])), ("error", string),
+                                     ("run_id", described(string, "the run concerned, when there is one"))],
+                                    required: ["status", "error"]),
+            "AuthError": object([("error", string)], required: ["error"]),
+            "Success": success(),
+            "Node": node,
+            "Pipeline": pipeline,
+            "PipelineSummary": summary,
+            "RunStatus": runStatus,
+        ]
+    }
+
+    // MARK: Operations
+
+    static let runOptionFields: [Field] = [
+        Field.jsonObject("node_input_overrides", ["type": "object", "additionalProperties": anyObject],
+                         "{node id or name: {input name: value}} for this run only"),
+        Field.flag("stream_all_outputs", "stream every output (SPEC §5)"),
+        Field.text("session_id"), Field.text("trace_id", "echoed in the background answer"), Field.text("webhook_url"),
+        Field.flag("send_intermediate_results", "recorded"),
+    ]
+
+    static func pipelineOperations() -> [(String, String, JSON)] {
+        let nodes = Field("nodes", nullable(["type": "object", "additionalProperties": ref("Node"),
+                                             "description": "nodes keyed by node id"]), form: nil)
+        let canvas = Field.jsonObject("canvas_metadata", anyObject, "canvas layout, stored as given")
+        let created = json("Created.", success([("id", string)], required: ["id"]))
+        return [
+            ("post", "/v1/pipeline", operation(
+                "pipelines", "Create a pipeline (Pipeline.new)", "Stores a new pipeline; `inputs`/`outputs` are recomputed from the nodes.",
+                body: body([Field.text("name", "non-empty", required: true), nodes, canvas,
+                            Field("inputs", nullable(anyValue), form: string), Field("outputs", nullable(anyValue), form: string),
+                            Field.text("folder_id"), Field.text("description")], required: ["name"]),
+                ok: created, errors: ["400"])),
+            ("get", "/v1/pipeline", operation(
+                "pipelines", "Fetch a pipeline (Pipeline.fetch)",
+                "By `id` (and `name`, when both are given they must agree) or by `name` (the most recently modified wins); `version` returns a deployed snapshot.",
+                parameters: [query("id", string, "pipeline id"), query("name", string, "pipeline name"),
+                             query("version", string, "MAJOR.MINOR.PATCH or latest"), query("branch_id", string, "ignored"),
+                             query("username", string, "ignored"), query("org_name", string, "ignored")],
+                ok: json("The pipeline.", success([("object", ref("Pipeline"))], required: ["object"])), errors: ["400", "404"])),
+            ("post", "/v1/update/pipeline/{id}", operation(
+                "pipelines", "Save or move a pipeline (save, move_to_folder)",
+                "A partial update: absent keys stay. `deploy: true` snapshots a version bumped as `bump` says (SPEC §8).",
+                parameters: [pipelineID],
+                body: body([nodes, canvas, Field.text("name", "non-empty when given"), Field.text("folder_id"), Field.text("description"),
+                            Field.text("branch_id", "ignored"), Field.flag("deploy", "snapshot a version"),
+                            Field("bump", nullable(enumeration(["major", "minor", "patch"])), form: enumeration(["major", "minor", "patch"]))]),
+                ok: json("Saved; `version` when deployed.", success([("id", string), ("version", string)], required: ["id"])),
+                errors: ["400", "404"])),
+            ("get", "/v1/pipelines", operation(
+                "pipelines", "List pipelines (Pipeline.list)", "`objects` with verbose=true, else `object_ids`.",
+                parameters: [query("folder_id", string, "only this folder"), query("include_shared", string, "ignored"),
+                             query("verbose", string, "true: objects"), query("offset", integer, ">= 0"),
+                             query("limit", integer, ">= 0 (at most 10000 are returned)")],
+                ok: json("The caller's pipelines.", success([("objects", array(ref("PipelineSummary"))), ("object_ids", array(string))])),
+                errors: ["400"])),
+            ("delete", "/v1/pipeline/{id}", operation(
+                "pipelines", "Delete a pipeline", "Terminates its live runs, then deletes it.", parameters: [pipelineID],
+                ok: json("Deleted.", ref("Success")), errors: ["404"])),
+            ("post", "/v1/pipeline/{id}/duplicate", operation(
+                "pipelines", "Duplicate a pipeline", "A copy of the working state under a new id.", parameters: [pipelineID],
+                body: body([Field.text("name", "default: NAME (copy)"), Field.text("description"), Field.text("folder_id")]),
+                ok: created, errors: ["400", "404"])),
+            ("post", "/v1/pipeline/{id}/revert", operation(
+                "pipelines", "Revert to a deployed version", "Copies snapshot `version` into the working state.", parameters: [pipelineID],
+                body: body([Field.text("version", "MAJOR.MINOR.PATCH or latest", required: true)], required: ["version"]),
+                ok: json("Reverted.", ref("Success")), errors: ["400", "404"])),
+            ("post", "/v1/pipeline/{id}/share", operation(
+                "pipelines", "Share a pipeline", "Recorded; fetch shows it as `shared_with`.", parameters: [pipelineID],
+                body: body([Field("role", enumeration(["viewer", "editor"]), form: enumeration(["viewer", "editor"])),
+                            Field.text("user_id"), Field.text("org_id"), Field.text("name")], required: ["role"]),
+                ok: json("Recorded.", ref("Success")), errors: ["400", "404"])),
+            ("post", "/v1/pipeline/{id}/unshare", operation(
+                "pipelines", "Unshare a pipeline", "Removes the recorded shares of `user_id` or `org_id`.", parameters: [pipelineID],
+                body: body([Field.text("user_id"), Field.text("org_id")]),
+                ok: json("Removed.", ref("Success")), errors: ["400", "404"])),
+            ("post", "/v1/pipeline/{id}/remove-node", operation(
+                "pipelines", "Remove a node", "Removes the node (by `node_id` or `node_name`), its edges and references to it.",
+                parameters: [pipelineID], body: body([Field.text("node_id"), Field.text("node_name")]),
+                ok: json("Removed.", success([("node_id", string)], required: ["node_id"])), errors: ["400", "404"])),
+        ]
+    }
+
+    static func runOperations() -> [(String, String, JSON)] {
+        let runBody = body([Field.jsonObject("inputs", anyObject, "run inputs keyed by input-node name"),
+                            Field.flag("background", "answer task_id at once"), Field.flag("stream", "answer Server-Sent Events"),
+                            Field.text("version", "run a deployed snapshot (MAJOR.MINOR.PATCH or latest)")] + runOptionFields,
+                           files: true, description: "JSON, or multipart as the SDK sends files (each file part named by its input node, or inputs.NAME).")
+        let syncResult = success([("run_id", string), ("outputs", anyObject)], required: ["run_id", "outputs"])
+        let background = success([("task_id", string), ("run_id", string), ("trace_id", string)], required: ["task_id", "run_id"])
+        let runOK: JSON = [
+            "description": "Synchronous: the outputs once the run completed. Background: the task id at once. Stream: Server-Sent Events (start, stream…, result).",
+            "content": ["application/json": ["schema": ["anyOf": [syncResult, background]]],
+                        "text/event-stream": ["schema": described(string, "event: TYPE / data: {json} frames")]],
+        ]
+        let runID = body([Field.text("run_id", required: true)], required: ["run_id"])
+        let task = path("task", "Run id (task_id).")
+        let bulkItem = object([("inputs", nullable(anyObject))] + runOptionFields.map { ($0.name, $0.json) })
+        let bulk = body([Field("runs", array(bulkItem), form: described(string, "JSON text of the list")),
+                         Field.text("version", "run a deployed snapshot")], required: ["runs"])
+        let bulkOK = json("Every run's end, in request order.", success([("run_outputs", array(object(
+            [("run_id", string), ("status", enumeration(["completed", "failed", "terminated"])), ("outputs", anyObject), ("error", string)],
+            required: ["run_id", "status"])))], required: ["run_outputs"]))
+        let bulkOp = operation("runs", "Run a pipeline several times", "Starts every run at once and answers when all have ended.",
+                               parameters: [pipelineID], body: bulk, ok: bulkOK, errors: ["400", "404", "422", "503"])
+        return [
+            ("post", "/v1/pipeline/{id}/run", operation(
+                "runs", "Run a pipeline (run, start, stream)",
+                "Synchronous by default (answers when the run ends: 409 if it was terminated, 500 `executor task failed: …` if a node failed); `background: true` answers at once; `stream: true` answers Server-Sent Events.",
+                parameters: [pipelineID], body: runBody, ok: runOK, errors: ["400", "404", "409", "422", "500", "503"])),
+            ("get", "/v1/pipeline/{id}/run/status/{task}", operation(
+                "runs", "Run status", "The committed state of the run (SPEC §3).", parameters: [pipelineID, task],
+                ok: json("The run.", ref("RunStatus")), errors: ["404"])),
+            ("post", "/v1/pipeline/{id}/terminate", operation(
+                "runs", "Terminate a run", "The run is terminated before the answer; terminating it again is harmless; a completed or failed run is 400.",
+                parameters: [pipelineID], body: runID,
+                ok: json("Terminated.", success([("run_id", string), ("run_status", enumeration(["terminated"]))], required: ["run_id", "run_status"])),
+                errors: ["400", "404"])),
+            ("post", "/v1/pipeline/{id}/pause", operation(
+                "runs", "Pause a run", "Freezes the run's timers; a final run is 400.", parameters: [pipelineID], body: runID,
+                ok: json("Paused.", success([("run_id", string), ("run_status", enumeration(["paused"]))], required: ["run_id", "run_status"])),
+                errors: ["400", "404"])),
+            ("post", "/v1/pipeline/{id}/resume", operation(
+                "runs", "Resume runs", "Each run continues where it stopped; a final run is 400 and nothing is resumed.",
+                parameters: [pipelineID],
+                body: body([Field("run_ids", nullable(array(string)), form: described(string, "one id, or JSON text of a list")),
+                            Field.text("run_id", "a single id, when run_ids is absent")]),
+                ok: json("Resumed.", success([("run_ids", array(string)), ("run_statuses", ["type": "object", "additionalProperties": string])],
+                                             required: ["run_ids", "run_statuses"])),
+                errors: ["400", "404"])),
+            ("post", "/v1/pipeline/{id}/bulk-run", bulkOp),
+            ("post", "/v1/pipeline/{id}/bulk_run", bulkOp),
+        ]
+    }
+
+    static func controlOperations() -> [(String, String, JSON)] {
+        let cleared = json("Removed.", success([("removed", integer)], required: ["removed"]))
+        let faultFields: [Field] = [
+            Field.text("method"), Field.text("path", "glob starting with /: * within a segment, ** across"), Field.text("pipeline_id"),
+            Field("status", nullable(["type": "integer", "minimum": 100, "maximum": 599]), form: string),
+            Field("body", anyValue, form: string),
+            Field("delay_ms", nullable(["type": "number", "minimum": 0, "maximum": 600_000]), form: string),
+            Field.flag("drop", "close the connection without an answer"), Field.text("node_id"),
+            Field("llm_fail_after_tokens", nullable(["type": "integer", "minimum": 0]), form: string),
+            Field.text("message"), Field("times", nullable(["type": "integer", "minimum": 1]), form: string),
+            Field("probability", nullable(["type": "number", "minimum": 0, "maximum": 1]), form: string),
+        ]
+        let scriptFields: [Field] = [
+            Field.text("pipeline_id"), Field.text("pipeline_name"), Field.text("node_id"),
+            Field.text("prompt_pattern", "a regular expression"), Field.text("response"),
+            Field("ttft_ms", nullable(["type": "number", "minimum": 0, "maximum": 86_400_000]), form: string),
+            Field("tokens_per_second", nullable(["type": "number", "minimum": 0.001, "maximum": 1_000_000]), form: string),
+            Field("fail_after_tokens", nullable(["type": "number", "minimum": 0, "maximum": 1_000_000]), form: string),
+            Field.text("message"),
+        ]
+        let limit = query("limit", integer, ">= 0")
+        return [
+            ("get", "/openapi.json", operation(
+                "controls", "This document",
+                "Served without authentication, also with --api-key: it describes the daemon and holds no namespace's data.",
+                ok: json("OpenAPI 3.0.3.", anyObject), errors: [], secured: false)),
+            ("get", "/metrics", operation(
+                "controls", "Prometheus metrics", "Request and run counters, request durations, live gauges.",
+                ok: ["description": "Prometheus text format 0.0.4.", "content": ["text/plain": ["schema": string]]], errors: [])),
+            ("get", "/_mock/health", operation(
+                "controls", "Alive", "", ok: json("Alive.", object([("status", enumeration(["ok"])), ("live_runs", integer)], required: ["status", "live_runs"])),
+                errors: [])),
+            ("get", "/_mock/ready", operation(
+                "controls", "Ready", "503 until fixtures are loaded.", ok: json("Ready.", object([("status", enumeration(["ready"]))], required: ["status"])),
+                errors: ["503"])),
+            ("get", "/_mock/stats", operation(
+                "controls", "Statistics", "Live runs and timers, the transport's figures, stored runs by status.",
+                ok: json("Figures.", object([("status", enumeration(["ok"])), ("live_runs", integer), ("live_timers", integer),
+                                             ("runs_by_status", ["type": "object", "additionalProperties": integer])],
+                                            required: ["status", "live_runs", "live_timers", "runs_by_status"])),
+                errors: [])),
+            ("post", "/_mock/reset", operation(
+                "controls", "Reset the caller's namespace", "`all=true` resets every namespace, for the --admin-key only (403 otherwise).",
+                parameters: [query("all", string, "true: every namespace (admin key only)")],
+                ok: json("Reset.", success([("namespaces", array(string)), ("deleted", object([("pipelines", integer), ("runs", integer)]))],
+                                           required: ["namespaces", "deleted"])),
+                errors: ["403"])),
+            ("get", "/_mock/runs", operation(
+                "controls", "The caller's runs", "Newest first, as run status JSON.",
+                parameters: [query("pipeline_id", string, "only this pipeline"), query("status", string, "one run status"), limit],
+                ok: json("Runs.", success([("runs", array(ref("RunStatus")))], required: ["runs"])), errors: ["400"])),
+            ("get", "/_mock/runs/{id}/events", operation(
+                "controls", "A run's timeline", "", parameters: [path("id", "Run id.")],
+                ok: json("Events.", success([("run_id", string), ("events", array(anyObject))], required: ["run_id", "events"])),
+                errors: ["404"])),
+            ("get", "/_mock/requests", operation(
+                "controls", "The caller's request journal", "The last /v1 requests, oldest first, keys masked.", parameters: [limit],
+                ok: json("Requests.", success([("requests", array(anyObject))], required: ["requests"])), errors: ["400"])),
+            ("post", "/_mock/faults", operation(
+                "controls", "Add a fault rule",
+                "Matching /v1 requests then answer `status` with `body`, wait `delay_ms`, drop the connection, or make LLM nodes fail: any status, not listed per route. Unknown fields are 400.",
+                body: body(faultFields, closed: true),
+                ok: json("Added.", success([("fault_id", string), ("fault", anyObject)], required: ["fault_id", "fault"])), errors: ["400"])),
+            ("get", "/_mock/faults", operation(
+                "controls", "List fault rules", "", ok: json("Rules.", success([("faults", array(anyObject))], required: ["faults"])), errors: [])),
+            ("delete", "/_mock/faults", operation("controls", "Remove fault rules", "", ok: cleared, errors: [])),
+            ("post", "/_mock/llm", operation(
+                "controls", "Add a scripted LLM answer", "The newest matching rule wins. Unknown fields are 400.",
+                body: body(scriptFields, closed: true),
+                ok: json("Added.", success([("script_id", string), ("script", anyObject)], required: ["script_id", "script"])), errors: ["400"])),
+            ("get", "/_mock/llm", operation(
+                "controls", "List scripted LLM answers", "", ok: json("Rules.", success([("scripts", array(anyObject))], required: ["scripts"])), errors: [])),
+            ("delete", "/_mock/llm", operation("controls", "Remove scripted LLM answers", "", ok: cleared, errors: [])),
+            ("get", "/_mock/clock", operation(
+                "controls", "The simulation clock", "",
+                ok: json("Clock.", success([("clock", enumeration(["real", "manual"])), ("now_ms", number)], required: ["clock", "now_ms"])),
+                errors: [])),
+            ("post", "/_mock/clock/advance", operation(
+                "controls", "Advance the manual clock", "Only with --clock manual (400 otherwise); answers once everything due has happened.",
+                body: body([Field("ms", ["type": "number", "minimum": 0, "maximum": 1e12], form: string)], required: ["ms"]),
+                ok: json("Advanced.", success([("now_ms", number)], required: ["now_ms"])), errors: ["400"])),
+        ]
+    }
+}
