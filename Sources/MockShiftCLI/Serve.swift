@@ -87,7 +87,7 @@ struct Serve: ParsableCommand {
     @Option(name: .customLong("connection-timeout"), help: "Seconds of silence after which a connection is closed (idle keep-alive, or a slow client mid-request); open streams are exempt. [default: 120] [env: MOCKSHIFT_CONNECTION_TIMEOUT]")
     var connectionTimeout: Int?
 
-    @Option(name: .customLong("max-header-kb"), help: "Largest request line plus headers in KiB (larger: 431). [default: 16] [env: MOCKSHIFT_MAX_HEADER_KB]")
+    @Option(name: .customLong("max-header-kb"), help: "Memory for one request's line, headers and query in KiB; a larger head gets 414/431. [default: 32] [env: MOCKSHIFT_MAX_HEADER_KB]")
     var maxHeaderKB: Int?
 
     func validate() throws {
@@ -194,7 +194,7 @@ struct Serve: ParsableCommand {
             logger.warning("--max-connections \(http.connectionLimit) is above the open-file limit (\(fileLimit)) less a margin: connections beyond it will fail")
         }
         http.connectionTimeoutSeconds = UInt32(setting(connectionTimeout, "CONNECTION_TIMEOUT", Int.init) ?? 120)
-        http.connectionMemoryLimit = (setting(maxHeaderKB, "MAX_HEADER_KB", Int.init) ?? 16) * 1024
+        http.connectionMemoryLimit = (setting(maxHeaderKB, "MAX_HEADER_KB", Int.init) ?? 32) * 1024
         http.shutdownResponse = MockShiftApp.render(APIError(.unavailable, "server shutting down"))
         http.errorLog = level <= .debug  // libmicrohttpd's own messages (client hang-ups, ...) only when debugging
         let server = HTTPServer(configuration: http, responder: app, logger: logger)
