@@ -22,6 +22,8 @@ public final class MockShiftApp: HTTPResponder {
     let adminKey: String?
     /// The `/_mock/requests` journal.
     let journal: Journal
+    /// Encoded status answers of final runs (status polls of finished runs are the most frequent request).
+    let finalStatusBodies = FinalStatusBodies()
     /// Request counters and the duration timer, made once (a lookup per request costs a lock and a hash).
     private let requestMetrics = RequestMetrics()
     /// Injected faults (`/_mock/faults`).
@@ -76,7 +78,8 @@ public final class MockShiftApp: HTTPResponder {
             if request.bodyTooLarge {
                 throw APIError(.payloadTooLarge, "Request body exceeds the limit of \(maxBodyBytes) bytes")
             }
-            let authorization = request.head.headerFields[.authorization]  // read once: a linear search of the headers
+            // Read once, by a plain scan: the subscript builds an index of every header name first (measured).
+            let authorization = request.head.headerFields.first(where: { $0.name == .authorization })?.value
             let namespace = Self.isPublic(request) ? "default" : try authenticate(authorization)
             if path.hasPrefix("/v1/") {
                 writer = journaling(request, namespace: namespace, authorization: authorization, transportWriter)
@@ -242,5 +245,21 @@ final class RequestMetrics: Sendable {
         }
         counter.increment()
         if durationNanoseconds > 0 { duration.recordNanoseconds(Int64(durationNanoseconds)) }
+    }
+}
+
+/// The encoded `GET …/run/status/{id}` answers of final runs, by run id: a final run never changes (SPEC §3), so
+/// polling it costs a lookup instead of rendering and encoding it again. Bounded: cleared when 4,096 are held.
+final class FinalStatusBodies: Sendable {
+    private let bodies = Mutex<[String: [UInt8]]>([:])
+
+    func body(for runID: String, render: () -> [UInt8]) -> [UInt8] {
+        if let cached = bodies.withLock({ $0[runID] }) { return cached }
+        let body = render()
+        bodies.withLock { cache in
+            if cache.count >= 4096 { cache.removeAll(keepingCapacity: true) }
+            cache[runID] = body
+        }
+        return body
     }
 }

@@ -145,7 +145,12 @@ enum RunHandlers {
     /// `GET /pipeline/{pid}/run/status/{task_id}`: the committed run (SPEC §3).
     static func status(_ c: HandlerContext) throws -> Reply {
         let run = try c.app.engine.status(namespace: c.namespace, pipelineID: c.parameter("id"), runID: c.parameter("task"))
-        return .json(.ok, render(run))
+        guard run.status.isFinal else { return .json(.ok, render(run)) }
+        // A final run never changes (SPEC §3): its answer is encoded once. The engine call above still decides
+        // whether the caller may see the run at all.
+        let body = c.app.finalStatusBodies.body(for: run.id) { render(run).encoded() }
+        c.writer.send(Response(status: .ok, headerFields: [.contentType: "application/json"], body: body))
+        return .later
     }
 
     /// `POST /pipeline/{pid}/terminate` with `run_id` (JSON, urlencoded or multipart; SPEC §4).
