@@ -196,7 +196,9 @@ struct Serve: ParsableCommand {
         http.connectionTimeoutSeconds = UInt32(setting(connectionTimeout, "CONNECTION_TIMEOUT", Int.init) ?? 120)
         http.connectionMemoryLimit = (setting(maxHeaderKB, "MAX_HEADER_KB", Int.init) ?? 32) * 1024
         http.shutdownResponse = MockShiftApp.render(APIError(.unavailable, "server shutting down"))
-        http.errorLog = level <= .debug  // libmicrohttpd's own messages (client hang-ups, ...) only when debugging
+        // libmicrohttpd's own messages (client hang-ups, ...) only when debugging, and not with JSON logs: it writes
+        // plain lines straight to standard error.
+        http.errorLog = level <= .debug && !jsonLogs
         let server = HTTPServer(configuration: http, responder: app, logger: logger)
         try server.start()
         if !Self.isLoopback(http.host) {

@@ -17,5 +17,9 @@ import Testing
         let path = "/" + String(repeating: "a", count: 200)
         #expect(!Faults.glob(pattern, matches: path))
         #expect(!Faults.glob("/" + String(repeating: "**a", count: 40) + "b", matches: path))
+        // Quadratic in the path with memoised backtracking: seconds for this one.
+        let long = "/v1/pipeline/" + String(repeating: "a/", count: 3000)
+        #expect(!Faults.glob("/" + String(repeating: "**/", count: 340) + "x", matches: long))
+        #expect(Faults.glob("/v1/**/a/", matches: long))
     }
 }

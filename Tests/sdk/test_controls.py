@@ -149,6 +149,12 @@ def test_reset_all_needs_the_admin_key(new_daemon):
     r = mock(daemon, a, "POST", "reset", params={"all": "true"})
     assert r.status_code == 403 and "admin key" in r.json()["error"]
     assert len(point_sdk(daemon, b).list()) == 1
-    r = mock(daemon, "boss-key", "POST", "reset", params={"all": "true"})
-    assert r.status_code == 200 and {a, b} <= set(r.json()["namespaces"])
+    # A key with nothing but a fault rule is reset too; the answer shows keys masked (they are API keys).
+    c = unique("key-c")
+    assert mock(daemon, c, "POST", "faults", json={"path": "/v1/pipelines", "status": 503}).status_code == 200
+    assert mock(daemon, "boss-key", "POST", "reset", params={"all": "maybe"}).status_code == 400
+    r = mock(daemon, "boss-key", "POST", "reset", params={"all": "TRUE"})
+    assert r.status_code == 200 and {"…" + a[-4:], "…" + b[-4:], "…" + c[-4:]} <= set(r.json()["namespaces"])
+    assert a not in r.text and b not in r.text and c not in r.text
     assert point_sdk(daemon, a).list() == [] and point_sdk(daemon, b).list() == []
+    assert mock(daemon, c, "GET", "faults").json()["faults"] == []

@@ -142,3 +142,23 @@ def test_bad_limits_are_refused_at_start(flag, value, tmp_path):
     done = subprocess.run([str(BIN), "serve", "--port", "0", "--db", str(tmp_path / "x.sqlite3"), f"{flag}={value}"],
                           capture_output=True, text=True, timeout=30)
     assert done.returncode == 64 and flag in done.stderr
+
+
+def test_keep_runs_keeps_the_runs_that_finished_last_even_if_they_started_first(new_daemon, api_key):
+    d = new_daemon("--clock", "manual", "--keep-runs", "3")
+    http = Http(d, api_key)
+    slow = build_llm_pipeline(point_sdk(d, api_key), unique("slow")).id
+    quick = http("POST", "/pipeline", json={"name": unique("quick"), "nodes": {
+        "input_0": {"id": "input_0", "name": "input_0", "type": "input", "inputs": {"input_type": "string"}, "outputs": ["text"]},
+        "text_0": {"id": "text_0", "type": "text", "inputs": {"text": "echo {{ input_0.text }}"}, "outputs": ["text"]},
+        "output_0": {"id": "output_0", "name": "output_0", "type": "output", "inputs": {"value": "{{ text_0.text }}"}}}}).json()["id"]
+    long_run = start_runs(http, slow, 1)[0]  # waits for the manual clock
+    start_runs(http, quick, 6)  # finish at once
+    assert http("POST", "/_mock/clock/advance", json={"ms": 600_000}).status_code == 200
+
+    def kept():
+        ids = [r["run_id"] for r in http("GET", "/_mock/runs", params={"limit": 100}).json()["runs"]]
+        return len(ids) == 3 and ids
+
+    assert long_run in wait_for(kept, message="retention down to 3 runs")
+    assert run_status(http, slow, long_run).json()["status"] == "completed"

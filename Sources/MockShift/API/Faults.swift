@@ -97,6 +97,7 @@ final class Faults: Sendable {
 
     /// Removes the namespace's rules; returns how many.
     func clear(namespace: String) -> Int { book.clear(namespace: namespace) }
+    func namespaces() -> Set<String> { book.namespaces() }
 
     /// The effect of the first rule that matches this request (and is drawn), using up one of its times.
     func match(namespace: String, method: String, path: String) -> Effect? {
@@ -132,36 +133,34 @@ final class Faults: Sendable {
         return String(parts[i + 1])
     }
 
-    /// Glob match: `*` = any characters but `/`, `**` = any characters, everything else literal. Each
-    /// (pattern position, path position) is tried at most once, so a pattern of many stars costs at most
-    /// pattern × path steps, not exponential backtracking (found by the fuzzing review).
+    /// Glob match: `*` = any characters but `/`, `**` = any characters, everything else literal. One pass per
+    /// pattern element over the set of path positions reachable so far: pattern length × path length steps at
+    /// most, whatever the stars (a memoised backtracking version still cost seconds on long paths; newcomer
+    /// review).
     static func glob(_ pattern: String, matches path: String) -> Bool {
         let p = Array(pattern.utf8), s = Array(path.utf8)
-        let width = s.count + 1
-        var failed = [UInt64](repeating: 0, count: ((p.count + 1) * width + 63) / 64)
-        func match(_ i: Int, _ j: Int) -> Bool {
-            let state = i * width + j
-            if failed[state >> 6] & (1 << UInt64(state & 63)) != 0 { return false }
-            let result: Bool
-            if i == p.count {
-                result = j == s.count
-            } else if p[i] == UInt8(ascii: "*") {
-                let deep = i + 1 < p.count && p[i + 1] == UInt8(ascii: "*")
-                let next = deep ? i + 2 : i + 1
-                var k = j
-                var found = false
-                while true {
-                    if match(next, k) { found = true; break }
-                    if k == s.count || (!deep && s[k] == UInt8(ascii: "/")) { break }
-                    k += 1
+        let slash = UInt8(ascii: "/"), star = UInt8(ascii: "*")
+        var reach = [Bool](repeating: false, count: s.count + 1)
+        reach[0] = true
+        var i = 0
+        while i < p.count {
+            var next = [Bool](repeating: false, count: s.count + 1)
+            if p[i] == star {
+                let deep = i + 1 < p.count && p[i + 1] == star
+                var on = false
+                for j in 0...s.count {
+                    if reach[j] { on = true }
+                    next[j] = on
+                    if !deep, j < s.count, s[j] == slash { on = false }  // `*` stops at a slash
                 }
-                result = found
+                i += deep ? 2 : 1
             } else {
-                result = j < s.count && p[i] == s[j] && match(i + 1, j + 1)
+                for j in 0..<s.count where reach[j] && s[j] == p[i] { next[j + 1] = true }
+                i += 1
             }
-            if !result { failed[state >> 6] |= 1 << UInt64(state & 63) }
-            return result
+            reach = next
+            if !reach.contains(true) { return false }
         }
-        return match(0, 0)
+        return reach[s.count]
     }
 }

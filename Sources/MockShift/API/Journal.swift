@@ -85,6 +85,9 @@ final class Journal: Sendable {
         return mine.suffix(limit).map(\.json)
     }
 
+    /// Every namespace with an entry.
+    func namespaces() -> Set<String> { ring.withLock { Set($0.slots.compactMap { $0?.namespace }) } }
+
     func clear(namespace: String) {
         ring.withLock { r in
             for i in r.slots.indices where r.slots[i]?.namespace == namespace { r.slots[i] = nil }

@@ -31,8 +31,8 @@ final class LLMScripts: Sendable {
             return d
         }
         let pattern = try body.string("prompt_pattern")
-        if let pattern, (try? Regex(pattern)) == nil {
-            throw APIError(.badRequest, "prompt_pattern is not a valid regular expression")
+        if let pattern, !pattern.isEmpty, PromptPattern(pattern) == nil {
+            throw APIError(.badRequest, "prompt_pattern is not a valid POSIX extended regular expression (back-references are not allowed)")
         }
         let failAfter = try number("fail_after_tokens", 0...1_000_000).map { Int($0) }
         let script = LLMScript(
@@ -61,4 +61,5 @@ final class LLMScripts: Sendable {
     func list(namespace: String) -> [JSONObject] { book.list(namespace: namespace).map(\.json) }
 
     func clear(namespace: String) -> Int { book.clear(namespace: namespace) }
+    func namespaces() -> Set<String> { book.namespaces() }
 }

@@ -59,15 +59,22 @@ enum MockHandlers {
     }
 
     /// `POST /_mock/reset`: terminates the caller's live runs and deletes its pipelines, runs, journal, faults and
-    /// scripted answers. `?all=true` does it for every namespace, and only for the admin key (`--admin-key`).
-    /// Other keys' data is untouched.
+    /// scripted answers. `?all=true` (or `1`) does it for every namespace that holds anything, and only for the
+    /// admin key (`--admin-key`); any other value of `all` but `false`/`0` is a 400. Other keys' data is untouched.
+    /// The answer names the namespaces masked like the journal's keys (a namespace is an API key).
     static func reset(_ c: HandlerContext) throws -> Reply {
         var namespaces = [c.namespace]
-        if c.request.queryValue("all") == "true" {
+        let all = c.request.queryValue("all")?.lowercased()
+        guard all == nil || ["true", "1", "false", "0"].contains(all!) else {
+            throw APIError(.badRequest, "all must be true or false")
+        }
+        if all == "true" || all == "1" {
             guard let admin = c.app.adminKey, c.namespace == admin else {
                 throw APIError(.forbidden, "reset?all=true needs the admin key (serve --admin-key)")
             }
-            namespaces = Array(Set(try c.app.store.namespaces() + [c.namespace])).sorted()
+            let holders = Set(try c.app.store.namespaces()).union(c.app.journal.namespaces())
+                .union(c.app.faults.namespaces()).union(c.app.llmScripts.namespaces()).union([c.namespace])
+            namespaces = holders.sorted()
         }
         var pipelines = 0, runs = 0
         for namespace in namespaces {
@@ -79,7 +86,10 @@ enum MockHandlers {
             _ = c.app.faults.clear(namespace: namespace)
             _ = c.app.llmScripts.clear(namespace: namespace)
         }
-        return .json(.ok, ["status": "success", "namespaces": .array(namespaces.map(JSON.string)),
+        let shown = namespaces.map { namespace -> JSON in
+            namespace == "default" ? "default" : .string(namespace.count > 8 ? "…" + namespace.suffix(4) : "…")
+        }
+        return .json(.ok, ["status": "success", "namespaces": .array(shown),
                            "deleted": ["pipelines": .int(Int64(pipelines)), "runs": .int(Int64(runs))]])
     }
 

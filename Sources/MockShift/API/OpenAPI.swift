@@ -410,11 +410,12 @@ enum OpenAPI {
                                             required: ["status", "live_runs", "live_timers", "runs_by_status"])),
                 errors: [])),
             ("post", "/_mock/reset", operation(
-                "controls", "Reset the caller's namespace", "`all=true` resets every namespace, for the --admin-key only (403 otherwise).",
-                parameters: [query("all", string, "true: every namespace (admin key only)")],
+                "controls", "Reset the caller's namespace",
+                "`all=true` (or `1`) resets every namespace, for the --admin-key only (403 otherwise); other values but `false`/`0` are 400. The namespaces are listed masked (`…` and the key's last four characters).",
+                parameters: [query("all", string, "true or 1: every namespace (admin key only)")],
                 ok: json("Reset.", success([("namespaces", array(string)), ("deleted", object([("pipelines", integer), ("runs", integer)]))],
                                            required: ["namespaces", "deleted"])),
-                errors: ["403"])),
+                errors: ["400", "403"])),
             ("get", "/_mock/runs", operation(
                 "controls", "The caller's runs", "Newest first, as run status JSON.",
                 parameters: [query("pipeline_id", string, "only this pipeline"), query("status", string, "one run status"), limit],

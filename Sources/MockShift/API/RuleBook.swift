@@ -28,6 +28,9 @@ final class RuleBook<Rule: NamespacedRule>: Sendable {
 
     func list(namespace: String) -> [Rule] { rules.withLock { $0.filter { $0.namespace == namespace } } }
 
+    /// Every namespace that has a rule.
+    func namespaces() -> Set<String> { rules.withLock { Set($0.map(\.namespace)) } }
+
     /// Removes the namespace's rules; returns how many.
     func clear(namespace: String) -> Int {
         rules.withLock { list in

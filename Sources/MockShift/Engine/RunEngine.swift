@@ -89,7 +89,9 @@ public struct RunOptions: Sendable {
 /// N tokens. Unset parts keep the simulation's.
 public struct LLMScript: Sendable {
     public var nodeID: String?
-    public var promptPattern: String?
+    public var promptPattern: String? { didSet { compiled = promptPattern.flatMap(PromptPattern.init) } }
+    /// `promptPattern` compiled once.
+    private var compiled: PromptPattern?
     public var response: String?
     public var ttftMilliseconds: Double?
     public var tokensPerSecond: Double?
@@ -100,6 +102,7 @@ public struct LLMScript: Sendable {
                 tokensPerSecond: Double? = nil, failAfterTokens: Int? = nil, message: String = "scripted LLM failure") {
         self.nodeID = nodeID
         self.promptPattern = promptPattern
+        self.compiled = promptPattern.flatMap(PromptPattern.init)
         self.response = response
         self.ttftMilliseconds = ttftMilliseconds
         self.tokensPerSecond = tokensPerSecond
@@ -107,13 +110,11 @@ public struct LLMScript: Sendable {
         self.message = message
     }
 
-    /// True when the script applies to `nodeID` with `prompt`. A pattern that is not a valid regular expression
-    /// is matched as plain text.
+    /// True when the script applies to `nodeID` with `prompt` (see ``PromptPattern``).
     public func matches(nodeID: String, prompt: String) -> Bool {
         if let id = self.nodeID, id != nodeID { return false }
         guard let pattern = promptPattern, !pattern.isEmpty else { return true }
-        if let regex = try? Regex(pattern) { return prompt.contains(regex) }
-        return prompt.contains(pattern)
+        return compiled?.matches(prompt) ?? prompt.contains(pattern)
     }
 
     /// The scripted text as tokens: one per word, each after the first with its leading space.

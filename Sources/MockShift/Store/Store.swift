@@ -487,7 +487,7 @@ public final class Store: @unchecked Sendable {
     }
 
     /// Retention (`serve --keep-runs`): in every namespace holding more than `keep` finished runs, deletes the
-    /// oldest finished ones (their node states go with them) so that `keep` remain. Live runs are never
+    /// ones that finished longest ago (so a long run that just ended is kept, whenever it started) (their node states go with them) so that `keep` remain. Live runs are never
     /// touched. Returns the ids of the deleted runs.
     @discardableResult
     public func pruneFinishedRuns(keepPerNamespace keep: Int) throws -> [String] {
@@ -501,7 +501,7 @@ public final class Store: @unchecked Sendable {
             for namespace in crowded {
                 let ids = try db.query("""
                     SELECT id FROM runs WHERE namespace = ? AND status IN ('completed', 'failed', 'terminated')
-                    ORDER BY created_at DESC, rowid DESC LIMIT -1 OFFSET ?
+                    ORDER BY COALESCE(ended_at, created_at) DESC, rowid DESC LIMIT -1 OFFSET ?
                     """, [.text(namespace), .int(Int64(keep))]).compactMap { $0[0].text }
                 for id in ids { try db.query("DELETE FROM runs WHERE id = ?", [.text(id)]) }
                 deleted += ids
