@@ -416,13 +416,19 @@ enum OpenAPI {
                                            required: ["namespaces", "deleted"])),
                 errors: ["403"])),
             ("get", "/_mock/runs", operation(
-                "controls", "The caller's runs", "Newest first, as run status JSON.",
+                "controls", "The caller's runs", "Newest first, as run status JSON plus `mode` (sync, background, stream).",
                 parameters: [query("pipeline_id", string, "only this pipeline"), query("status", string, "one run status"), limit],
                 ok: json("Runs.", success([("runs", array(ref("RunStatus")))], required: ["runs"])), errors: ["400"])),
             ("get", "/_mock/runs/{id}/events", operation(
                 "controls", "A run's timeline", "", parameters: [path("id", "Run id.")],
                 ok: json("Events.", success([("run_id", string), ("events", array(anyObject))], required: ["run_id", "events"])),
                 errors: ["404"])),
+            ("get", "/_mock/events", operation(
+                "controls", "The live run feed (Server-Sent Events)",
+                "Never ends while the daemon runs (it ends at shutdown). `event: TYPE` + `data: {json}` frames: first `ready`, then the caller's run events as they happen: `created`, `node_started`, `node_completed`, `node_skipped`, `first_token`, `stream` (tokens of streaming outputs: `node`, `outputs`, `text`, `tokens`), `tokens` (count), `paused`, `resumed`, and the final `completed` (with `result`), `failed` (with `error`) or `terminated`; each with `run_id`, `pipeline_id`, `type`, `clock_ms` and `at`. A `: keep-alive` comment after 15 s of silence. Read it with `fetch()` to send the key in the Authorization header (the dashboard does).",
+                ok: ["description": "Server-Sent Events, without end.",
+                     "content": ["text/event-stream": ["schema": described(string, "event: TYPE / data: {json} frames")]]],
+                errors: ["503"])),
             ("get", "/_mock/requests", operation(
                 "controls", "The caller's request journal", "The last /v1 requests, oldest first, keys masked.", parameters: [limit],
                 ok: json("Requests.", success([("requests", array(anyObject))], required: ["requests"])), errors: ["400"])),

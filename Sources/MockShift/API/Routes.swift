@@ -1,7 +1,8 @@
 import HTTPTypes
 
 /// The whole served API, one line a route (API.md §0, SPEC §2). Read top to bottom to see what MockShift
-/// answers; handlers live in `PipelineHandlers.swift` and `RunHandlers.swift`.
+/// answers; handlers live in `PipelineHandlers.swift`, `RunHandlers.swift`
+/// and `MockHandlers.swift`.
 extension Router {
     static func vectorShiftRoutes() -> Router {
         var r = Router()
@@ -34,6 +35,7 @@ extension Router {
         r.add(.post, "/_mock/reset", MockHandlers.reset)
         r.add(.get, "/_mock/runs", MockHandlers.runs)
         r.add(.get, "/_mock/runs/:id/events", MockHandlers.runEvents)
+        r.add(.get, "/_mock/events", MockHandlers.events)  // the live feed (Server-Sent Events)
         r.add(.get, "/_mock/requests", MockHandlers.requests)
         r.add(.post, "/_mock/faults", MockHandlers.addFault)
         r.add(.get, "/_mock/faults", MockHandlers.listFaults)
