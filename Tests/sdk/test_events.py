@@ -191,7 +191,7 @@ def test_feed_ends_cleanly_at_shutdown_after_the_interrupted_runs_end(new_daemon
     assert feed.error is None, f"the body ended cleanly (chunked end), not with {feed.error!r}"
 
 
-def test_feed_needs_the_key(new_daemon):
+def test_feed_needs_the_key_and_the_dashboard_files_do_not(new_daemon):
     d = new_daemon("--api-key", "secret")
     refused = requests.get(f"{d.root}/_mock/events", timeout=10)
     assert refused.status_code == 401 and "error" in refused.json()
@@ -200,3 +200,13 @@ def test_feed_needs_the_key(new_daemon):
     feed = Feed(d.root, "secret")
     feed.until(lambda t, data: t == "ready")
     feed.close()
+    for path, kind in [("/", "text/html"), ("/_mock/ui", "text/html"), ("/_mock/ui/index.html", "text/html"),
+                       ("/_mock/ui/app.js", "text/javascript"), ("/_mock/ui/style.css", "text/css")]:
+        r = requests.get(d.root + path, timeout=10)
+        assert r.status_code == 200 and r.headers["Content-Type"].startswith(kind), (path, r.status_code, r.headers)
+        assert "default-src 'self'" in r.headers["Content-Security-Policy"]
+        assert "http://" not in r.text and "https://" not in r.text, f"{path} loads nothing from elsewhere (no CDN)"
+    assert '<script src="/_mock/ui/app.js"' in requests.get(d.root + "/", timeout=10).text
+    missing = requests.get(f"{d.root}/_mock/ui/nothing.js", timeout=10)
+    assert missing.status_code == 404 and missing.json()["status"] == "failed"
+    assert requests.post(f"{d.root}/", timeout=10).status_code == 401, "only GET is public"
