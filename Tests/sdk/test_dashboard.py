@@ -155,3 +155,45 @@ def test_start_a_streaming_run_in_the_page_and_stop_generating(new_daemon, brows
     wait.until(lambda _: driver.execute_script("return document.documentElement.scrollWidth <= window.innerWidth + 1"))
     assert css("#detail-stop").is_displayed()
     driver.save_screenshot(str(SHOTS / "dashboard-narrow.png"))
+
+
+def test_the_page_reconnects_by_itself_after_a_daemon_restart(tmp_path, browser):
+    import socket
+
+    from selenium.webdriver.common.by import By
+    from selenium.webdriver.support.ui import WebDriverWait
+
+    from conftest import Daemon
+
+    with socket.socket() as s:  # a port for both lives of the daemon (the page stays on one origin)
+        s.bind(("127.0.0.1", 0))
+        port = s.getsockname()[1]
+    db = tmp_path / "restart.sqlite3"
+    first = Daemon(db, "--port", str(port)).start()
+    try:
+        Pipeline = point_sdk(first, "restart-key")
+        pipeline = build_llm_pipeline(Pipeline, "before-restart")
+        done = pipeline.start(inputs={"input_0": "Write 3 words."})
+        driver = browser
+        wait = WebDriverWait(driver, 20, poll_frequency=0.05)
+        state = lambda: driver.find_element(By.ID, "feed-state").get_attribute("data-state")  # noqa: E731
+        driver.get(first.root + "/")
+        driver.find_element(By.ID, "api-key").send_keys("restart-key")
+        driver.find_element(By.ID, "key-save").click()
+        wait.until(lambda _: state() == "live")
+        wait.until(lambda _: driver.find_elements(By.CSS_SELECTOR, f'#runs-table tr[data-run-id="{done.task_id}"]'))
+    finally:
+        assert first.stop() == 0
+    wait.until(lambda _: state() == "down", "the page notices the daemon is gone")
+    assert "reconnect" in driver.find_element(By.ID, "feed-state").text or "retrying" in driver.find_element(By.ID, "feed-state").text
+    second = Daemon(db, "--port", str(port)).start()
+    try:
+        wait.until(lambda _: state() == "live", "the page reconnects by itself")
+        Pipeline = point_sdk(second, "restart-key")
+        after = Pipeline.fetch(id=pipeline.id).start(inputs={"input_0": "Write 3 words."})
+        row = f'#runs-table tr[data-run-id="{after.task_id}"]'
+        wait.until(lambda _: driver.find_elements(By.CSS_SELECTOR, row)
+                   and driver.find_element(By.CSS_SELECTOR, row).get_attribute("data-status") == "completed",
+                   "a run started after the restart shows up live")
+    finally:
+        second.stop()
