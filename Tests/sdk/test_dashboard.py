@@ -125,8 +125,13 @@ def test_start_a_streaming_run_in_the_page_and_stop_generating(new_daemon, brows
     before = len(css(output).text)
     wait.until(lambda _: len(css(output).text) > before, "tokens go on after resume")
 
-    # Stop generating.
-    css("#detail-stop").click()
+    # Stop generating, from the keyboard: after the run's heading come Close, then Stop generating.
+    from selenium.webdriver.common.action_chains import ActionChains
+    from selenium.webdriver.common.keys import Keys
+    driver.execute_script("document.getElementById('detail-title').focus()")
+    ActionChains(driver).send_keys(Keys.TAB, Keys.TAB).perform()
+    assert driver.switch_to.active_element.get_attribute("id") == "detail-stop", "Stop generating is reachable by Tab"
+    ActionChains(driver).send_keys(Keys.ENTER).perform()
     wait.until(lambda _: css("#detail-status").get_attribute("data-status") == "terminated")
     assert "terminated" in css("#detail-status").text, "the status is written, not only coloured"
     status = requests.get(f"{d.url}/pipeline/{chat.id}/run/status/{run_id}",
