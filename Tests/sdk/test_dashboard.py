@@ -155,6 +155,29 @@ def test_start_a_streaming_run_in_the_page_and_stop_generating(new_daemon, brows
     css("#detail").screenshot(str(SHOTS / "run-detail-stopped.png"))
     driver.save_screenshot(str(SHOTS / "dashboard-stopped-run.png"))
 
+    # The run list's filters.
+    rows = lambda: driver.find_elements(By.CSS_SELECTOR, "#runs-table tbody tr")  # noqa: E731
+    Select(css("#filter-status")).select_by_value("terminated")
+    wait.until(lambda _: len(rows()) == 2 and all(r.get_attribute("data-status") == "terminated" for r in rows()))
+    Select(css("#filter-status")).select_by_value("")
+    Select(css("#filter-pipeline")).select_by_value(summary.id)
+    wait.until(lambda _: len(rows()) == 2 and run_id not in [r.get_attribute("data-run-id") for r in rows()])
+    Select(css("#filter-pipeline")).select_by_value("")
+    wait.until(lambda _: len(rows()) == 3)
+
+    # A background run from the form: it shows up, and completes.
+    Select(css("#start-pipeline")).select_by_value(summary.id)
+    question = wait.until(lambda _: driver.find_elements(By.CSS_SELECTOR, 'textarea[data-input="input_0"]'))[0]
+    question.clear()
+    question.send_keys("Write 3 words.")
+    css("#mode-background").click()
+    css("#start-run").click()
+    wait.until(lambda _: css("#detail-id").text not in ("", run_id))
+    background = css("#detail-id").text
+    wait.until(lambda _: css("#detail-status").get_attribute("data-status") == "completed")
+    assert css("#detail-mode").text == "background"
+    assert css(f'#runs-table tr[data-run-id="{background}"]').get_attribute("data-status") == "completed"
+
     # Narrow window: one column, nothing wider than the window, the controls still there.
     driver.set_window_size(420, 900)
     wait.until(lambda _: driver.execute_script("return document.documentElement.scrollWidth <= window.innerWidth + 1"))
