@@ -28,13 +28,15 @@ let package = Package(
             .product(name: "Logging", package: "swift-log"),
         ]),
         // API (routes, handlers) → Engine (runs, scheduler, LLM simulation) → Store (SQLite); Model is shared.
+        // The dashboard's files (Sources/MockShift/Dashboard) are compiled in as byte arrays (`PackageResources`):
+        // no bundle to find at run time, so the binary can be moved anywhere.
         .target(name: "MockShift", dependencies: [
             "MockShiftHTTP", "CSQLite3",
             .product(name: "HTTPTypes", package: "swift-http-types"),
             .product(name: "Logging", package: "swift-log"),
             .product(name: "Crypto", package: "swift-crypto"),
             .product(name: "Metrics", package: "swift-metrics"),
-        ]),
+        ], resources: [.embedInCode("Dashboard")]),
         // The `mockshift` executable: parses options and starts things, nothing else.
         .executableTarget(name: "MockShiftCLI", dependencies: [
             "MockShift", "MockShiftHTTP",

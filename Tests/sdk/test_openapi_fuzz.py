@@ -66,10 +66,13 @@ def api_schema(fuzz_daemon):
     # - POST /_mock/llm: a random valid script (`{"ttft_ms": 86400000}`) would make later runs wait a
     #   simulated day (time scale 0 makes that instant, but `fail_after_tokens` would fail them: 500s that
     #   the document does list, hiding real ones). Covered by HostileInputTests and test_fixtures.py.
+    # - GET /_mock/events: the live feed never ends while the daemon runs (a generated request would wait for
+    #   its read timeout, a minute per example). Covered by test_events.py.
     # Kept: POST /_mock/clock/advance (the daemon's clock is real, so every request is a documented 400),
     # POST /_mock/reset (without --admin-key, `all=true` is a documented 403; resetting the fuzz key's own
     # namespace is harmless since every example seeds its own pipeline).
-    return schema.exclude(method="POST", path="/_mock/faults").exclude(method="POST", path="/_mock/llm")
+    return (schema.exclude(method="POST", path="/_mock/faults").exclude(method="POST", path="/_mock/llm")
+            .exclude(method="GET", path="/_mock/events"))
 
 
 @schemathesis.check

@@ -158,9 +158,12 @@ public final class MockShiftApp: HTTPResponder {
         }
     }
 
-    /// Requests answered without authentication: only `GET /openapi.json` (see `MockHandlers.openAPI`).
+    /// Requests answered without authentication: `GET /openapi.json` (see `MockHandlers.openAPI`) and the
+    /// dashboard's files (`GET /`, `/_mock/ui`, `/_mock/ui/{file}`, see `DashboardHandlers`), which hold no data.
     static func isPublic(_ request: Request) -> Bool {
-        request.head.method == .get && request.path == "/openapi.json"
+        guard request.head.method == .get else { return false }
+        let path = request.path
+        return path == "/openapi.json" || DashboardHandlers.isDashboardPath(path)
     }
 
     /// The caller's namespace: its API key, or `default` with no key or `Bearer None` (SPEC §7). With

@@ -25,12 +25,14 @@ enum MockHandlers {
         return .json(.ok, ["status": "ready"])
     }
 
-    /// `GET /_mock/stats`: live runs and timers, open streams and connections, stored runs by status, and
+    /// `GET /_mock/stats`: live runs and timers, readers of the live feed (`feed_subscribers`, all keys), open
+    /// streams and connections, stored runs by status, and
     /// `scheduler_lateness` (`timers_fired`, `p50_ms`, `p99_ms`, `max_ms`: how late the scheduler's timers fired
     /// since the daemon started, daemon-wide).
     static func stats(_ c: HandlerContext) throws -> Reply {
         var stats: JSONObject = ["status": "ok", "live_runs": .int(Int64(c.app.engine.liveCount)),
-                                 "live_timers": .int(Int64(c.app.engine.scheduler.pendingCount))]
+                                 "live_timers": .int(Int64(c.app.engine.scheduler.pendingCount)),
+                                 "feed_subscribers": .int(Int64(c.app.engine.feedSubscriberCount))]
         for (k, v) in c.app.currentTransportStats() { stats[k] = v }
         var byStatus = JSONObject()
         for (status, count) in try c.app.store.runCounts().sorted(by: { $0.key.rawValue < $1.key.rawValue }) {
@@ -93,7 +95,8 @@ enum MockHandlers {
                            "deleted": ["pipelines": .int(Int64(pipelines)), "runs": .int(Int64(runs))]])
     }
 
-    /// `GET /_mock/runs[?pipeline_id=…][&status=…][&limit=…]`: the caller's runs, newest first, as run status JSON.
+    /// `GET /_mock/runs[?pipeline_id=…][&status=…][&limit=…]`: the caller's runs, newest first, as run status JSON
+    /// with `mode`.
     static func runs(_ c: HandlerContext) throws -> Reply {
         var status: RunStatus?
         if let raw = c.request.queryValue("status"), !raw.isEmpty {
@@ -106,7 +109,13 @@ enum MockHandlers {
         guard limit >= 0 else { throw APIError(.badRequest, "limit must not be negative") }
         let pipeline = c.request.queryValue("pipeline_id").flatMap { $0.isEmpty ? nil : $0 }
         let runs = try c.app.store.runs(namespace: c.namespace, pipelineID: pipeline, status: status, limit: min(limit, 10_000))
-        return .json(.ok, ["status": "success", "runs": .array(runs.map(RunHandlers.render))])
+        // Each as its status JSON, plus `mode` (sync, background, stream), which the status of /v1 does not show.
+        let rendered: [JSON] = runs.map { run in
+            var object = RunHandlers.render(run).objectValue ?? [:]
+            object["mode"] = .string(run.mode.rawValue)
+            return .object(object)
+        }
+        return .json(.ok, ["status": "success", "runs": .array(rendered)])
     }
 
     /// `GET /_mock/runs/{id}/events`: the run's timeline: created, node_started, first_token, tokens (with
@@ -115,6 +124,26 @@ enum MockHandlers {
     static func runEvents(_ c: HandlerContext) throws -> Reply {
         let events = try c.app.engine.events(namespace: c.namespace, runID: c.parameter("id"))
         return .json(.ok, ["status": "success", "run_id": .string(c.parameter("id")), "events": .array(events)])
+    }
+
+    /// `GET /_mock/events`: the caller's run events as Server-Sent Events, live (issue 7; ``FeedStream``): first
+    /// `ready`, then every run's `created`, node events, `first_token`, `stream` (tokens of streaming outputs),
+    /// `paused`, `resumed` and final status, each with `run_id`, `pipeline_id`, `type`, `clock_ms` and `at`. Never
+    /// ends while the daemon runs; the dashboard reads it with `fetch()` so that the key stays in a header.
+    static func events(_ c: HandlerContext) throws -> Reply {
+        let engine = c.app.engine
+        let stream = FeedStream(scheduler: engine.scheduler)
+        stream.start()  // queued before the subscription, so `ready` is the first event
+        let subscription: RunFeedSubscription
+        do {
+            subscription = try engine.subscribe(namespace: c.namespace, onEvent: { stream.send($0) }, onEnd: { stream.end() })
+        } catch {
+            stream.end()
+            throw error
+        }
+        stream.body.onClose { engine.unsubscribe(subscription) }
+        c.writer.send(stream.response())
+        return .later
     }
 
     /// `GET /_mock/requests[?limit=…]`: the caller's journal of `/v1` requests, oldest first, keys masked.

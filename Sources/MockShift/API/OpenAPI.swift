@@ -157,6 +157,7 @@ enum OpenAPI {
                 ["name": "pipelines", "description": "Pipeline CRUD (API.md §3)"],
                 ["name": "runs", "description": "Runs, status, terminate, pause, resume (API.md §4–5, SPEC §3–4)"],
                 ["name": "controls", "description": "Test controls outside /v1 (SPEC §7)"],
+                ["name": "dashboard", "description": "The live dashboard's files (issue 7), public"],
             ],
             "paths": .object(paths),
             "components": ["securitySchemes": securitySchemes(), "schemas": schemas(), "responses": responses()],
@@ -165,9 +166,10 @@ enum OpenAPI {
 
     static let description = """
         A local mock of the VectorShift API (`/v1`, as the official Python SDK 0.1.15 uses it) plus test \
-        controls (`/_mock/…`, `/metrics`). Send `Authorization: Bearer KEY`: each key is its own namespace; no \
-        header or `Bearer None` means the namespace `default`. When the daemon runs with `--api-key`, only those \
-        keys are accepted everywhere but this document (401 `{"error": …}` otherwise).
+        controls (`/_mock/…`, `/metrics`) and a live dashboard (`/`). Send `Authorization: Bearer KEY`: each key \
+        is its own namespace; no header or `Bearer None` means the namespace `default`. When the daemon runs \
+        with `--api-key`, only those keys are accepted everywhere but this document and the dashboard's files \
+        (401 `{"error": …}` otherwise).
 
         Errors are JSON: `{"status":"failed","error":…}` (plus `run_id` when a run is concerned), or \
         `{"error":…}` for authentication (401). Every route answers 413 for a body over `--max-body-mb`, and \
@@ -368,6 +370,11 @@ enum OpenAPI {
         ]
     }
 
+    /// An HTML answer.
+    static func page(_ description: String) -> JSON {
+        ["description": .string(description), "content": ["text/html": ["schema": string]]]
+    }
+
     static func controlOperations() -> [(String, String, JSON)] {
         let cleared = json("Removed.", success([("removed", integer)], required: ["removed"]))
         let faultFields: [Field] = [
@@ -394,6 +401,18 @@ enum OpenAPI {
                 "controls", "This document",
                 "Served without authentication, also with --api-key: it describes the daemon and holds no namespace's data.",
                 ok: json("OpenAPI 3.0.3.", anyObject), errors: [], secured: false)),
+            ("get", "/", operation(
+                "dashboard", "The live dashboard",
+                "An HTML page (issue 7) embedded in the binary. Served without authentication: it holds no data; it asks for the key and sends it in the Authorization header of every request it makes.",
+                ok: page("The page."), errors: [], secured: false)),
+            ("get", "/_mock/ui", operation(
+                "dashboard", "The live dashboard", "The same page as `/`.", ok: page("The page."), errors: [], secured: false)),
+            ("get", "/_mock/ui/{file}", operation(
+                "dashboard", "A file of the dashboard", "`index.html`, `app.js` or `style.css`; 404 for any other name.",
+                parameters: [path("file", "File name.")],
+                ok: ["description": "The file.",
+                     "content": ["text/html": ["schema": string], "text/javascript": ["schema": string], "text/css": ["schema": string]]],
+                errors: ["404"], secured: false)),
             ("get", "/metrics", operation(
                 "controls", "Prometheus metrics", "Request and run counters, request durations, live gauges.",
                 ok: ["description": "Prometheus text format 0.0.4.", "content": ["text/plain": ["schema": string]]], errors: [])),
@@ -417,13 +436,19 @@ enum OpenAPI {
                                            required: ["namespaces", "deleted"])),
                 errors: ["400", "403"])),
             ("get", "/_mock/runs", operation(
-                "controls", "The caller's runs", "Newest first, as run status JSON.",
+                "controls", "The caller's runs", "Newest first, as run status JSON plus `mode` (sync, background, stream).",
                 parameters: [query("pipeline_id", string, "only this pipeline"), query("status", string, "one run status"), limit],
                 ok: json("Runs.", success([("runs", array(ref("RunStatus")))], required: ["runs"])), errors: ["400"])),
             ("get", "/_mock/runs/{id}/events", operation(
                 "controls", "A run's timeline", "", parameters: [path("id", "Run id.")],
                 ok: json("Events.", success([("run_id", string), ("events", array(anyObject))], required: ["run_id", "events"])),
                 errors: ["404"])),
+            ("get", "/_mock/events", operation(
+                "controls", "The live run feed (Server-Sent Events)",
+                "Never ends while the daemon runs (it ends at shutdown). `event: TYPE` + `data: {json}` frames: first `ready`, then the caller's run events as they happen: `created`, `node_started`, `node_completed`, `node_skipped`, `first_token`, `stream` (tokens of streaming outputs: `node`, `outputs`, `text`, `tokens`), `tokens` (count), `paused`, `resumed`, and the final `completed` (with `result`), `failed` (with `error`) or `terminated`; each with `run_id`, `pipeline_id`, `type`, `clock_ms` and `at`. A `: keep-alive` comment after 15 s of silence. Read it with `fetch()` to send the key in the Authorization header (the dashboard does).",
+                ok: ["description": "Server-Sent Events, without end.",
+                     "content": ["text/event-stream": ["schema": described(string, "event: TYPE / data: {json} frames")]]],
+                errors: ["503"])),
             ("get", "/_mock/requests", operation(
                 "controls", "The caller's request journal", "The last /v1 requests, oldest first, keys masked.", parameters: [limit],
                 ok: json("Requests.", success([("requests", array(anyObject))], required: ["requests"])), errors: ["400"])),

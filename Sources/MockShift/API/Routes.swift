@@ -1,7 +1,8 @@
 import HTTPTypes
 
 /// The whole served API, one line a route (API.md §0, SPEC §2). Read top to bottom to see what MockShift
-/// answers; handlers live in `PipelineHandlers.swift` and `RunHandlers.swift`.
+/// answers; handlers live in `PipelineHandlers.swift`, `RunHandlers.swift`,
+/// `MockHandlers.swift` and `DashboardHandlers.swift`.
 extension Router {
     static func vectorShiftRoutes() -> Router {
         var r = Router()
@@ -26,6 +27,10 @@ extension Router {
         r.add(.post, "/v1/pipeline/:id/bulk_run", RunHandlers.bulkRun)  // the docs' spelling
         // This API's own description (OpenAPI.swift), public
         r.add(.get, "/openapi.json", MockHandlers.openAPI)
+        // The live dashboard (DashboardHandlers.swift), public: files without data
+        r.add(.get, "/", DashboardHandlers.page)
+        r.add(.get, "/_mock/ui", DashboardHandlers.page)
+        r.add(.get, "/_mock/ui/:file", DashboardHandlers.file)
         // Test controls (SPEC §7)
         r.add(.get, "/metrics", MockHandlers.metrics)
         r.add(.get, "/_mock/health", MockHandlers.health)
@@ -34,6 +39,7 @@ extension Router {
         r.add(.post, "/_mock/reset", MockHandlers.reset)
         r.add(.get, "/_mock/runs", MockHandlers.runs)
         r.add(.get, "/_mock/runs/:id/events", MockHandlers.runEvents)
+        r.add(.get, "/_mock/events", MockHandlers.events)  // the live feed (Server-Sent Events)
         r.add(.get, "/_mock/requests", MockHandlers.requests)
         r.add(.post, "/_mock/faults", MockHandlers.addFault)
         r.add(.get, "/_mock/faults", MockHandlers.listFaults)

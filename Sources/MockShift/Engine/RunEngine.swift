@@ -151,6 +151,8 @@ public final class RunEngine: Sendable {
     /// `--keep-runs` and its bookkeeping: finished runs since the last pruning, and whether one is under way.
     private let retention = Mutex<(keep: Int, finishedSincePrune: Int, pruning: Bool)>((0, 0, false))
     private static let finalCacheLimit = 4_096  // bounded memory (scripts/bench-hygiene); older runs are read from SQLite
+    /// Subscribers of the namespace-wide run feed (`GET /_mock/events`, issue 7).
+    let feed = RunFeed()
 
     public init(store: Store, scheduler: Scheduler, settings: EngineSettings, logger: Logger) {
         self.store = store
@@ -158,6 +160,28 @@ public final class RunEngine: Sendable {
         self.settings = settings
         self.logger = logger
     }
+
+    /// Subscribes to every run event of `namespace` (issue 7's live feed): run created, node started, completed
+    /// or skipped, first token, the tokens of streaming outputs as they are generated (only streaming runs
+    /// produce them one by one), paused, resumed, and the final status with its error or result. Events of one
+    /// run arrive in order, each after the state it reports is committed; `onEvent` is called under the run's
+    /// lock, from any thread, so it must be quick (format and queue) and thread-safe. `onEnd` runs once when
+    /// the engine shuts down, after the last runs' final events.
+    ///
+    /// - Throws: `.unavailable` when the engine is shutting down.
+    public func subscribe(namespace: String, onEvent: @escaping @Sendable (RunFeedEvent) -> Void,
+                          onEnd: @escaping @Sendable () -> Void) throws(APIError) -> RunFeedSubscription {
+        guard let subscription = feed.subscribe(namespace: namespace, onEvent: onEvent, onEnd: onEnd) else {
+            throw APIError(.unavailable, "server shutting down")
+        }
+        return subscription
+    }
+
+    /// Ends a subscription (its reader went away). Harmless twice.
+    public func unsubscribe(_ subscription: RunFeedSubscription) { feed.unsubscribe(subscription) }
+
+    /// Number of feed subscribers, all namespaces together.
+    public var feedSubscriberCount: Int { feed.subscriberCount }
 
     /// Number of runs in memory (not final).
     public var liveCount: Int { live.withLock { $0.count } }
@@ -224,6 +248,7 @@ public final class RunEngine: Sendable {
         let run = LiveRun(graph: graph, record: record, streamAll: options.streamAllOutputs, streaming: observer != nil,
                           failures: options.llmFailures, scripts: options.llmScripts)
         run.state.withLock { st in
+            st.feed = feed
             if let onFinish { st.waiters.append(onFinish) }
             if let observer { st.observers.append(observer) }
             st.log("created", clock: scheduler.now)
@@ -243,6 +268,7 @@ public final class RunEngine: Sendable {
                 st.notify(.started(record))
                 for event in st.held { st.notify(event) }
                 st.held = []
+                deliverFeed(run, &st)
             }
             return outcome
         }
@@ -310,7 +336,9 @@ public final class RunEngine: Sendable {
                 let before = st.record.status
                 body(run, &st)
                 if st.record.status == before && !before.isFinal { return (st.record, nil) }
-                return commitLocked(run, &st)
+                let outcome = commitLocked(run, &st)
+                deliverFeed(run, &st)
+                return outcome
             }
             finish(finished)
             if let snapshot { return snapshot }
@@ -369,10 +397,13 @@ public final class RunEngine: Sendable {
             let (_, finished) = run.state.withLock { st -> (RunRecord?, Finished?) in
                 if st.record.status.isFinal { return (nil, nil) }
                 stopLocked(run, &st, status: .failed, error: "run interrupted: server shut down")
-                return commitLocked(run, &st)
+                let outcome = commitLocked(run, &st)
+                deliverFeed(run, &st)
+                return outcome
             }
             finish(finished)
         }
+        feed.close()  // after the runs' final events: readers of the feed see them, then the end
     }
 
     // MARK: - Execution (all under the run's lock)
@@ -476,6 +507,7 @@ public final class RunEngine: Sendable {
                 run.state.withLock { st in
                     guard st.record.status == .inProgress, st.llm[nodeID]?.generation == generation else { return }
                     self.noteFirstToken(&st, nodeID: nodeID, at: self.scheduler.now)
+                    self.deliverFeed(run, &st)
                 }
             }
         }
@@ -485,6 +517,7 @@ public final class RunEngine: Sendable {
     /// An LLM node's timer fired: send the tokens now due, then finish the node or wait for the next token.
     private func llmTick(_ run: LiveRun, nodeID: String, generation: UInt64) {
         let (_, finished) = run.state.withLock { st -> (RunRecord?, Finished?) in
+            defer { deliverFeed(run, &st) }  // tokens of a waiting node too; after the commit otherwise
             guard st.record.status == .inProgress, st.llm[nodeID]?.generation == generation,
                   let index = run.graph.nodes.firstIndex(where: { $0.id == nodeID }),
                   tickLocked(run, &st, nodeID: nodeID, index: index) != .waiting else { return (nil, nil) }
@@ -505,7 +538,9 @@ public final class RunEngine: Sendable {
         let total = progress.failure?.afterTokens ?? progress.completion.tokens.count
         let emitted = progress.timing.emitted(after: scheduler.now &- progress.startedAt, of: total)
         if !progress.streamsTo.isEmpty && emitted > progress.sent {
-            st.notify(.tokens(outputs: progress.streamsTo, tokens: Array(progress.completion.tokens[progress.sent..<emitted])))
+            let tokens = Array(progress.completion.tokens[progress.sent..<emitted])
+            st.notify(.tokens(outputs: progress.streamsTo, tokens: tokens))
+            st.feedTokens(node: nodeID, outputs: progress.streamsTo, tokens: tokens, clock: scheduler.now)
             progress.sent = emitted
         }
         st.llm[nodeID] = progress
@@ -646,6 +681,79 @@ public final class RunEngine: Sendable {
         if input == 0 && output == 0 { return nil }
         return ["input_tokens": .int(Int64(input)), "output_tokens": .int(Int64(output)),
                 "tokens_used": .int(Int64(input + output)), "credits_used": .double(credits)]
+    }
+
+    // MARK: - Run feed
+
+    /// Sends what the run collected for the feed to its namespace's subscribers, in order. Called under the
+    /// run's lock, after the commit of what it reports (so a reader that asks for the run's status is never
+    /// behind the feed), at the end of every section that may have collected something.
+    private func deliverFeed(_ run: LiveRun, _ st: inout LiveState) {
+        guard !st.feedItems.isEmpty else { return }
+        let items = st.feedItems
+        st.feedItems = []
+        let subscribers = feed.subscribers(of: run.record.namespace)
+        guard !subscribers.isEmpty else { return }
+        for item in items {
+            let event = feedEvent(item, run, st)
+            for subscriber in subscribers { subscriber.onEvent(event) }
+        }
+    }
+
+    /// Longest text of an output value a final event carries; the run's status has the whole result.
+    static let feedTextLimit = 2_000
+
+    private func feedEvent(_ item: FeedItem, _ run: LiveRun, _ st: LiveState) -> RunFeedEvent {
+        var o = JSONObject()
+        let type: String
+        switch item {
+        case let .entry(index):
+            let entry = st.timeline[index].objectValue ?? [:]
+            type = entry["event"]?.stringValue ?? "event"
+            o["type"] = .string(type)
+            o["run_id"] = .string(run.record.id)
+            o["pipeline_id"] = .string(run.record.pipelineID)
+            for (k, v) in entry where k != "event" && k != "clock_ms" && k != "at" { o[k] = v }
+            switch type {
+            case "created":
+                o["status"] = .string(RunStatus.inProgress.rawValue)
+                o["mode"] = .string(run.record.mode.rawValue)
+                if let version = run.record.version { o["version"] = .string(version) }
+                o["nodes"] = .array(run.record.nodes.map { .string($0.id) })
+            case "paused": o["status"] = .string(RunStatus.paused.rawValue)
+            case "resumed": o["status"] = .string(RunStatus.inProgress.rawValue)
+            case RunStatus.completed.rawValue, RunStatus.failed.rawValue, RunStatus.terminated.rawValue:
+                o["status"] = .string(type)
+                if type == RunStatus.completed.rawValue, let result = st.record.result {
+                    o["result"] = .object(Self.shortened(result))
+                }
+                if let usage = st.record.usage { o["output_tokens"] = usage["output_tokens"] }
+            default: break
+            }
+            o["clock_ms"] = entry["clock_ms"]
+            o["at"] = entry["at"]
+        case let .tokens(node, outputs, tokens, clock, atMicros):
+            type = "stream"
+            o = ["type": "stream", "run_id": .string(run.record.id), "pipeline_id": .string(run.record.pipelineID),
+                 "node": .string(node), "outputs": .array(outputs.map(JSON.string)), "text": .string(tokens.joined()),
+                 "tokens": .int(Int64(tokens.count)), "clock_ms": .double(Double(clock) / 1_000_000),
+                 "at": .string(iso8601(micros: atMicros))]
+        }
+        return RunFeedEvent(namespace: run.record.namespace, runID: run.record.id, pipelineID: run.record.pipelineID,
+                            type: type, json: o)
+    }
+
+    /// Outputs with long texts cut to ``feedTextLimit`` characters (ending in `…`).
+    static func shortened(_ outputs: JSONObject) -> JSONObject {
+        var short = JSONObject()
+        for (k, v) in outputs {
+            if case let .string(text) = v, text.count > feedTextLimit {
+                short[k] = .string(String(text.prefix(feedTextLimit)) + "…")
+            } else {
+                short[k] = v
+            }
+        }
+        return short
     }
 
     // MARK: - Commit and notify
@@ -810,6 +918,10 @@ struct LiveState {
     var pausedAt: UInt64?
     /// The timeline (`/_mock/runs/{id}/events`): what happened, on the scheduler's clock and the wall clock.
     var timeline: [JSON] = []
+    /// The engine's run feed; while anyone subscribes, what happens is collected in `feedItems` until
+    /// `RunEngine.deliverFeed` sends it (after the commit of the state it reports).
+    var feed: RunFeed?
+    var feedItems: [FeedItem] = []
 
     /// Appends a timeline event at scheduler time `clock` (nanoseconds), stamped with the wall clock now.
     mutating func log(_ event: String, node: String? = nil, clock: UInt64, extra: JSONObject = [:]) {
@@ -819,6 +931,13 @@ struct LiveState {
         entry["clock_ms"] = .double(Double(clock) / 1_000_000)
         entry["at"] = .string(iso8601(micros: wallClockMicros()))
         timeline.append(.object(entry))
+        if feed?.isWatched == true { feedItems.append(.entry(timeline.count - 1)) }
+    }
+
+    /// Collects a token tick for the run feed, if anyone subscribes.
+    mutating func feedTokens(node: String, outputs: [String], tokens: [String], clock: UInt64) {
+        guard feed?.isWatched == true else { return }
+        feedItems.append(.tokens(node: node, outputs: outputs, tokens: tokens, clock: clock, atMicros: wallClockMicros()))
     }
 
     mutating func notify(_ event: RunEvent) {

@@ -1,0 +1,227 @@
+"""The dashboard in a real browser (issue 7): Debian's chromium and chromium-driver, driven by selenium, headless.
+
+The daemon runs with a slow LLM (10 tokens/s), so a run's tokens stream for half a minute. Through the page
+only: enter the key, start a streaming run with the form, wait for tokens, pause and resume, press "Stop
+generating"; then the page and `GET …/run/status/{id}` both say `terminated`, and no token appears afterwards.
+Screenshots of the run list and the run detail (live, then stopped) go to docs/screenshots/ (or
+$MOCKSHIFT_SCREENSHOTS), for the README.
+
+Without chromium or chromedriver the test is skipped, except in CI (`CI` set), where it fails: `.ci/run`
+installs them.
+"""
+import os
+import pathlib
+import shutil
+
+import pytest
+import requests
+
+from conftest import REPO, build_llm_pipeline, build_streaming_pipeline, point_sdk, unique
+
+SHOTS = pathlib.Path(os.environ.get("MOCKSHIFT_SCREENSHOTS", REPO / "docs" / "screenshots"))
+ESSAY = "Write a 300 word essay about robots."
+
+
+def missing(what):
+    message = f"{what} (Debian: apt-get install chromium chromium-driver; pip install selenium)"
+    if os.environ.get("CI"):
+        pytest.fail(f"CI must run the browser test, but {message}")
+    pytest.skip(message)
+
+
+def find_browser():
+    browser = next((shutil.which(n) for n in ("chromium", "chromium-browser", "google-chrome") if shutil.which(n)), None)
+    driver = shutil.which("chromedriver") or next(
+        (p for p in ("/usr/bin/chromedriver", "/usr/lib/chromium/chromedriver") if os.path.exists(p)), None)
+    if not browser:
+        missing("chromium is not installed")
+    if not driver:
+        missing("chromedriver is not installed")
+    return browser, driver
+
+
+@pytest.fixture
+def browser():
+    try:
+        from selenium import webdriver
+        from selenium.webdriver.chrome.service import Service
+    except ImportError:
+        missing("selenium is not installed")
+    binary, driver_path = find_browser()
+    options = webdriver.ChromeOptions()
+    options.binary_location = binary
+    for argument in ("--headless=new", "--no-sandbox", "--disable-dev-shm-usage", "--disable-gpu",
+                     "--window-size=1280,800", "--hide-scrollbars", "--force-device-scale-factor=1",
+                     "--disable-extensions", "--no-first-run", "--lang=en-US"):
+        options.add_argument(argument)
+    # The driver given by path: selenium's manager would otherwise look for one on the network.
+    driver = webdriver.Chrome(service=Service(executable_path=driver_path), options=options)
+    driver.set_page_load_timeout(30)
+    yield driver
+    driver.quit()
+
+
+def test_start_a_streaming_run_in_the_page_and_stop_generating(new_daemon, browser):
+    from selenium.common.exceptions import TimeoutException
+    from selenium.webdriver.common.by import By
+    from selenium.webdriver.support.ui import Select, WebDriverWait
+
+    d = new_daemon("--tokens-per-second", "10", "--ttft-ms", "600")
+    key = unique("browser")
+    Pipeline = point_sdk(d, key)
+    chat = build_streaming_pipeline(Pipeline, "support-chat")
+    # Some history for the run list: a finished run, and one stopped through the API.
+    summary = build_llm_pipeline(Pipeline, "nightly-summary")
+    summary.start(inputs={"input_0": "Write 4 words."})
+    stopped = summary.start(inputs={"input_0": ESSAY})
+    summary.terminate(run_id=stopped.task_id)
+
+    driver = browser
+    # 1280×800 of page (the window's own frame, if any, comes on top).
+    inner = driver.execute_script("return [window.innerWidth, window.innerHeight]")
+    driver.set_window_size(1280 + 1280 - inner[0], 800 + 800 - inner[1])
+    wait = WebDriverWait(driver, 20, poll_frequency=0.05)
+    css = lambda selector: driver.find_element(By.CSS_SELECTOR, selector)  # noqa: E731
+
+    driver.get(d.root + "/")
+    css("#api-key").send_keys(key)
+    css("#key-save").click()
+    wait.until(lambda _: css("#feed-state").get_attribute("data-state") == "live")
+    wait.until(lambda _: len(driver.find_elements(By.CSS_SELECTOR, "#runs-table tbody tr")) == 2)
+    wait.until(lambda _: driver.find_elements(By.CSS_SELECTOR, f'#pipelines-table tr[data-pipeline-id="{chat.id}"]'))
+
+    # Start a streaming run through the form.
+    Select(css("#start-pipeline")).select_by_value(chat.id)
+    question = wait.until(lambda _: driver.find_elements(By.CSS_SELECTOR, 'textarea[data-input="input_0"]'))[0]
+    question.clear()
+    question.send_keys(ESSAY)
+    css("#mode-stream").click()
+    css("#start-run").click()
+
+    # The detail opens on the new run; tokens appear.
+    wait.until(lambda _: css("#detail").is_displayed() and css("#detail-id").text)
+    run_id = css("#detail-id").text
+    output = 'pre.output-text[data-output="output_0"]'
+    wait.until(lambda _: len(css(output).text.split()) >= 20)
+    assert css("#detail-status").get_attribute("data-status") == "in_progress"
+    assert "in progress" in css("#detail-status").text
+    assert css("#detail-stop").is_enabled() and css("#detail-pause").is_enabled() and not css("#detail-resume").is_enabled()
+    row = f'#runs-table tr[data-run-id="{run_id}"]'
+    tokens_cell = lambda: css(row + " td[data-tokens]").text  # noqa: E731  ("—" until the first token)
+    wait.until(lambda _: css(row).get_attribute("data-status") == "in_progress" and tokens_cell().isdigit()
+               and int(tokens_cell()) >= 8)
+    SHOTS.mkdir(parents=True, exist_ok=True)
+    driver.save_screenshot(str(SHOTS / "dashboard-live-run.png"))
+    css("#runs").screenshot(str(SHOTS / "run-list.png"))
+    css("#detail").screenshot(str(SHOTS / "run-detail-live.png"))
+
+    # Pause and resume: the buttons follow the status.
+    css("#detail-pause").click()
+    wait.until(lambda _: css("#detail-status").get_attribute("data-status") == "paused")
+    assert "paused" in css("#detail-status").text
+    wait.until(lambda _: css("#detail-resume").is_enabled() and not css("#detail-pause").is_enabled())
+    css("#detail-resume").click()
+    wait.until(lambda _: css("#detail-status").get_attribute("data-status") == "in_progress" and css("#detail-pause").is_enabled())
+    before = len(css(output).text)
+    wait.until(lambda _: len(css(output).text) > before, "tokens go on after resume")
+
+    # Stop generating, from the keyboard: after the run's heading come Close, then Stop generating.
+    from selenium.webdriver.common.action_chains import ActionChains
+    from selenium.webdriver.common.keys import Keys
+    driver.execute_script("document.getElementById('detail-title').focus()")
+    ActionChains(driver).send_keys(Keys.TAB, Keys.TAB).perform()
+    assert driver.switch_to.active_element.get_attribute("id") == "detail-stop", "Stop generating is reachable by Tab"
+    ActionChains(driver).send_keys(Keys.ENTER).perform()
+    wait.until(lambda _: css("#detail-status").get_attribute("data-status") == "terminated")
+    assert "terminated" in css("#detail-status").text, "the status is written, not only coloured"
+    status = requests.get(f"{d.url}/pipeline/{chat.id}/run/status/{run_id}",
+                          headers={"Authorization": f"Bearer {key}"}, timeout=10).json()
+    assert status["status"] == "terminated"
+    wait.until(lambda _: not css("#detail-stop").is_enabled() and not css("#detail-pause").is_enabled()
+               and not css("#detail-resume").is_enabled())
+    wait.until(lambda _: css(row).get_attribute("data-status") == "terminated")
+    stopped_text = css(output).text
+    assert stopped_text and stopped_text == status["partial_outputs"]["output_0"].strip()
+    # No token afterwards: at 10 tokens/s, 1.5 s would bring about 15 more.
+    try:
+        WebDriverWait(driver, 1.5, poll_frequency=0.05).until(lambda _: css(output).text != stopped_text)
+        raise AssertionError(f"the output changed after Stop generating: {css(output).text[len(stopped_text):]!r}")
+    except TimeoutException:
+        pass
+    assert requests.get(f"{d.url}/pipeline/{chat.id}/run/status/{run_id}", headers={"Authorization": f"Bearer {key}"},
+                        timeout=10).json()["output_tokens"] == status["output_tokens"]
+    wait.until(lambda _: len(driver.find_elements(By.CSS_SELECTOR, "#detail-timeline tbody tr")) >= 6
+               and "terminated" in css("#detail-timeline").text)
+    css("#detail").screenshot(str(SHOTS / "run-detail-stopped.png"))
+    driver.save_screenshot(str(SHOTS / "dashboard-stopped-run.png"))
+
+    # The run list's filters.
+    rows = lambda: driver.find_elements(By.CSS_SELECTOR, "#runs-table tbody tr")  # noqa: E731
+    Select(css("#filter-status")).select_by_value("terminated")
+    wait.until(lambda _: len(rows()) == 2 and all(r.get_attribute("data-status") == "terminated" for r in rows()))
+    Select(css("#filter-status")).select_by_value("")
+    Select(css("#filter-pipeline")).select_by_value(summary.id)
+    wait.until(lambda _: len(rows()) == 2 and run_id not in [r.get_attribute("data-run-id") for r in rows()])
+    Select(css("#filter-pipeline")).select_by_value("")
+    wait.until(lambda _: len(rows()) == 3)
+
+    # A background run from the form: it shows up, and completes.
+    Select(css("#start-pipeline")).select_by_value(summary.id)
+    question = wait.until(lambda _: driver.find_elements(By.CSS_SELECTOR, 'textarea[data-input="input_0"]'))[0]
+    question.clear()
+    question.send_keys("Write 3 words.")
+    css("#mode-background").click()
+    css("#start-run").click()
+    wait.until(lambda _: css("#detail-id").text not in ("", run_id))
+    background = css("#detail-id").text
+    wait.until(lambda _: css("#detail-status").get_attribute("data-status") == "completed")
+    assert css("#detail-mode").text == "background"
+    assert css(f'#runs-table tr[data-run-id="{background}"]').get_attribute("data-status") == "completed"
+
+    # Narrow window: one column, nothing wider than the window, the controls still there.
+    driver.set_window_size(420, 900)
+    wait.until(lambda _: driver.execute_script("return document.documentElement.scrollWidth <= window.innerWidth + 1"))
+    assert css("#detail-stop").is_displayed()
+    driver.save_screenshot(str(SHOTS / "dashboard-narrow.png"))
+
+
+def test_the_page_reconnects_by_itself_after_a_daemon_restart(tmp_path, browser):
+    import socket
+
+    from selenium.webdriver.common.by import By
+    from selenium.webdriver.support.ui import WebDriverWait
+
+    from conftest import Daemon
+
+    with socket.socket() as s:  # a port for both lives of the daemon (the page stays on one origin)
+        s.bind(("127.0.0.1", 0))
+        port = s.getsockname()[1]
+    db = tmp_path / "restart.sqlite3"
+    first = Daemon(db, "--port", str(port)).start()
+    try:
+        Pipeline = point_sdk(first, "restart-key")
+        pipeline = build_llm_pipeline(Pipeline, "before-restart")
+        done = pipeline.start(inputs={"input_0": "Write 3 words."})
+        driver = browser
+        wait = WebDriverWait(driver, 20, poll_frequency=0.05)
+        state = lambda: driver.find_element(By.ID, "feed-state").get_attribute("data-state")  # noqa: E731
+        driver.get(first.root + "/")
+        driver.find_element(By.ID, "api-key").send_keys("restart-key")
+        driver.find_element(By.ID, "key-save").click()
+        wait.until(lambda _: state() == "live")
+        wait.until(lambda _: driver.find_elements(By.CSS_SELECTOR, f'#runs-table tr[data-run-id="{done.task_id}"]'))
+    finally:
+        assert first.stop() == 0
+    wait.until(lambda _: state() == "down", "the page notices the daemon is gone")
+    assert "reconnect" in driver.find_element(By.ID, "feed-state").text or "retrying" in driver.find_element(By.ID, "feed-state").text
+    second = Daemon(db, "--port", str(port)).start()
+    try:
+        wait.until(lambda _: state() == "live", "the page reconnects by itself")
+        Pipeline = point_sdk(second, "restart-key")
+        after = Pipeline.fetch(id=pipeline.id).start(inputs={"input_0": "Write 3 words."})
+        row = f'#runs-table tr[data-run-id="{after.task_id}"]'
+        wait.until(lambda _: driver.find_elements(By.CSS_SELECTOR, row)
+                   and driver.find_element(By.CSS_SELECTOR, row).get_attribute("data-status") == "completed",
+                   "a run started after the restart shows up live")
+    finally:
+        second.stop()
