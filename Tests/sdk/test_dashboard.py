@@ -3,8 +3,9 @@
 The daemon runs with a slow LLM (10 tokens/s), so a run's tokens stream for half a minute. Through the page
 only: enter the key, start a streaming run with the form, wait for tokens, pause and resume, press "Stop
 generating"; then the page and `GET …/run/status/{id}` both say `terminated`, and no token appears afterwards.
-Screenshots of the run list and the run detail (live, then stopped) go to docs/screenshots/ (or
-$MOCKSHIFT_SCREENSHOTS), for the README.
+Screenshots of the run list and the run detail (live, then stopped) go to Tests/sdk/screenshots/ (ignored by git;
+or $MOCKSHIFT_SCREENSHOTS). The README shows copies of them committed in docs/screenshots/:
+`MOCKSHIFT_SCREENSHOTS=docs/screenshots scripts/test` refreshes those.
 
 Without chromium or chromedriver the test is skipped, except in CI (`CI` set), where it fails: `.ci/run`
 installs them.
@@ -18,7 +19,7 @@ import requests
 
 from conftest import REPO, build_llm_pipeline, build_streaming_pipeline, point_sdk, unique
 
-SHOTS = pathlib.Path(os.environ.get("MOCKSHIFT_SCREENSHOTS", REPO / "docs" / "screenshots"))
+SHOTS = pathlib.Path(os.environ.get("MOCKSHIFT_SCREENSHOTS", REPO / "Tests" / "sdk" / "screenshots"))
 ESSAY = "Write a 300 word essay about robots."
 
 
