@@ -131,6 +131,17 @@ struct Serve: ParsableCommand {
         if let c = setting(clock, "CLOCK", { $0 }), !["real", "manual"].contains(c) {
             throw ValidationError("--clock must be real or manual")
         }
+        for name in ["STRICT_NODES", "CANCEL_ON_DISCONNECT"] {
+            if let raw = ProcessInfo.processInfo.environment["MOCKSHIFT_\(name)"], !raw.isEmpty,
+               !["1", "true", "yes", "0", "false", "no"].contains(raw.lowercased()) {
+                throw ValidationError("MOCKSHIFT_\(name) must be 1/true/yes or 0/false/no")
+            }
+        }
+        if apiKeys.isEmpty, let raw = ProcessInfo.processInfo.environment["MOCKSHIFT_API_KEY"],
+           !raw.trimmingCharacters(in: .whitespaces).isEmpty,
+           raw.split(separator: ",").allSatisfy({ $0.trimmingCharacters(in: .whitespaces).isEmpty }) {
+            throw ValidationError("MOCKSHIFT_API_KEY holds no key (a comma-separated list of keys)")
+        }
         if apiKeys.contains(where: { $0.trimmingCharacters(in: .whitespaces).isEmpty }) {
             throw ValidationError("--api-key must not be empty")
         }
@@ -171,7 +182,8 @@ struct Serve: ParsableCommand {
 
         let store: Store
         do { store = try Store(path: path) } catch {
-            throw ValidationError("cannot open database \(path): \(error)")
+            FileHandle.standardError.write(Data("mockshift: cannot open database \(path): \(error)\n".utf8))
+            throw ExitCode(1)
         }
         let scheduler = Scheduler(clock: setting(clock, "CLOCK", { $0 }) == "manual" ? .manual : .real)
         let engine = RunEngine(store: store, scheduler: scheduler, settings: engineSettings, logger: logger)

@@ -162,3 +162,25 @@ def test_keep_runs_keeps_the_runs_that_finished_last_even_if_they_started_first(
 
     assert long_run in wait_for(kept, message="retention down to 3 runs")
     assert run_status(http, slow, long_run).json()["status"] == "completed"
+
+
+@pytest.mark.parametrize("name,value", [("MOCKSHIFT_STRICT_NODES", "maybe"), ("MOCKSHIFT_CANCEL_ON_DISCONNECT", "2"),
+                                        ("MOCKSHIFT_API_KEY", " , ")])
+def test_bad_environment_values_are_refused_at_start(name, value, tmp_path):
+    import os
+    import subprocess
+    from conftest import BIN
+    env = dict(os.environ, **{name: value})
+    done = subprocess.run([str(BIN), "serve", "--port", "0", "--db", str(tmp_path / "x.sqlite3")],
+                          capture_output=True, text=True, timeout=30, env=env)
+    assert done.returncode == 64 and name in done.stderr
+
+
+def test_a_database_that_cannot_be_opened_is_one_clear_line(tmp_path):
+    import subprocess
+    from conftest import BIN
+    blocker = tmp_path / "file"
+    blocker.write_text("not a folder")
+    done = subprocess.run([str(BIN), "serve", "--port", "0", "--db", str(blocker / "x.sqlite3")],
+                          capture_output=True, text=True, timeout=30)
+    assert done.returncode == 1 and "cannot open database" in done.stderr and "Usage" not in done.stderr
