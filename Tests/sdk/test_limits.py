@@ -184,3 +184,18 @@ def test_a_database_that_cannot_be_opened_is_one_clear_line(tmp_path):
     done = subprocess.run([str(BIN), "serve", "--port", "0", "--db", str(blocker / "x.sqlite3")],
                           capture_output=True, text=True, timeout=30)
     assert done.returncode == 1 and "cannot open database" in done.stderr and "Usage" not in done.stderr
+
+
+def test_a_key_holds_at_most_a_thousand_fault_rules(new_daemon, api_key):
+    d = new_daemon()
+    session = requests.Session()
+    headers = {"Authorization": f"Bearer {api_key}"}
+    for i in range(1000):
+        r = session.post(f"{d.root}/_mock/faults", headers=headers, json={"path": f"/v1/x{i}", "status": 503}, timeout=10)
+        assert r.status_code == 200, r.text
+    r = session.post(f"{d.root}/_mock/faults", headers=headers, json={"path": "/v1/one-more", "status": 503}, timeout=10)
+    assert r.status_code == 400 and "1000 rules" in r.json()["error"]
+    # The same rule again replaces itself; another key is not affected.
+    assert session.post(f"{d.root}/_mock/faults", headers=headers, json={"path": "/v1/x7", "status": 503}, timeout=10).status_code == 200
+    other = {"Authorization": f"Bearer {api_key}-other"}
+    assert session.post(f"{d.root}/_mock/faults", headers=other, json={"path": "/v1/y", "status": 503}, timeout=10).status_code == 200

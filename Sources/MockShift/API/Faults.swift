@@ -83,7 +83,7 @@ final class Faults: Sendable {
                         status: status, body: body["body"], delayMs: delay, drop: drop, llmNode: try body.string("node_id"),
                         llmFailAfter: failAfter, llmMessage: try body.string("message") ?? "injected LLM failure",
                         remaining: times, probability: probability, json: echo)
-        book.add(rule)
+        try book.add(rule)
         return rule
     }
 

@@ -47,7 +47,7 @@ final class LLMScripts: Sendable {
         echo["script_id"] = .string(id)
         let rule = Rule(id: id, namespace: namespace, pipelineID: try body.string("pipeline_id"),
                         pipelineName: try body.string("pipeline_name"), script: script, json: echo)
-        book.add(rule, atFront: true)
+        try book.add(rule, atFront: true)
         return rule
     }
 

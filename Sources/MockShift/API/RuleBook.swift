@@ -15,10 +15,17 @@ protocol NamespacedRule: Sendable {
 final class RuleBook<Rule: NamespacedRule>: Sendable {
     private let rules = Mutex<[Rule]>([])
 
-    /// Adds `rule` at the end (or at the front, for newest-first books), replacing an equal one.
-    func add(_ rule: Rule, atFront: Bool = false) {
-        rules.withLock { list in
+    /// Most rules one namespace may hold: every matching request walks them.
+    static var limitPerNamespace: Int { 1000 }
+
+    /// Adds `rule` at the end (or at the front, for newest-first books), replacing an equal one. Throws a 400 when
+    /// the namespace already holds ``limitPerNamespace`` rules.
+    func add(_ rule: Rule, atFront: Bool = false) throws {
+        try rules.withLock { list throws(APIError) in
             list.removeAll { $0.namespace == rule.namespace && RuleBook.same($0.json, rule.json) }
+            guard list.lazy.filter({ $0.namespace == rule.namespace }).count < Self.limitPerNamespace else {
+                throw APIError(.badRequest, "this key already holds \(Self.limitPerNamespace) rules: clear some first")
+            }
             if atFront { list.insert(rule, at: 0) } else { list.append(rule) }
         }
     }
