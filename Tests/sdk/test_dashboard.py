@@ -13,6 +13,7 @@ installs them.
 import os
 import pathlib
 import shutil
+import time
 
 import pytest
 import requests
@@ -226,3 +227,53 @@ def test_the_page_reconnects_by_itself_after_a_daemon_restart(tmp_path, browser)
                    "a run started after the restart shows up live")
     finally:
         second.stop()
+
+
+def test_long_names_and_a_key_switch_do_not_break_the_page(new_daemon, browser):
+    """Found by a newcomer: a 3,000-character pipeline name widened the page to 26,000 px, and answers for the
+    old key arriving after a key switch showed the old namespace's pipelines under the new key."""
+    from selenium.webdriver.common.by import By
+    from selenium.webdriver.support.ui import WebDriverWait
+
+    d = new_daemon()
+    key_a, key_b = unique("long-a"), unique("long-b")
+    long_name = "x" * 3000
+    build_llm_pipeline(point_sdk(d, key_a), long_name).start(inputs={"input_0": "Write 4 words."})
+    build_llm_pipeline(point_sdk(d, key_b), "b-only")
+    # Key A's pipeline list answers late (3 s), so it arrives after the switch to key B.
+    assert requests.post(f"{d.root}/_mock/faults", headers={"Authorization": f"Bearer {key_a}"},
+                         json={"path": "/v1/pipelines", "delay_ms": 3000, "times": 1}, timeout=10).status_code == 200
+
+    driver = browser
+    driver.set_window_size(1280, 800)
+    wait = WebDriverWait(driver, 20, poll_frequency=0.05)
+    css = lambda selector: driver.find_element(By.CSS_SELECTOR, selector)  # noqa: E731
+    driver.get(d.root + "/")
+    css("#api-key").clear()
+    css("#api-key").send_keys(key_a)
+    css("#key-save").click()
+    css("#api-key").clear()
+    css("#api-key").send_keys(key_b)
+    css("#key-save").click()
+    wait.until(lambda _: "b-only" in css("#pipelines-table").text)
+
+    def late_answer_sent():
+        journal = requests.get(f"{d.root}/_mock/requests", headers={"Authorization": f"Bearer {key_a}"}, timeout=10).json()
+        return any(e["path"] == "/v1/pipelines" and e["duration_ms"] >= 2900 for e in journal["requests"])
+
+    WebDriverWait(driver, 10, poll_frequency=0.1).until(lambda _: late_answer_sent())
+    # The late answer has reached the browser within a second of being sent; it must have been dropped.
+    until = time.monotonic() + 1.0
+    while time.monotonic() < until:
+        assert long_name[:50] not in css("#pipelines-table").text, "key A's pipelines shown under key B"
+        time.sleep(0.05)
+
+    # Key A's page with the long name stays within the window.
+    css("#api-key").clear()
+    css("#api-key").send_keys(key_a)
+    css("#key-save").click()
+    wait.until(lambda _: long_name[:50] in css("#pipelines-table").text)
+    wait.until(lambda _: driver.find_elements(By.CSS_SELECTOR, "#runs-table tbody tr"))
+    width = driver.execute_script("return document.documentElement.scrollWidth")
+    inner = driver.execute_script("return window.innerWidth")
+    assert width <= inner + 2, f"page is {width} px wide in a {inner} px window"

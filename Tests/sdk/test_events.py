@@ -210,3 +210,18 @@ def test_feed_needs_the_key_and_the_dashboard_files_do_not(new_daemon):
     missing = requests.get(f"{d.root}/_mock/ui/nothing.js", timeout=10)
     assert missing.status_code == 404 and missing.json()["status"] == "failed"
     assert requests.post(f"{d.root}/", timeout=10).status_code == 401, "only GET is public"
+
+
+def test_keep_alive_comments_come_in_real_time_under_the_manual_clock(new_daemon, api_key):
+    """Keep-alives are for clients and proxies that time out: they follow the wall clock even when simulated time
+    stands still (found by a newcomer: the dashboard reconnected every 45 s under --clock manual)."""
+    d = new_daemon("--clock", "manual")
+    started = time.monotonic()
+    with requests.get(f"{d.root}/_mock/events", headers={"Authorization": f"Bearer {api_key}"}, stream=True,
+                      timeout=(5, 30)) as response:
+        seen = b""
+        for chunk in response.iter_content(chunk_size=None):
+            seen += chunk
+            if b": keep-alive" in seen:
+                break
+    assert b": keep-alive" in seen and time.monotonic() - started < 25

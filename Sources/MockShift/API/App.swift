@@ -22,6 +22,9 @@ public final class MockShiftApp: HTTPResponder {
     let adminKey: String?
     /// The `/_mock/requests` journal.
     let journal: Journal
+    /// The clock of the streams' `: keep-alive` comments: real time always (they are for proxies and clients that
+    /// time out), so under `--clock manual` it is a scheduler of its own, not the simulation's.
+    let keepAliveScheduler: Scheduler
     /// Encoded status answers of final runs (status polls of finished runs are the most frequent request).
     let finalStatusBodies = FinalStatusBodies()
     /// Request counters and the duration timer, made once (a lookup per request costs a lock and a hash).
@@ -65,6 +68,7 @@ public final class MockShiftApp: HTTPResponder {
         self.store = store
         self.engine = engine
         self.router = Router.vectorShiftRoutes()
+        self.keepAliveScheduler = engine.scheduler.clock == .real ? engine.scheduler : Scheduler(clock: .real)
         // The admin key is always accepted when keys are restricted.
         self.apiKeys = apiKeys.isEmpty ? apiKeys : apiKeys.union(adminKey.map { [$0] } ?? [])
         self.maxBodyBytes = maxBodyBytes

@@ -132,7 +132,7 @@ enum MockHandlers {
     /// ends while the daemon runs; the dashboard reads it with `fetch()` so that the key stays in a header.
     static func events(_ c: HandlerContext) throws -> Reply {
         let engine = c.app.engine
-        let stream = FeedStream(scheduler: engine.scheduler)
+        let stream = FeedStream(scheduler: c.app.keepAliveScheduler)
         stream.start()  // queued before the subscription, so `ready` is the first event
         let subscription: RunFeedSubscription
         do {

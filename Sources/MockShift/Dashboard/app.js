@@ -28,7 +28,13 @@ const state = {
   renderedPipelines: -1,
   busy: false,            // a control request of the open run is under way
   feed: {controller: null, wake: null, generation: 0},
+  keyGeneration: 0,       // bumped when the key changes (see api)
+  openStreams: 0,         // streaming runs started here whose own stream is being read
 };
+
+// A browser keeps 6 connections per server over HTTP/1.1; the feed holds one and every started streaming run
+// read here another. Past this many, the page's own requests (Stop generating included) would wait.
+const MAX_OPEN_STREAMS = 3;
 
 const $ = (id) => document.getElementById(id);
 
@@ -45,10 +51,14 @@ class ApiError extends Error {
   constructor(status, message) { super(message); this.status = status; }
 }
 
+// An answer that arrives after the key was changed belongs to the old namespace: it is dropped (the caller's
+// promise never settles), so another key's data can never appear under the new one.
 async function api(method, path, body) {
   const init = {method, headers: authHeaders(body === undefined ? {} : {"Content-Type": "application/json"}), cache: "no-store"};
   if (body !== undefined) init.body = JSON.stringify(body);
+  const generation = state.keyGeneration;
   const response = await fetch(path, init);
+  if (generation !== state.keyGeneration) return new Promise(() => {});
   let data = null;
   try { data = await response.json(); } catch (_) { /* not JSON */ }
   if (!response.ok) {
@@ -524,7 +534,7 @@ function renderOutputs(run, pipeline) {
     if (run.final && run.final[name] !== undefined) {
       const value = run.final[name];
       text = typeof value === "string" ? value : JSON.stringify(value, null, 2);
-      note = run.status === "completed" ? "result" : "partial output, generated before the stop";
+      note = run.status === "completed" ? "result" : run.status === "failed" ? "partial output, generated before the failure" : "partial output, generated before the stop";
     } else if (text === undefined) {
       text = "";
       note = FINAL.has(run.status) ? "no value" : "waiting…";
@@ -688,6 +698,11 @@ async function startRun(event) {
   const message = $("start-message");
   if (!id) { message.textContent = "Choose a pipeline."; return; }
   const mode = document.querySelector("input[name=mode]:checked").value;
+  if (mode !== "background" && state.openStreams >= MAX_OPEN_STREAMS) {
+    message.textContent = "At most " + MAX_OPEN_STREAMS + " streaming runs started from this page at once (a browser keeps " +
+      "6 connections per server): choose Background, or wait until one ends.";
+    return;
+  }
   const body = {inputs: collectInputs()};
   body[mode] = true;
   const button = $("start-run");
@@ -707,9 +722,11 @@ async function startRun(event) {
         throw new Error(error);
       }
       let named = false;
+      state.openStreams += 1;
       readEvents(response.body, (type, data) => {
         if (!named && data.run_id) { named = true; started(data.run_id, id, mode); }
-      }).catch(() => { /* the daemon went away; the feed reports it */ });
+      }).catch(() => { /* the daemon went away; the feed reports it */ })
+        .finally(() => { state.openStreams -= 1; });
     }
   } catch (error) {
     message.textContent = "Could not start: " + error.message;
@@ -739,6 +756,7 @@ function init() {
   $("key-form").addEventListener("submit", (event) => {
     event.preventDefault();
     state.key = $("api-key").value.trim();
+    state.keyGeneration += 1;
     if (state.key) localStorage.setItem(KEY_STORAGE, state.key); else localStorage.removeItem(KEY_STORAGE);
     state.pipelines.clear();
     state.runs.clear();
