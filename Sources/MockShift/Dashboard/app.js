@@ -30,6 +30,7 @@ const state = {
   feed: {controller: null, wake: null, generation: 0},
   keyGeneration: 0,       // bumped when the key changes (see api)
   openStreams: 0,         // streaming runs started here whose own stream is being read
+  pipelinesLoading: false, pipelinesAgain: false,  // see loadPipelines
 };
 
 // A browser keeps 6 connections per server over HTTP/1.1; the feed holds one and every started streaming run
@@ -269,27 +270,38 @@ async function loadRuns() {
   }
 }
 
-async function loadPipelines() {
+// Loads the pipeline list, then the details (latest version, declared inputs and outputs) of the pipelines not
+// detailed yet (all of them when `everything`, as the Refresh button asks), six at a time. Calls that come
+// while one runs are folded into one more pass after it: a burst of runs of new pipelines in the feed asks once.
+async function loadPipelines(everything) {
+  if (state.pipelinesLoading) { state.pipelinesAgain = true; return; }
+  state.pipelinesLoading = true;
   try {
-    const data = await api("GET", "/v1/pipelines?verbose=true");
-    const seen = new Set();
-    for (const summary of data.objects || []) {
-      seen.add(summary.id);
-      const known = state.pipelines.get(summary.id) || {};
-      state.pipelines.set(summary.id, Object.assign(known, summary));
-    }
-    for (const id of [...state.pipelines.keys()]) if (!seen.has(id)) state.pipelines.delete(id);
-    state.pipelinesVersion += 1;
-    scheduleRender();
-    // Details (latest version, declared inputs and outputs), a few at a time.
-    const ids = [...seen].slice(0, 100);
-    for (let i = 0; i < ids.length; i += 6) {
-      await Promise.all(ids.slice(i, i + 6).map(loadPipelineDetail));
-    }
-    renderStartInputs();
+    do {
+      state.pipelinesAgain = false;
+      const data = await api("GET", "/v1/pipelines?verbose=true");
+      const seen = new Set();
+      for (const summary of data.objects || []) {
+        seen.add(summary.id);
+        const known = state.pipelines.get(summary.id) || {};
+        if (known.modifiedDate !== undefined && known.modifiedDate !== summary.modifiedDate) known.detailed = false;
+        state.pipelines.set(summary.id, Object.assign(known, summary));
+      }
+      for (const id of [...state.pipelines.keys()]) if (!seen.has(id)) state.pipelines.delete(id);
+      state.pipelinesVersion += 1;
+      scheduleRender();
+      const ids = [...seen].filter((id) => everything === true || !state.pipelines.get(id).detailed);
+      for (let i = 0; i < ids.length; i += 6) {
+        await Promise.all(ids.slice(i, i + 6).map(loadPipelineDetail));
+      }
+      everything = false;
+      renderStartInputs();
+    } while (state.pipelinesAgain);
   } catch (error) {
     $("pipelines-empty").hidden = false;
     $("pipelines-empty").textContent = "Could not list pipelines: " + error.message;
+  } finally {
+    state.pipelinesLoading = false;
   }
 }
 
@@ -757,6 +769,7 @@ function init() {
     event.preventDefault();
     state.key = $("api-key").value.trim();
     state.keyGeneration += 1;
+    state.pipelinesLoading = state.pipelinesAgain = false;  // a load for the old key never resumes (see api)
     if (state.key) localStorage.setItem(KEY_STORAGE, state.key); else localStorage.removeItem(KEY_STORAGE);
     state.pipelines.clear();
     state.runs.clear();
@@ -767,7 +780,7 @@ function init() {
     $("api-key").value = "";
     $("key-form").requestSubmit();
   });
-  $("pipelines-refresh").addEventListener("click", loadPipelines);
+  $("pipelines-refresh").addEventListener("click", () => loadPipelines(true));
   $("start-pipeline").addEventListener("change", () => { startInputsFor = null; renderStartInputs(); });
   $("start-form").addEventListener("submit", startRun);
   $("filter-pipeline").addEventListener("change", () => { scheduleRender(); loadRuns(); });
