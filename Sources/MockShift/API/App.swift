@@ -231,7 +231,11 @@ public final class MockShiftApp: HTTPResponder {
             body = ["status": "failed", "error": .string(error.message)]
             if let runID = error.runID { body["run_id"] = .string(runID) }
         }
-        return json(status(for: error.kind), .object(body))
+        var response = json(status(for: error.kind), .object(body))
+        if !error.allowedMethods.isEmpty {
+            response.head.headerFields[.allow] = error.allowedMethods.joined(separator: ", ")
+        }
+        return response
     }
 }
 

@@ -82,7 +82,7 @@ public struct Router: Sendable {
     public func match(_ method: HTTPRequest.Method, _ path: String) throws -> (Handler, [String: String]) {
         let utf8 = path.utf8
         let parts = utf8.split(separator: UInt8(ascii: "/"))
-        var pathKnown = false
+        var allowed: [String] = []
         for index in bySegmentCount[parts.count] ?? [] {
             let route = routes[index]
             var matched = true
@@ -90,14 +90,18 @@ public struct Router: Sendable {
                 if case let .literal(bytes) = segment, !part.elementsEqual(bytes) { matched = false; break }
             }
             guard matched else { continue }
-            guard route.method == method else { pathKnown = true; continue }
+            guard route.method == method else { allowed.append(route.method.rawValue); continue }
             var parameters: [String: String] = [:]
             for (segment, part) in zip(route.segments, parts) {
                 if case let .parameter(name) = segment { parameters[name] = String(Substring(part)) }
             }
             return (route.handler, parameters)
         }
-        if pathKnown { throw APIError(.methodNotAllowed, "Method \(method.rawValue) not allowed on \(path)") }
+        if !allowed.isEmpty {
+            var error = APIError(.methodNotAllowed, "Method \(method.rawValue) not allowed on \(path)")
+            error.allowedMethods = allowed
+            throw error
+        }
         throw APIError(.notFound, "Not found: \(method.rawValue) \(path)")
     }
 }

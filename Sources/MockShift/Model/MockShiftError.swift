@@ -32,6 +32,8 @@ public struct APIError: Error, Sendable, Equatable, CustomStringConvertible {
     public var message: String
     /// The run concerned, echoed as `run_id` in the body (sync run answers, SPEC §3).
     public var runID: String?
+    /// For `.methodNotAllowed`: the methods the path does answer (sent as the `Allow` header).
+    public var allowedMethods: [String] = []
 
     public init(_ kind: Kind, _ message: String, runID: String? = nil) {
         self.kind = kind
