@@ -10,6 +10,8 @@ import sys
 import threading
 import time
 
+from drill_support import wait_for
+
 REPO = pathlib.Path(__file__).resolve().parents[1]
 BIN = REPO / ".build" / "release" / "mockshift"
 
@@ -147,11 +149,8 @@ def in_threads(daemon, jobs, threads=4, key="bench"):
 
 
 def wait_until(condition, timeout, interval=0.05, what="condition"):
-    deadline = time.monotonic() + timeout
-    while True:
-        value = condition()
-        if value:
-            return value
-        if time.monotonic() > deadline:
-            raise SystemExit(f"timed out after {timeout} s waiting for {what}")
-        time.sleep(interval)
+    """drill_support.wait_for, ending the benchmark with a message rather than a traceback on timeout."""
+    try:
+        return wait_for(condition, timeout, interval, what)
+    except TimeoutError as error:
+        raise SystemExit(str(error))

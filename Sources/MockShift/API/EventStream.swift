@@ -8,21 +8,17 @@ import Synchronization
 /// body ends. A `: keep-alive` comment goes out after 15 s of silence.
 final class EventStream: Sendable {
     let body = StreamBody()
-    private let scheduler: Scheduler
     private struct State {
         var runID = ""
         /// Per output name: the bytes before and after a token's JSON string in its `stream` event.
         var tokenFrames: [String: (prefix: [UInt8], suffix: [UInt8])] = [:]
-        var lastWrite: UInt64 = 0
-        var keepAlive: TimerID?
-        var done = false
     }
     private let state = Mutex(State())
-    static let keepAliveNanos: UInt64 = 15_000_000_000
+    private let keepAlive: KeepAlive
 
     init(scheduler: Scheduler) {
-        self.scheduler = scheduler
-        body.onClose { [weak self] in self?.stopKeepAlive() }
+        keepAlive = KeepAlive(body: body, scheduler: scheduler)
+        body.onClose { [keepAlive] in keepAlive.stop() }
     }
 
     /// The HTTP response carrying this stream.
@@ -36,7 +32,7 @@ final class EventStream: Sendable {
         case let .started(run):
             state.withLock { $0.runID = run.id }
             write([frame("start", ["status": .string(run.status.rawValue)])])
-            scheduleKeepAlive()
+            keepAlive.start()
         case let .tokens(outputs, tokens):
             // The hot path (one call per token tick): splice each token between cached bytes instead of
             // building a JSON object per event; the bytes are the same as frame("stream", ...) would give.
@@ -51,7 +47,7 @@ final class EventStream: Sendable {
                     bytes += part.suffix
                 }
             }
-            state.withLock { $0.lastWrite = scheduler.now }
+            keepAlive.wrote()
             body.write(bytes)  // tokens due together go out in one write
         case let .output(name, value):
             write([frame("stream", ["output_name": .string(name), "output_value": value])])
@@ -66,11 +62,8 @@ final class EventStream: Sendable {
         case .failed: fields["error"] = .string(run.error ?? "unknown error")
         default: fields["partial_outputs"] = .object(run.partialOutputs ?? [:])
         }
-        state.withLock {
-            $0.runID = run.id
-            $0.done = true
-        }
-        stopKeepAlive()
+        state.withLock { $0.runID = run.id }
+        keepAlive.stop()
         body.finish(with: frame("result", fields))
     }
 
@@ -101,37 +94,7 @@ final class EventStream: Sendable {
     }
 
     private func write(_ frames: [[UInt8]]) {
-        state.withLock { $0.lastWrite = scheduler.now }
+        keepAlive.wrote()
         body.write(Array(frames.joined()))
-    }
-
-    private func scheduleKeepAlive(after delay: UInt64 = keepAliveNanos) {
-        let timer = scheduler.schedule(afterNanoseconds: delay) { [weak self] in self?.keepAliveTick() }
-        let stale = state.withLock { st -> TimerID? in
-            let old = st.keepAlive
-            st.keepAlive = st.done ? nil : timer
-            return st.done ? timer : old
-        }
-        if let stale { scheduler.cancel(stale) }
-    }
-
-    private func keepAliveTick() {
-        let (done, quiet) = state.withLock { ($0.done, scheduler.now &- $0.lastWrite) }
-        guard !done, !body.isClosed else { return }
-        if quiet >= Self.keepAliveNanos {
-            write([Array(": keep-alive\n\n".utf8)])
-            scheduleKeepAlive()
-        } else {
-            scheduleKeepAlive(after: Self.keepAliveNanos - quiet)  // 15 s after the last write
-        }
-    }
-
-    private func stopKeepAlive() {
-        let timer = state.withLock { st -> TimerID? in
-            st.done = true
-            defer { st.keepAlive = nil }
-            return st.keepAlive
-        }
-        if let timer { scheduler.cancel(timer) }
     }
 }
