@@ -114,10 +114,26 @@ public final class MockShiftApp: HTTPResponder {
         if let error = error as? APIError {
             logger.debug("\(request.head.method.rawValue) \(request.path) -> \(error.kind): \(error.message)")
             writer.send(Self.render(error))
+        } else if let unavailable = Self.storageUnavailable(error) {
+            // The database is locked by another process or the disk is full: nothing was stored, try again.
+            logger.warning("\(request.head.method.rawValue) \(request.path) -> 503: \(unavailable.message)")
+            writer.send(Self.render(unavailable))
         } else {
             logger.error("\(request.head.method.rawValue) \(request.path) failed: \(error)")
             writer.send(Self.render(APIError(.internalError, "internal error: \(error)")))
         }
+    }
+
+    /// A transient storage failure (``StoreUnavailable``, or a busy, locked, full or I/O SQLite error) as the
+    /// 503 it answers; nil for any other error.
+    static func storageUnavailable(_ error: any Error) -> APIError? {
+        if let error = error as? StoreUnavailable {
+            return APIError(.unavailable, "storage unavailable: \(error.reason); nothing was stored, try again")
+        }
+        if let error = error as? SQLiteError, error.isTransient {
+            return APIError(.unavailable, "storage unavailable: \(error.message); nothing was stored, try again")
+        }
+        return nil
     }
 
     /// Applies an injected fault: after its delay (real time, whatever the clock), drop the connection, answer
@@ -235,6 +251,7 @@ public final class MockShiftApp: HTTPResponder {
         if !error.allowedMethods.isEmpty {
             response.head.headerFields[.allow] = error.allowedMethods.joined(separator: ", ")
         }
+        if error.kind == .unavailable { response.head.headerFields[.retryAfter] = "1" }
         return response
     }
 }

@@ -39,7 +39,7 @@ enum RunHandlers {
                                        observer: { stream.send($0) }, onFinish: { stream.finish($0) })
             if c.app.cancelOnDisconnect {
                 let namespace = c.namespace, pipelineID = pipeline.id
-                stream.body.onClose { _ = try? engine.terminate(namespace: namespace, pipelineID: pipelineID, runID: run.id) }
+                stream.body.onClose { engine.terminate(namespace: namespace, pipelineID: pipelineID, runID: run.id, reply: { _ in }) }
             }
             c.writer.send(stream.response())
             return .later
@@ -102,7 +102,7 @@ enum RunHandlers {
                 })
                 started.append(run.id)
             } catch {
-                for id in started { _ = try? c.app.engine.terminate(namespace: c.namespace, pipelineID: pipeline.id, runID: id) }
+                for id in started { c.app.engine.terminate(namespace: c.namespace, pipelineID: pipeline.id, runID: id, reply: { _ in }) }
                 throw APIError(error.kind, "runs[\(index)]: \(error.message)")
             }
         }
@@ -154,19 +154,53 @@ enum RunHandlers {
     }
 
     /// `POST /pipeline/{pid}/terminate` with `run_id` (JSON, urlencoded or multipart; SPEC §4).
+    /// The answer comes once the terminated run is committed: while storage is unavailable the run is stopped at
+    /// once but the request waits (parked, no thread held) until the retried commit lands, or answers 503 after
+    /// ``RunEngine/changeWaitSeconds`` (issue 11 item 2).
     static func terminate(_ c: HandlerContext) throws -> Reply {
         let runID = try requiredRunID(c)
-        let run = try c.app.engine.terminate(namespace: c.namespace, pipelineID: c.parameter("id"), runID: runID)
-        try requireLive(run, wanted: .terminated)
-        return .json(.ok, ["status": "success", "run_id": .string(runID), "run_status": "terminated"])
+        c.app.engine.terminate(namespace: c.namespace, pipelineID: c.parameter("id"), runID: runID,
+                               reply: answerWhenCommitted(c) { run in
+            try requireLive(run, wanted: .terminated)
+            return ["status": "success", "run_id": .string(runID), "run_status": "terminated"]
+        })
+        return .later
     }
 
-    /// `POST /pipeline/{pid}/pause` with `run_id` (API.md §5.4, SPEC §4): the run's timers stop.
+    /// `POST /pipeline/{pid}/pause` with `run_id` (API.md §5.4, SPEC §4): the run's timers stop. Answers after
+    /// the commit, as terminate does.
     static func pause(_ c: HandlerContext) throws -> Reply {
         let runID = try requiredRunID(c)
-        let run = try c.app.engine.pause(namespace: c.namespace, pipelineID: c.parameter("id"), runID: runID)
-        try requireLive(run, wanted: .paused)
-        return .json(.ok, ["status": "success", "run_id": .string(runID), "run_status": "paused"])
+        c.app.engine.pause(namespace: c.namespace, pipelineID: c.parameter("id"), runID: runID,
+                           reply: answerWhenCommitted(c) { run in
+            try requireLive(run, wanted: .paused)
+            return ["status": "success", "run_id": .string(runID), "run_status": "paused"]
+        })
+        return .later
+    }
+
+    /// A reply for the engine's terminate, pause or resume that answers the request with `render`'s JSON (or
+    /// the error it throws), once; or 503 when no reply came within ``RunEngine/changeWaitSeconds``.
+    static func answerWhenCommitted(_ c: HandlerContext,
+                                    _ render: @escaping @Sendable (RunRecord) throws -> JSON) -> RunEngine.ChangeReply {
+        let answered = Mutex(false)
+        let writer = c.writer
+        let send: @Sendable (Response) -> Void = { response in
+            guard answered.withLock({ done in defer { done = true }; return !done }) else { return }
+            writer.send(response)
+        }
+        DispatchQueue.global().asyncAfter(deadline: .now() + RunEngine.changeWaitSeconds) {
+            send(MockShiftApp.render(APIError(.unavailable, "the change is not stored yet: storage unavailable; try again")))
+        }
+        return { result in
+            do {
+                send(MockShiftApp.json(.ok, try render(try result.get())))
+            } catch let error as APIError {
+                send(MockShiftApp.render(error))
+            } catch {
+                send(MockShiftApp.render(APIError(.internalError, "internal error: \(error)")))
+            }
+        }
     }
 
     /// `POST /pipeline/{pid}/resume` with `run_ids` (a list, API.md §5.4): each run continues where it stopped.
@@ -189,12 +223,29 @@ enum RunHandlers {
             let run = try c.app.engine.status(namespace: c.namespace, pipelineID: c.parameter("id"), runID: id)
             if run.status.isFinal { throw APIError(.badRequest, "run \(id) already \(run.status.rawValue)", runID: id) }
         }
-        var statuses = JSONObject()
-        for id in ids {
-            let run = try c.app.engine.resume(namespace: c.namespace, pipelineID: c.parameter("id"), runID: id)
-            statuses[id] = .string(run.status.rawValue)
+        // Each resume answers after its commit; the request answers once all have.
+        let runIDs = ids
+        let statuses = Mutex<(left: Int, byID: [String: JSON])>((runIDs.count, [:]))
+        let reply = answerWhenCommitted(c) { _ in
+            let byID = statuses.withLock { $0.byID }
+            return ["status": "success", "run_ids": .array(runIDs.map(JSON.string)),
+                    "run_statuses": .object(JSONObject(runIDs.map { ($0, byID[$0] ?? .null) }))]
         }
-        return .json(.ok, ["status": "success", "run_ids": .array(ids.map(JSON.string)), "run_statuses": .object(statuses)])
+        for id in runIDs {
+            c.app.engine.resume(namespace: c.namespace, pipelineID: c.parameter("id"), runID: id) { result in
+                switch result {
+                case let .failure(error): reply(.failure(error))
+                case let .success(run):
+                    let last = statuses.withLock { s in
+                        s.byID[run.id] = .string(run.status.rawValue)
+                        s.left -= 1
+                        return s.left == 0
+                    }
+                    if last { reply(.success(run)) }
+                }
+            }
+        }
+        return .later
     }
 
     static func requiredRunID(_ c: HandlerContext) throws -> String {

@@ -258,12 +258,12 @@ public final class RunEngine: Sendable {
             live.withLock { _ = $0.removeValue(forKey: record.id) }
             throw APIError(.unavailable, "server shutting down")
         }
-        let (snapshot, finished) = run.state.withLock { st -> (RunRecord?, Finished?) in
+        let committed = run.state.withLock { st -> Committed? in
             // Events produced while the run is set up wait until it is committed and announced.
             st.holding = true
             advance(run, &st)
-            let outcome = commitLocked(run, &st)
-            if outcome.0 != nil {
+            let outcome = commitLocked(run, &st, retry: false)
+            if outcome != nil {
                 st.holding = false
                 st.notify(.started(record))
                 for event in st.held { st.notify(event) }
@@ -272,29 +272,76 @@ public final class RunEngine: Sendable {
             }
             return outcome
         }
-        guard let snapshot else {
+        guard let committed else {
+            // Never stored, never announced: the run does not exist. Its timers find no live run and do nothing.
+            run.state.withLock { st in for progress in st.llm.values { progress.cancelTimers(scheduler) } }
             live.withLock { _ = $0.removeValue(forKey: record.id) }
-            throw APIError(.internalError, "could not store the run")
+            if store.isWritable { throw APIError(.internalError, "could not store the run") }
+            throw APIError(.unavailable, "storage unavailable: the run could not be stored; nothing was stored, try again")
         }
         Counter(label: "mockshift_runs_started_total", dimensions: [("mode", mode.rawValue)]).increment()
-        finish(finished)
-        return snapshot
+        finish(committed)
+        return committed.record
     }
 
-    /// Terminates a run (SPEC §4) and returns its record as committed. A run that is already terminated is
+    /// What terminate, pause and resume answer once their change is committed: the run as stored, or an
+    /// ``APIError``. Called exactly once, on any thread, possibly before the call that takes it returns.
+    public typealias ChangeReply = @Sendable (Result<RunRecord, APIError>) -> Void
+
+    /// Terminates a run (SPEC §4) and replies with its record as committed. A run that is already terminated is
     /// returned as it is (a second terminate is harmless); a completed or failed one too, unchanged: the
-    /// caller answers 400 for those. Works on a paused run. Throws `.notFound` for an unknown run or one of
+    /// caller answers 400 for those. Works on a paused run. Replies `.notFound` for an unknown run or one of
     /// another pipeline or key.
-    public func terminate(namespace: String, pipelineID: String, runID: String) throws(APIError) -> RunRecord {
-        try change(namespace: namespace, pipelineID: pipelineID, runID: runID) { run, st in
+    ///
+    /// The run stops at once (no token, node or output afterwards), but `reply` waits for the commit: while the
+    /// store cannot write (another process holds the database, a full disk) the stopped run is kept as "final,
+    /// commit pending", retried until it lands, and only then reported to anyone (issue 11 item 2). The caller
+    /// must not block a transport thread on it.
+    public func terminate(namespace: String, pipelineID: String, runID: String, reply: @escaping ChangeReply) {
+        change(namespace: namespace, pipelineID: pipelineID, runID: runID, reply: reply) { run, st in
             stopLocked(run, &st, status: .terminated, error: nil)
         }
     }
 
+    /// ``terminate(namespace:pipelineID:runID:reply:)``, waiting for the reply up to ``changeWaitSeconds``
+    /// (then `.unavailable`). For tests and callers off the transport threads.
+    @discardableResult
+    public func terminate(namespace: String, pipelineID: String, runID: String) throws(APIError) -> RunRecord {
+        try Self.waitForReply { terminate(namespace: namespace, pipelineID: pipelineID, runID: runID, reply: $0) }
+    }
+
     /// Pauses a running run (SPEC §4): its timers stop, no token is emitted, status `paused`. A paused run is
-    /// returned as it is; a final one unchanged (the caller answers 400).
+    /// returned as it is; a final one unchanged (the caller answers 400). Blocks until committed (see
+    /// ``terminate(namespace:pipelineID:runID:reply:)``).
     public func pause(namespace: String, pipelineID: String, runID: String) throws(APIError) -> RunRecord {
-        try change(namespace: namespace, pipelineID: pipelineID, runID: runID) { _, st in
+        try Self.waitForReply { pause(namespace: namespace, pipelineID: pipelineID, runID: runID, reply: $0) }
+    }
+
+    /// Resumes a paused run where it stopped: the next token is the one that was due. A running run is
+    /// returned as it is; a final one unchanged (the caller answers 400). Blocks until committed.
+    public func resume(namespace: String, pipelineID: String, runID: String) throws(APIError) -> RunRecord {
+        try Self.waitForReply { resume(namespace: namespace, pipelineID: pipelineID, runID: runID, reply: $0) }
+    }
+
+    /// How long the blocking forms of terminate, pause and resume wait for a commit that is pending.
+    public static let changeWaitSeconds = 30.0
+
+    private static func waitForReply(_ call: (@escaping ChangeReply) -> Void) throws(APIError) -> RunRecord {
+        let box = Mutex<Result<RunRecord, APIError>?>(nil)
+        let done = DispatchSemaphore(value: 0)
+        call { result in
+            box.withLock { $0 = result }
+            done.signal()
+        }
+        if done.wait(timeout: .now() + changeWaitSeconds) == .timedOut {
+            throw APIError(.unavailable, "the change is not stored yet: storage unavailable; try again")
+        }
+        return try box.withLock { $0! }.get()
+    }
+
+    /// Pauses a running run (SPEC §4); replies as ``terminate(namespace:pipelineID:runID:reply:)`` does.
+    public func pause(namespace: String, pipelineID: String, runID: String, reply: @escaping ChangeReply) {
+        change(namespace: namespace, pipelineID: pipelineID, runID: runID, reply: reply) { _, st in
             guard st.record.status == .inProgress else { return }
             let now = scheduler.now
             for id in Array(st.llm.keys) { noteFirstToken(&st, nodeID: id, at: now) }
@@ -310,10 +357,9 @@ public final class RunEngine: Sendable {
         }
     }
 
-    /// Resumes a paused run where it stopped: the next token is the one that was due. A running run is
-    /// returned as it is; a final one unchanged (the caller answers 400).
-    public func resume(namespace: String, pipelineID: String, runID: String) throws(APIError) -> RunRecord {
-        try change(namespace: namespace, pipelineID: pipelineID, runID: runID) { run, st in
+    /// Resumes a paused run; replies as ``terminate(namespace:pipelineID:runID:reply:)`` does.
+    public func resume(namespace: String, pipelineID: String, runID: String, reply: @escaping ChangeReply) {
+        change(namespace: namespace, pipelineID: pipelineID, runID: runID, reply: reply) { run, st in
             guard st.record.status == .paused, let pausedAt = st.pausedAt else { return }
             let shift = scheduler.now &- pausedAt
             st.pausedAt = nil
@@ -326,25 +372,31 @@ public final class RunEngine: Sendable {
         }
     }
 
-    /// Applies `body` to a live run under its lock and commits; for a run that is not live, returns the stored
-    /// record (the caller decides what a final run means for its request).
-    private func change(namespace: String, pipelineID: String, runID: String,
-                        _ body: (LiveRun, inout LiveState) -> Void) throws(APIError) -> RunRecord {
-        if let run = live.withLock({ $0[runID] }), run.record.namespace == namespace, run.record.pipelineID == pipelineID {
-            let (snapshot, finished) = run.state.withLock { st -> (RunRecord?, Finished?) in
-                if st.record.status.isFinal { return (st.record, nil) }
-                let before = st.record.status
-                body(run, &st)
-                if st.record.status == before && !before.isFinal { return (st.record, nil) }
-                let outcome = commitLocked(run, &st)
-                deliverFeed(run, &st)
-                return outcome
+    /// Applies `body` to a live run under its lock, commits, and replies with the committed record; for a run
+    /// that is not live, replies with the stored record (the caller decides what a final run means for its
+    /// request). While the run has a commit pending, `body` still applies (a stop stops at once) but the reply
+    /// waits for that commit, so nobody hears of a state SQLite does not hold.
+    private func change(namespace: String, pipelineID: String, runID: String, reply: @escaping ChangeReply,
+                        _ body: (LiveRun, inout LiveState) -> Void) {
+        guard let run = live.withLock({ $0[runID] }), run.record.namespace == namespace,
+              run.record.pipelineID == pipelineID else {
+            do throws(APIError) { reply(.success(try status(namespace: namespace, pipelineID: pipelineID, runID: runID))) } catch {
+                reply(.failure(error))
             }
-            finish(finished)
-            if let snapshot { return snapshot }
-            throw APIError(.internalError, "could not store run \(runID)")
+            return
         }
-        return try status(namespace: namespace, pipelineID: pipelineID, runID: runID)
+        let (unchanged, committed) = run.state.withLock { st -> (RunRecord?, Committed?) in
+            if st.record.status.isFinal && !st.commitPending { return (st.record, nil) }
+            let before = st.record.status
+            if !before.isFinal { body(run, &st) }
+            if st.record.status == before && !st.commitPending { return (st.record, nil) }
+            st.commitReplies.append(reply)
+            let outcome = commitLocked(run, &st)
+            deliverFeed(run, &st)
+            return (nil, outcome)
+        }
+        if let unchanged { return reply(.success(unchanged)) }
+        finish(committed)  // nil: the commit is pending; the retry that lands it replies
     }
 
     /// The committed state of a run. Throws `.notFound` for an unknown run or one of another pipeline or key.
@@ -352,7 +404,7 @@ public final class RunEngine: Sendable {
         var record = finalRuns.withLock { $0[runID] }
         if record == nil {
             do { record = try store.run(namespace: namespace, id: runID) } catch {
-                throw APIError(.internalError, "store error: \(error)")
+                throw Self.storeError(error)
             }
             if let record, record.status.isFinal { remember(record) }
         }
@@ -362,6 +414,14 @@ public final class RunEngine: Sendable {
         return record
     }
 
+    /// A store failure as the engine reports it: 503 for a transient one (issue 11 item 2), else 500.
+    static func storeError(_ error: any Error) -> APIError {
+        if let error = error as? SQLiteError, error.isTransient {
+            return APIError(.unavailable, "storage unavailable: \(error.message); try again")
+        }
+        return APIError(.internalError, "store error: \(error)")
+    }
+
     /// A run's timeline: live from memory, or as stored with its final state. Throws `.notFound`.
     public func events(namespace: String, runID: String) throws(APIError) -> [JSON] {
         if let run = live.withLock({ $0[runID] }), run.record.namespace == namespace {
@@ -369,7 +429,7 @@ public final class RunEngine: Sendable {
         }
         let record: RunRecord?
         do { record = try store.run(namespace: namespace, id: runID) } catch {
-            throw APIError(.internalError, "store error: \(error)")
+            throw Self.storeError(error)
         }
         guard let record else { throw APIError(.notFound, "Run \(runID) not found") }
         return record.events ?? []
@@ -378,13 +438,13 @@ public final class RunEngine: Sendable {
     /// Terminates every live run of a pipeline (it is being deleted, SPEC §3).
     public func terminateRuns(namespace: String, pipelineID: String) {
         let runs = live.withLock { $0.values.filter { $0.record.pipelineID == pipelineID && $0.record.namespace == namespace } }
-        for run in runs { _ = try? terminate(namespace: namespace, pipelineID: pipelineID, runID: run.record.id) }
+        for run in runs { terminate(namespace: namespace, pipelineID: pipelineID, runID: run.record.id, reply: { _ in }) }
     }
 
     /// Terminates every live run of a namespace and forgets its cached final runs (`POST /_mock/reset`).
     public func terminateRuns(namespace: String) {
         let runs = live.withLock { $0.values.filter { $0.record.namespace == namespace } }
-        for run in runs { _ = try? terminate(namespace: namespace, pipelineID: run.record.pipelineID, runID: run.record.id) }
+        for run in runs { terminate(namespace: namespace, pipelineID: run.record.pipelineID, runID: run.record.id, reply: { _ in }) }
         finalRuns.withLock { cache in cache = cache.filter { $0.value.namespace != namespace } }
     }
 
@@ -394,14 +454,14 @@ public final class RunEngine: Sendable {
         closed.store(true, ordering: .releasing)
         let runs = live.withLock { Array($0.values) }
         for run in runs {
-            let (_, finished) = run.state.withLock { st -> (RunRecord?, Finished?) in
-                if st.record.status.isFinal { return (nil, nil) }
-                stopLocked(run, &st, status: .failed, error: "run interrupted: server shut down")
-                let outcome = commitLocked(run, &st)
+            let committed = run.state.withLock { st -> Committed? in
+                if st.record.status.isFinal && !st.commitPending { return nil }
+                if !st.record.status.isFinal { stopLocked(run, &st, status: .failed, error: "run interrupted: server shut down") }
+                let outcome = commitLocked(run, &st, retry: false)
                 deliverFeed(run, &st)
                 return outcome
             }
-            finish(finished)
+            finish(committed)
         }
         feed.close()  // after the runs' final events: readers of the feed see them, then the end
     }
@@ -516,15 +576,15 @@ public final class RunEngine: Sendable {
 
     /// An LLM node's timer fired: send the tokens now due, then finish the node or wait for the next token.
     private func llmTick(_ run: LiveRun, nodeID: String, generation: UInt64) {
-        let (_, finished) = run.state.withLock { st -> (RunRecord?, Finished?) in
+        let committed = run.state.withLock { st -> Committed? in
             defer { deliverFeed(run, &st) }  // tokens of a waiting node too; after the commit otherwise
             guard st.record.status == .inProgress, st.llm[nodeID]?.generation == generation,
                   let index = run.graph.nodes.firstIndex(where: { $0.id == nodeID }),
-                  tickLocked(run, &st, nodeID: nodeID, index: index) != .waiting else { return (nil, nil) }
+                  tickLocked(run, &st, nodeID: nodeID, index: index) != .waiting else { return nil }
             advance(run, &st)
             return commitLocked(run, &st)
         }
-        finish(finished)
+        finish(committed)
     }
 
     /// What ``tickLocked(_:_:nodeID:index:)`` did to its node.
@@ -689,7 +749,7 @@ public final class RunEngine: Sendable {
     /// run's lock, after the commit of what it reports (so a reader that asks for the run's status is never
     /// behind the feed), at the end of every section that may have collected something.
     private func deliverFeed(_ run: LiveRun, _ st: inout LiveState) {
-        guard !st.feedItems.isEmpty else { return }
+        guard !st.feedItems.isEmpty, !st.commitPending else { return }
         let items = st.feedItems
         st.feedItems = []
         let subscribers = feed.subscribers(of: run.record.namespace)
@@ -758,36 +818,70 @@ public final class RunEngine: Sendable {
 
     // MARK: - Commit and notify
 
-    struct Finished {
+    /// What a commit leaves to do once the run's lock is released: the record as committed, the callers of
+    /// terminate, pause or resume waiting for it, and, when the run just became final, its waiters.
+    struct Committed {
         let record: RunRecord
+        let replies: [ChangeReply]
         let waiters: [@Sendable (RunRecord) -> Void]
     }
 
-    /// Commits the run's state. Returns the committed record, and, when the run just became final, what
-    /// must happen after the lock is released (waiters to answer). A failed commit is logged and returns nil.
-    private func commitLocked(_ run: LiveRun, _ st: inout LiveState) -> (RunRecord?, Finished?) {
+    /// Commits the run's state and returns what must happen after the lock is released, or nil when the store
+    /// could not take it. Then, with `retry`, the run keeps its state as "commit pending" (nothing of it is
+    /// reported: no final event, no feed, no reply) and the pending-commit retry lands it once the store
+    /// takes writes again (issue 11 item 2); without (a run being created, the shutdown), the caller gives up.
+    private func commitLocked(_ run: LiveRun, _ st: inout LiveState, retry: Bool = true) -> Committed? {
         if st.record.status.isFinal { st.record.events = st.timeline }
         do {
             try store.saveRuns([st.record])
         } catch {
-            logger.error("could not commit run \(st.record.id): \(error)")
-            return (nil, nil)
+            if !st.commitPending { logger.warning("run \(st.record.id): commit pending, will retry: \(error)") }
+            if retry {
+                st.commitPending = true
+                pendingCommits.add(run, engine: self)
+            }
+            return nil
         }
-        guard st.record.status.isFinal else { return (st.record, nil) }
+        st.commitPending = false
+        let replies = st.commitReplies
+        st.commitReplies = []
+        guard st.record.status.isFinal else { return Committed(record: st.record, replies: replies, waiters: []) }
         let waiters = st.waiters
         st.waiters = []
         // Observers stay: a run that ends inside start() still announces itself to them afterwards, and a
         // final run emits nothing more anyway.
-        return (st.record, Finished(record: st.record, waiters: waiters))
+        return Committed(record: st.record, replies: replies, waiters: waiters)
     }
 
-    private func finish(_ finished: Finished?) {
-        guard let finished else { return }
-        pruneIfDue()
-        Counter(label: "mockshift_runs_finished_total", dimensions: [("status", finished.record.status.rawValue)]).increment()
-        remember(finished.record)
-        live.withLock { _ = $0.removeValue(forKey: finished.record.id) }
-        for waiter in finished.waiters { waiter(finished.record) }
+    private func finish(_ committed: Committed?) {
+        guard let committed else { return }
+        if committed.record.status.isFinal {
+            pruneIfDue()
+            Counter(label: "mockshift_runs_finished_total", dimensions: [("status", committed.record.status.rawValue)]).increment()
+            remember(committed.record)
+            live.withLock { _ = $0.removeValue(forKey: committed.record.id) }
+            for waiter in committed.waiters { waiter(committed.record) }
+        }
+        for reply in committed.replies { reply(.success(committed.record)) }
+    }
+
+    /// Runs whose last commit failed, retried with back-off (50 ms doubling to 1 s) off every caller's thread
+    /// until each lands.
+    let pendingCommits = PendingCommits()
+
+    /// Tries again to commit every run with a pending commit; those that fail again stay pending.
+    func retryPendingCommits() {
+        for run in pendingCommits.take() {
+            let committed = run.state.withLock { st -> Committed? in
+                guard st.commitPending else { return nil }
+                let outcome = commitLocked(run, &st)
+                if outcome != nil { logger.info("run \(st.record.id): pending commit stored") }
+                deliverFeed(run, &st)
+                return outcome
+            }
+            finish(committed)
+        }
+        pendingCommits.scheduleNext(engine: self)
     }
 
     private func remember(_ record: RunRecord) {
@@ -910,6 +1004,11 @@ struct LiveState {
     /// Finished LLM nodes' completions (for usage).
     var finishedLLM: [String: LLMCompletion] = [:]
     var waiters: [@Sendable (RunRecord) -> Void] = []
+    /// The last commit failed (storage unavailable): `record` is ahead of SQLite until the retry lands it, and
+    /// nothing final is reported meanwhile (issue 11 item 2).
+    var commitPending = false
+    /// Callers of terminate, pause or resume waiting for the commit of their change.
+    var commitReplies: [RunEngine.ChangeReply] = []
     var observers: [@Sendable (RunEvent) -> Void] = []
     /// While true, events wait in `held` (the run is not announced yet).
     var holding = false
@@ -947,5 +1046,67 @@ struct LiveState {
 
     func nodeState(_ id: String) -> NodeState? {
         record.nodes.first(where: { $0.id == id })?.state
+    }
+}
+
+extension LLMProgress {
+    /// Cancels the node's timers (its next tick and its first-token log).
+    func cancelTimers(_ scheduler: Scheduler) {
+        if let timer { scheduler.cancel(timer) }
+        if let firstTokenTimer { scheduler.cancel(firstTokenTimer) }
+    }
+}
+
+/// Runs whose last commit failed because the store could not write (issue 11 item 2), and the timer that
+/// retries them: 50 ms after the first failure, then doubling up to 1 s while they keep failing. The retry runs
+/// on a global queue, never on a transport or scheduler thread.
+final class PendingCommits: Sendable {
+    private struct State {
+        var runs: [String: LiveRun] = [:]
+        var scheduled = false
+        var delayMs = 50
+    }
+    private let state = Mutex(State())
+
+    /// Number of runs waiting for their commit.
+    var count: Int { state.withLock { $0.runs.count } }
+
+    /// Adds `run` (called under its lock) and starts the retry timer unless it is already going.
+    func add(_ run: LiveRun, engine: RunEngine) {
+        let due: Int? = state.withLock { s in
+            s.runs[run.record.id] = run
+            guard !s.scheduled else { return nil }
+            s.scheduled = true
+            return s.delayMs
+        }
+        if let due { schedule(after: due, engine) }
+    }
+
+    /// The runs to retry now; the timer stays claimed until ``scheduleNext(engine:)``.
+    func take() -> [LiveRun] {
+        state.withLock { s in
+            defer { s.runs = [:] }
+            return Array(s.runs.values)
+        }
+    }
+
+    /// After a round: retry again later (backing off) if any run is still pending, else rest.
+    func scheduleNext(engine: RunEngine) {
+        let due: Int? = state.withLock { s in
+            if s.runs.isEmpty {
+                s.scheduled = false
+                s.delayMs = 50
+                return nil
+            }
+            s.delayMs = min(s.delayMs * 2, 1_000)
+            return s.delayMs
+        }
+        if let due { schedule(after: due, engine) }
+    }
+
+    private func schedule(after ms: Int, _ engine: RunEngine) {
+        DispatchQueue.global().asyncAfter(deadline: .now() + .milliseconds(ms)) { [weak engine] in
+            engine?.retryPendingCommits()
+        }
     }
 }

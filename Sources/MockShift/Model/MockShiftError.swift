@@ -24,7 +24,7 @@ public struct APIError: Error, Sendable, Equatable, CustomStringConvertible {
         case notImplemented
         /// A synchronous run that failed, or a bug (500).
         case internalError
-        /// The daemon is shutting down (503).
+        /// The daemon is shutting down, or storage cannot take writes right now (503, with `Retry-After: 1`).
         case unavailable
     }
 

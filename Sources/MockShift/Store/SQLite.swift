@@ -17,6 +17,25 @@ public struct SQLiteError: Error, CustomStringConvertible {
     public let code: Int32
     public let message: String
     public var description: String { "SQLite error \(code): \(message)" }
+
+    /// True for failures that pass by themselves once their cause is gone: the database locked by another
+    /// process (`SQLITE_BUSY`, `SQLITE_LOCKED`), a full disk (`SQLITE_FULL`) or an I/O error (`SQLITE_IOERR`).
+    /// The store answers these with ``StoreUnavailable`` and the engine retries its commits (issue 11 item 2).
+    public var isTransient: Bool {
+        switch code & 0xff {
+        case SQLITE_BUSY, SQLITE_LOCKED, SQLITE_FULL, SQLITE_IOERR: true
+        default: false
+        }
+    }
+}
+
+/// The store cannot take writes right now (the database is locked by another process, the disk is full):
+/// thrown at once, without waiting, while an earlier write failed for such a reason and the next try is not due
+/// yet. `reason` is SQLite's message. Callers answer 503 (the API layer) or keep their change pending and retry
+/// (the run engine); it heals by itself once a write succeeds again.
+public struct StoreUnavailable: Error, CustomStringConvertible, Sendable {
+    public let reason: String
+    public var description: String { "storage unavailable (\(reason))" }
 }
 
 /// One SQLite connection: a thin binding over the C API (TECH-NOTES §5). Not thread-safe: the store gives each
@@ -26,7 +45,7 @@ final class SQLiteConnection: @unchecked Sendable {  // one thread at a time, se
     private var statements: [String: OpaquePointer] = [:]
 
     /// Opens `path` (a file name or a `file:` URI). Throws ``SQLiteError``.
-    init(path: String, readOnly: Bool) throws {
+    init(path: String, readOnly: Bool, busyTimeoutMs: Int32 = 5000) throws {
         var db: OpaquePointer?
         let flags = (readOnly ? SQLITE_OPEN_READONLY : (SQLITE_OPEN_READWRITE | SQLITE_OPEN_CREATE))
             | SQLITE_OPEN_NOMUTEX | SQLITE_OPEN_URI
@@ -38,7 +57,7 @@ final class SQLiteConnection: @unchecked Sendable {  // one thread at a time, se
         }
         handle = db
         sqlite3_extended_result_codes(db, 1)
-        sqlite3_busy_timeout(db, 5000)
+        sqlite3_busy_timeout(db, busyTimeoutMs)
     }
 
     deinit {

@@ -30,7 +30,10 @@ public final class Store: @unchecked Sendable {
             try FileManager.default.createDirectory(at: url.deletingLastPathComponent(), withIntermediateDirectories: true)
             readPath = path
         }
-        writer = try SQLiteConnection(path: readPath, readOnly: false)
+        // A short busy timeout for the one writer: within this process writes are serialised by `writeQueue`,
+        // so only another process can hold the lock, and a caller (a transport or scheduler thread) must not wait
+        // seconds for it: the write fails fast and the store becomes unavailable until a retry gets through.
+        writer = try SQLiteConnection(path: readPath, readOnly: false, busyTimeoutMs: Store.writerBusyTimeoutMs)
         if !isMemory {
             try writer.execute("PRAGMA journal_mode=WAL")
             try writer.execute("PRAGMA synchronous=NORMAL")
@@ -44,9 +47,69 @@ public final class Store: @unchecked Sendable {
 
     // MARK: Connections
 
+    /// How long the writer waits for another process's lock before a write fails (milliseconds).
+    static let writerBusyTimeoutMs: Int32 = 50
+
     @discardableResult
     func write<T>(_ body: (SQLiteConnection) throws -> T) throws -> T {
-        try writeQueue.sync { try writer.transaction { try body(writer) } }
+        try health.check()
+        do {
+            let value = try writeQueue.sync { try writer.transaction { try body(writer) } }
+            health.succeeded()
+            return value
+        } catch let error as SQLiteError where error.isTransient {
+            throw health.failed(error)
+        }
+    }
+
+    // MARK: Write health
+
+    /// Whether writes currently get through (issue 11 item 2). After a transient failure (another process holds
+    /// the lock, the disk is full) writes fail at once with ``StoreUnavailable`` instead of each waiting for the
+    /// lock, except one try when the back-off (100 ms, doubling to 1 s) has passed; the first write that gets
+    /// through makes the store available again.
+    public var isWritable: Bool { !health.state.withLock { $0.failing } }
+
+    private let health = WriteHealth()
+
+    final class WriteHealth: Sendable {
+        struct State {
+            var failing = false
+            var reason = ""
+            var retryAt: UInt64 = 0  // DispatchTime nanoseconds
+            var backoffMs: UInt64 = 100
+        }
+        let state = Mutex(State())
+
+        /// Throws ``StoreUnavailable`` while failing and the next try is not due; lets one try through when it is.
+        func check() throws(StoreUnavailable) {
+            let refusal: String? = state.withLock { s in
+                guard s.failing else { return nil }
+                let now = DispatchTime.now().uptimeNanoseconds
+                if now < s.retryAt { return s.reason }
+                s.retryAt = now + s.backoffMs * 1_000_000  // this caller is the try; others keep failing fast
+                return nil
+            }
+            if let refusal { throw StoreUnavailable(reason: refusal) }
+        }
+
+        func succeeded() {
+            state.withLock { s in
+                guard s.failing else { return }
+                s = State()
+            }
+        }
+
+        func failed(_ error: SQLiteError) -> StoreUnavailable {
+            state.withLock { s in
+                let now = DispatchTime.now().uptimeNanoseconds
+                if s.failing { s.backoffMs = min(s.backoffMs * 2, 1_000) }
+                s.failing = true
+                s.reason = error.message
+                s.retryAt = now + s.backoffMs * 1_000_000
+            }
+            return StoreUnavailable(reason: error.message)
+        }
     }
 
     func read<T>(_ body: (SQLiteConnection) throws -> T) throws -> T {
@@ -365,8 +428,12 @@ public final class Store: @unchecked Sendable {
     ///
     /// Group commit: callers on several threads at once (libmicrohttpd's workers, the scheduler) share one
     /// transaction. Each caller still returns only after the transaction holding its runs has committed.
+    ///
+    /// - Throws: ``StoreUnavailable`` at once while writes fail for a transient reason (see ``isWritable``),
+    ///   or when this commit failed for one; ``SQLiteError`` for anything else.
     public func saveRuns(_ runs: [RunRecord]) throws {
         guard !runs.isEmpty else { return }
+        try health.check()
         let mine = PendingCommit(runs: runs)
         let first = pendingCommits.withLock { queue in
             queue.append(mine)
@@ -398,6 +465,11 @@ public final class Store: @unchecked Sendable {
         guard !batch.isEmpty else { return }
         do {
             try writer.transaction { for c in batch { for r in c.runs { try Store.upsertRun(r, in: writer) } } }
+            health.succeeded()
+        } catch let error as SQLiteError where error.isTransient {
+            // Nobody's record is at fault: every caller hears it at once (no second wait per caller).
+            let unavailable = health.failed(error)
+            for c in batch { c.error = unavailable }
         } catch {
             for c in batch {
                 do { try writer.transaction { for r in c.runs { try Store.upsertRun(r, in: writer) } } } catch { c.error = error }
