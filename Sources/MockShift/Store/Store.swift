@@ -30,10 +30,7 @@ public final class Store: @unchecked Sendable {
             try FileManager.default.createDirectory(at: url.deletingLastPathComponent(), withIntermediateDirectories: true)
             readPath = path
         }
-        // A short busy timeout for the one writer: within this process writes are serialised by `writeQueue`,
-        // so only another process can hold the lock, and a caller (a transport or scheduler thread) must not wait
-        // seconds for it: the write fails fast and the store becomes unavailable until a retry gets through.
-        writer = try SQLiteConnection(path: readPath, readOnly: false, busyTimeoutMs: Store.writerBusyTimeoutMs)
+        writer = try SQLiteConnection(path: readPath, readOnly: false)
         if !isMemory {
             try writer.execute("PRAGMA journal_mode=WAL")
             try writer.execute("PRAGMA synchronous=NORMAL")
@@ -43,6 +40,11 @@ public final class Store: @unchecked Sendable {
         // Checkpoint every 10,000 WAL pages (about 40 MB) rather than SQLite's 1,000: a tenth of the checkpoints
         // (each an fsync inside some commit), measured +10 % instant runs/s (scripts/bench-instant-runs).
         if !isMemory { try writer.execute("PRAGMA wal_autocheckpoint=10000") }
+        // Start-up may wait for another process's lock (5 s); afterwards the one writer waits only briefly:
+        // within this process writes are serialised by `writeQueue`, so only another process can hold the lock,
+        // and a caller (a transport or scheduler thread) must not wait seconds for it. The write fails fast and
+        // the store is unavailable until a try gets through (``isWritable``).
+        sqlite3_busy_timeout(writer.handle, Store.writerBusyTimeoutMs)
     }
 
     // MARK: Connections
