@@ -593,7 +593,9 @@ public final class RunEngine: Sendable {
         for i in st.record.nodes.indices {
             switch st.record.nodes[i].state {
             case .running: st.record.nodes[i].state = status == .terminated ? .terminated : .failed
-            case .pending: st.record.nodes[i].state = .skipped
+            // Never started: cut off by the run's end (`skipped` means an untaken condition path, `failed` would
+            // blame a node that never ran, `pending` would read as still waiting; issue 11).
+            case .pending: st.record.nodes[i].state = .terminated
             default: break
             }
         }
