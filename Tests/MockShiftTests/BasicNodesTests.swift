@@ -2,7 +2,7 @@ import Testing
 @testable import MockShift
 
 @Suite struct BasicNodesTests {
-    func run(_ type: String, _ inputs: JSONObject) -> JSONObject { BasicNodes.evaluate(type: type, inputs) ?? [:] }
+    func run(_ type: String, _ inputs: JSONObject) -> JSONObject { ((try? BasicNodes.evaluate(type: type, inputs)) ?? nil) ?? [:] }
 
     @Test func textMergeAndLists() {
         #expect(run("text", ["text": "hi there"])["text"] == "hi there")

@@ -105,7 +105,8 @@ func node(_ id: String, _ type: String, _ inputs: JSONObject = [:], name: String
         #expect(LLMSimulator.requestedWordCount(in: "Write 50 words.") == 50)
         #expect(LLMSimulator.requestedWordCount(in: "a 12-word summary") == 12)
         #expect(LLMSimulator.requestedWordCount(in: "in 7 WORDS") == 7)
-        #expect(LLMSimulator.requestedWordCount(in: "1234567 words") == 234567)
+        // The whole number, capped (the regular expression read the last six digits: 234567; issue 11).
+        #expect(LLMSimulator.requestedWordCount(in: "1234567 words") == LLMSimulator.mostRequestedWords)
         #expect(LLMSimulator.requestedWordCount(in: "3 wordsmiths, 4 words") == 4)
         #expect(LLMSimulator.requestedWordCount(in: "0 words") == nil)
         #expect(LLMSimulator.requestedWordCount(in: "no count here, words") == nil)

@@ -62,7 +62,7 @@ struct EngineFixture {
         #expect(terminated.result == nil)
         let partial = try #require(terminated.partialOutputs?["answer"]?.stringValue)
         #expect(partial.split(separator: " ").count == 10, "10 tokens by then (SPEC §6 formula), got: \(partial)")
-        #expect(terminated.nodes.map(\.state) == [.completed, .terminated, .skipped])
+        #expect(terminated.nodes.map(\.state) == [.completed, .terminated, .terminated], "the output node never started: terminated, not skipped")
         f.advance(ms: 60_000)
         let later = try f.stored(run.id)
         #expect(later.status == .terminated)

@@ -136,3 +136,24 @@ def test_ai_operations_writes_simulated_text_to_its_first_output(sdk, http):
     first = http("POST", f"/pipeline/{pid}/run", json={"inputs": {"q": "Write 6 words."}}).json()
     again = http("POST", f"/pipeline/{pid}/run", json={"inputs": {"q": "Write 6 words."}}).json()
     assert first["outputs"] == again["outputs"] and len(first["outputs"]["out"].split()) > 3, first
+
+
+def test_nodes_a_terminated_run_never_started_are_terminated_and_an_untaken_path_stays_skipped(sdk):
+    p = sdk.new(name=unique("stopped_states"))
+    score = p.add(name="score", id="score").input(input_type="int32")
+    cond = p.add(name="cond", id="cond").condition(conditions=[
+        ConditionGroup([Clause(Operator.GREATER_THAN_EQUAL, score.value, 90)])])
+    p.add(name="high", id="high").text(text="high", dependencies=[cond.path_0])
+    low = p.add(name="low", id="low").text(text="Write 300 words about a low score.", dependencies=[cond.path_else])
+    llm = p.add(name="llm", id="llm").llm(provider="openai", model="gpt-4o", prompt=low.text)
+    p.add(name="answer", id="answer").output(output_type="string", value=llm.response)
+    p.save(deploy=True)
+    handler = p.start(inputs={"score": 10})  # the LLM takes seconds: the stop comes before its output has a value
+    handler.terminate()
+    status = handler.run_status()
+    assert status["status"] == "terminated", status
+    nodes = status["nodes"]
+    assert nodes["answer"] == "terminated", f"the output never got a value because the run was stopped: {nodes}"
+    assert nodes["llm"] == "terminated", nodes
+    assert nodes["high"] == "skipped", f"the untaken condition path is still skipped: {nodes}"
+    assert nodes["low"] == "completed" and nodes["cond"] == "completed", nodes

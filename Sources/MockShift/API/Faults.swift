@@ -58,8 +58,14 @@ final class Faults: Sendable {
             guard let s = raw.intValue, (100...599).contains(s) else { throw APIError(.badRequest, "status must be an HTTP status code") }
             status = Int(s)
         } else { status = nil }
-        let delay = body["delay_ms"]?.doubleValue ?? 0
-        guard delay.isFinite, (0...600_000).contains(delay) else { throw APIError(.badRequest, "delay_ms must be from 0 to 600000") }
+        // A field given but not a number is a 400 too, not its default (`"abc"` used to mean no delay).
+        func number(_ key: String, default value: Double) -> Double? {
+            guard let raw = body[key], raw != .null else { return value }
+            return raw.doubleValue
+        }
+        guard let delay = number("delay_ms", default: 0), (0...600_000).contains(delay) else {
+            throw APIError(.badRequest, "delay_ms must be a number from 0 to 600000")
+        }
         let drop = try body.bool("drop")
         var failAfter: Int?
         if let raw = body["llm_fail_after_tokens"], raw != .null {
@@ -71,8 +77,9 @@ final class Faults: Sendable {
             guard let n = raw.intValue, n >= 1 else { throw APIError(.badRequest, "times must be a whole number >= 1") }
             times = Int(n)
         }
-        let probability = body["probability"]?.doubleValue ?? 1
-        guard probability.isFinite, (0...1).contains(probability) else { throw APIError(.badRequest, "probability must be from 0 to 1") }
+        guard let probability = number("probability", default: 1), (0...1).contains(probability) else {
+            throw APIError(.badRequest, "probability must be a number from 0 to 1")
+        }
         guard status != nil || drop || failAfter != nil || delay > 0 else {
             throw APIError(.badRequest, "a fault needs one of status, delay_ms, drop, llm_fail_after_tokens")
         }

@@ -34,7 +34,11 @@ final class LLMScripts: Sendable {
         if let pattern, !pattern.isEmpty, PromptPattern(pattern) == nil {
             throw APIError(.badRequest, "prompt_pattern is not a valid POSIX extended regular expression (back-references are not allowed)")
         }
-        let failAfter = try number("fail_after_tokens", 0...1_000_000).map { Int($0) }
+        var failAfter: Int?
+        if let d = try number("fail_after_tokens", 0...1_000_000) {
+            guard let n = Int(exactly: d) else { throw APIError(.badRequest, "fail_after_tokens must be a whole number") }
+            failAfter = n
+        }
         let script = LLMScript(
             nodeID: try body.string("node_id"), promptPattern: pattern, response: try body.string("response"),
             ttftMilliseconds: try number("ttft_ms", 0...86_400_000), tokensPerSecond: try number("tokens_per_second", 0.001...1_000_000),

@@ -195,6 +195,9 @@ enum MockHandlers {
                            "now_ms": .double(Double(scheduler.now) / 1_000_000)])
     }
 
+    /// How far the manual clock may go: 1e13 ms (about 317 years) in nanoseconds.
+    static let manualClockLimitNanoseconds: UInt64 = 10_000_000_000_000_000_000
+
     /// `POST /_mock/clock/advance {"ms": N}` (manual clock only, SPEC §6): moves simulated time by N ms and
     /// answers once everything due by then has happened (tokens emitted, nodes finished, runs committed).
     static func advanceClock(_ c: HandlerContext) throws -> Reply {
@@ -206,7 +209,13 @@ enum MockHandlers {
         guard let ms = body["ms"]?.doubleValue, ms.isFinite, ms >= 0, ms <= 1e12 else {
             throw APIError(.badRequest, "ms is required: a number of milliseconds from 0 to 1e12")
         }
-        scheduler.advance(byNanoseconds: UInt64(ms * 1_000_000))
+        // The clock counts nanoseconds in a UInt64: past ~1.8e13 ms it would wrap; stop well before (timers are set
+        // up to ~1e12 ms ahead of it).
+        let nanoseconds = UInt64(ms * 1_000_000)
+        guard scheduler.now <= Self.manualClockLimitNanoseconds - nanoseconds else {
+            throw APIError(.badRequest, "ms would move the manual clock past 1e13 ms (it is at \(Double(scheduler.now) / 1_000_000) ms)")
+        }
+        scheduler.advance(byNanoseconds: nanoseconds)
         return .json(.ok, ["status": "success", "now_ms": .double(Double(scheduler.now) / 1_000_000)])
     }
 }

@@ -1,10 +1,18 @@
 import Foundation
 
+/// Why a node cannot run with the inputs it got (a number that is no number, or does not fit): the run fails
+/// with this message, which ``NodeEvaluator`` prefixes with the node (`node conv: …`; issue 11).
+struct NodeInputError: Error, Equatable {
+    let message: String
+    init(_ message: String) { self.message = message }
+}
+
 /// Real results for the basic node types (API.md §7, SPEC §6), from inputs already template-resolved. Each
 /// returns the node's outputs without `complete`, or nil for a type it does not know. Pure functions: the run
-/// engine decides when they run and what gets skipped.
+/// engine decides when they run and what gets skipped. Numbers read from inputs are checked, never trapped on:
+/// one that cannot be used throws ``NodeInputError``.
 enum BasicNodes {
-    static func evaluate(type: String, _ inputs: JSONObject) -> JSONObject? {
+    static func evaluate(type: String, _ inputs: JSONObject) throws(NodeInputError) -> JSONObject? {
         switch type {
         case "text":
             return ["text": .string(inputs["text"]?.templateText ?? "")]
@@ -36,20 +44,21 @@ enum BasicNodes {
             }
             return ["processed_text": .string(text)]
         case "text_formatter":
-            return ["output": .string(format(inputs["text"]?.templateText ?? "", inputs))]
+            return ["output": .string(try format(inputs["text"]?.templateText ?? "", inputs))]
         case "create_list":
             return ["output": .array(list(inputs["list"]))]
         case "get_list_item":
             let items = list(inputs["list"])
-            let index = Int(inputs["index"]?.intValue ?? 0)
+            // An index beyond the list (however far) has no item: null, as an index of 5 in a list of 1 does.
+            let index = try wholeNumber(inputs["index"], "index") ?? 0
             return ["output": items.indices.contains(index) ? items[index] : .null]
         case "join_list_item":
             let separator = flag(inputs["join_by_newline"]) ? "\n" : (inputs["join_characters"]?.templateText ?? "")
             return ["joined_text": .string(list(inputs["list"]).map(\.templateText).joined(separator: separator))]
         case "convert_type":
-            return ["converted_value": convert(inputs["value"] ?? .null, to: inputs["target_type"]?.stringValue ?? "string")]
+            return ["converted_value": try convert(inputs["value"] ?? .null, to: inputs["target_type"]?.stringValue ?? "string")]
         case "time":
-            return ["processed_time": .string(time(inputs))]
+            return ["processed_time": .string(try time(inputs))]
         default:
             return nil
         }
@@ -90,8 +99,9 @@ enum BasicNodes {
         let a = term["operand1"] ?? .null
         let b = term["operand2"] ?? .null
         let text = a.templateText, other = b.templateText
+        // Numbers compare as numbers: decimal text only (not "nan", "inf" or hex), overflowing text as ±infinity.
         func compare(_ op: (Double, Double) -> Bool, _ textOp: (String, String) -> Bool) -> Bool {
-            if let x = a.doubleValue ?? Double(text), let y = b.doubleValue ?? Double(other) { return op(x, y) }
+            if let x = a.doubleValue ?? JSON.decimal(text), let y = b.doubleValue ?? JSON.decimal(other) { return op(x, y) }
             return textOp(text, other)
         }
         switch term["operator"]?.stringValue ?? "" {
@@ -123,6 +133,25 @@ enum BasicNodes {
 
     // MARK: Helpers
 
+    /// A number input: nil when absent, null or empty text; a finite number; otherwise throws naming `field`.
+    static func number(_ value: JSON?, _ field: String) throws(NodeInputError) -> Double? {
+        guard let value, value != .null else { return nil }
+        if let text = value.stringValue, text.trimmingCharacters(in: .whitespaces).isEmpty { return nil }
+        guard let d = value.doubleValue else {
+            throw NodeInputError("\(field) must be a finite number, got \(value.encodedString().prefix(100))")
+        }
+        return d
+    }
+
+    /// A whole-number input (an index, a count): nil when absent; beyond `Int`'s range it is clamped (an index or
+    /// count that large means "past the end" either way); a fraction or a non-number throws naming `field`.
+    static func wholeNumber(_ value: JSON?, _ field: String) throws(NodeInputError) -> Int? {
+        if let exact = value?.intValue { return Int(exactly: exact) ?? (exact < 0 ? Int.min : Int.max) }
+        guard let d = try number(value, field) else { return nil }
+        guard d.rounded() == d else { throw NodeInputError("\(field) must be a whole number, got \(value?.encodedString().prefix(100) ?? "")") }
+        return Int(exactly: d) ?? (d < 0 ? Int.min : Int.max)
+    }
+
     static func list(_ value: JSON?) -> [JSON] {
         switch value {
         case let .array(items)?: items
@@ -144,42 +173,72 @@ enum BasicNodes {
         }
     }
 
-    static func format(_ text: String, _ inputs: JSONObject) -> String {
+    static func format(_ text: String, _ inputs: JSONObject) throws(NodeInputError) -> String {
         switch inputs["formatter"]?.stringValue ?? "To Uppercase" {
         case "To Lowercase": return text.lowercased()
         case "To Proper Case", "To Title Case": return text.capitalized
         case "Trim": return text.trimmingCharacters(in: .whitespacesAndNewlines)
         case "Truncate":
-            let n = Int(inputs["max_num_token"]?.intValue ?? 0)
+            let n = try wholeNumber(inputs["max_num_token"], "max_num_token") ?? 0
             return text.split(separator: " ").prefix(max(0, n)).joined(separator: " ")
         default: return text.uppercased()
         }
     }
 
-    static func convert(_ value: JSON, to type: String) -> JSON {
+    /// `convert_type`. Nothing to convert (null, empty text) gives null. Integers: whole numbers as they are,
+    /// decimal fractions truncated toward zero (`"2.9"` → 2, `"-0"` → 0), booleans 1 and 0; a number beyond
+    /// the type's range (`"1e19"` for int32) or text that is no decimal number (`"nan"`, `"inf"`, `"0x10"`)
+    /// throws. `float`: finite numbers only.
+    static func convert(_ value: JSON, to type: String) throws(NodeInputError) -> JSON {
         let text = value.templateText.trimmingCharacters(in: .whitespaces)
+        func number() throws(NodeInputError) -> Double? {
+            if case let .bool(b) = value { return b ? 1 : 0 }
+            if text.isEmpty { return nil }
+            guard let d = JSON.decimal(text), !(d.isNaN) else {
+                throw NodeInputError("cannot convert \(JSON.string(String(text.prefix(64))).encodedString()) to \(type): not a decimal number")
+            }
+            return d
+        }
         switch type {
-        case "int32", "int64", "int": return value.intValue.map(JSON.int) ?? Double(text).map { .int(Int64($0)) } ?? .null
-        case "float": return value.doubleValue.map(JSON.double) ?? .null
+        case "int32", "int64", "int":
+            if let exact = value.intValue, type != "int32" || Int32(exactly: exact) != nil { return .int(exact) }
+            guard let d = try number() else { return .null }
+            let whole = d.rounded(.towardZero)
+            let fits = type == "int32" ? Int32(exactly: whole).map(Int64.init) : Int64(exactly: whole)
+            guard let fits else { throw NodeInputError("value \(text.prefix(64)) does not fit \(type)") }
+            return .int(fits)
+        case "float":
+            guard let d = try number() else { return .null }
+            guard d.isFinite else { throw NodeInputError("value \(text.prefix(64)) does not fit float") }
+            return .double(d)
         case "bool": return .bool(["true", "1", "yes"].contains(text.lowercased()))
         case "timestamp": return .string(text)
         default: return .string(value.templateText)
         }
     }
 
+    /// Seconds since 1970 of 0001-01-01T00:00:00Z and 9999-12-31T23:59:59Z: the years a four-digit format shows.
+    static let timeRange: ClosedRange<Double> = -62_135_596_800...253_402_300_799
+
     /// The wall-clock time in the node's format (`MM/DD/YYYY` by default; tokens YYYY, MM, DD, HH, mm, ss).
-    static func time(_ inputs: JSONObject) -> String {
+    /// A delta that leaves the years 1 to 9999 (or is no number) throws.
+    static func time(_ inputs: JSONObject) throws(NodeInputError) -> String {
         var seconds = time_t(Date().timeIntervalSince1970)
         if flag(inputs["use_delta"]) {
-            let delta = inputs["delta_value"]?.doubleValue ?? 0
-            let unit: Double = switch inputs["delta_time_unit"]?.stringValue ?? "days" {
+            let delta = try number(inputs["delta_value"], "delta_value") ?? 0
+            let unitName = inputs["delta_time_unit"]?.stringValue ?? "days"
+            let unit: Double = switch unitName {
             case "seconds": 1
             case "minutes": 60
             case "hours": 3600
             case "weeks": 604_800
             default: 86_400
             }
-            seconds += time_t(delta * unit)
+            let moved = (Double(seconds) + delta * unit).rounded(.down)
+            guard timeRange.contains(moved) else {
+                throw NodeInputError("delta_value \(delta) \(unitName) moves the time outside the years 1 to 9999")
+            }
+            seconds = time_t(moved)
         }
         var parts = tm()
         gmtime_r(&seconds, &parts)

@@ -54,8 +54,9 @@ public struct LLMCompletion: Sendable, Equatable {
 
 /// Deterministic LLM text (SPEC §6): the same provider, model, system, prompt and seed always give the same
 /// words, across runs and restarts. The words come from a built-in vocabulary, chosen by a generator seeded
-/// with the SHA-256 of the request. A prompt asking for "N words" gets N words ± 10 %; otherwise about 120
-/// words; never more tokens than `maxTokens`.
+/// with the SHA-256 of the request. A prompt asking for "N words" gets N words ± 10 % (N read up to
+/// ``mostRequestedWords``: a longer ask gets that many); otherwise about 120 words; never more tokens than
+/// `maxTokens`.
 public enum LLMSimulator {
     /// Simulates `request`.
     public static func complete(_ request: LLMRequest) -> LLMCompletion {
@@ -88,9 +89,13 @@ public enum LLMSimulator {
         return LLMCompletion(tokens: tokens, inputTokens: max(1, wordCount(request.system) + wordCount(request.prompt)))
     }
 
-    /// The N of "N words" (or "N-word") in a prompt, if present.
+    /// The largest N of "N words" the simulator takes; a larger N (`"99999999999999999999 words"`) reads as this.
+    public static let mostRequestedWords = 1_000_000
+
+    /// The N of "N words" (or "N-word") in a prompt, if present; at most ``mostRequestedWords``.
     public static func requestedWordCount(in prompt: String) -> Int? {
-        // "N words", "N-word", "N word" (case-insensitive), N of 1 to 6 digits: the first such phrase counts.
+        // "N words", "N-word", "N word" (case-insensitive): the first such phrase counts, N being the whole run of
+        // digits (of any length: more than 7 digits reads as the cap, never parsed into an Int).
         // Scanned by hand over the Unicode scalars (Swift Regex cost more than the rest of a run).
         let scalars = Array(prompt.unicodeScalars)
         func isDigit(_ i: Int) -> Bool { i < scalars.count && scalars[i].value >= 48 && scalars[i].value <= 57 }
@@ -109,19 +114,18 @@ public enum LLMSimulator {
             guard isDigit(start) else { start += 1; continue }
             var end = start
             while isDigit(end) { end += 1 }
-            if end - start <= 6 {
-                var j = end
-                while j < scalars.count, scalars[j].properties.isWhitespace || scalars[j] == "-" { j += 1 }
-                if lower(j) == "w", lower(j + 1) == "o", lower(j + 2) == "r", lower(j + 3) == "d" {
-                    // "words" then a word boundary, or else "word" then a word boundary.
-                    let matched = (lower(j + 4) == "s" && !isWordChar(j + 5)) || !isWordChar(j + 4)
-                    if matched {
-                        let n = Int(String(String.UnicodeScalarView(scalars[start..<end]))) ?? 0
-                        return n > 0 ? n : nil
-                    }
+            var j = end
+            while j < scalars.count, scalars[j].properties.isWhitespace || scalars[j] == "-" { j += 1 }
+            if lower(j) == "w", lower(j + 1) == "o", lower(j + 2) == "r", lower(j + 3) == "d" {
+                // "words" then a word boundary, or else "word" then a word boundary.
+                let matched = (lower(j + 4) == "s" && !isWordChar(j + 5)) || !isWordChar(j + 4)
+                if matched {
+                    let digits = String(String.UnicodeScalarView(scalars[start..<end])).drop { $0 == "0" }
+                    if digits.isEmpty { return nil }
+                    return digits.count > 7 ? mostRequestedWords : min(Int(digits) ?? mostRequestedWords, mostRequestedWords)
                 }
             }
-            start += 1  // as a regex would: the next start may be inside the same run of digits
+            start = end  // the whole run of digits was the number
         }
         return nil
     }

@@ -6,8 +6,9 @@ enum NodeEvaluation {
     case llm(LLMCompletion)
     /// A timed node (`wait_node`): its outputs appear after `milliseconds` of simulated time.
     case wait(milliseconds: Double, outputs: JSONObject)
-    /// The node cannot run (`--strict-nodes` and an unsupported type): the run fails with this message.
-    case unsupported(String)
+    /// The node cannot run: `--strict-nodes` and an unsupported type, or an input it cannot use (a number that is
+    /// none, or out of range; issue 11). The run fails with this message, which names the node.
+    case failed(String)
 }
 
 /// Evaluates single nodes (SPEC §6, API.md §7). Input, output, LLM and the basic nodes (``BasicNodes``) have
@@ -18,6 +19,19 @@ enum NodeEvaluator {
     /// input-node name.
     static func evaluate(_ node: GraphNode, resolvedInputs inputs: JSONObject, runInputs: JSONObject, seed: UInt64,
                          strict: Bool = false) -> NodeEvaluation {
+        do {
+            return try evaluateChecked(node, resolvedInputs: inputs, runInputs: runInputs, seed: seed, strict: strict)
+        } catch {
+            return .failed("node \(node.id): \(error.message)")
+        }
+    }
+
+    /// Longest `wait_node` wait, in simulated milliseconds (30 days): a longer one fails its run rather than
+    /// parking a timer for decades.
+    static let longestWaitMilliseconds: Double = 30 * 86_400_000
+
+    private static func evaluateChecked(_ node: GraphNode, resolvedInputs inputs: JSONObject, runInputs: JSONObject, seed: UInt64,
+                                        strict: Bool) throws(NodeInputError) -> NodeEvaluation {
         switch node.type {
         case "input":
             let value = inputValue(node, inputs, runInputs: runInputs)
@@ -55,26 +69,32 @@ enum NodeEvaluator {
                 model: inputs["model"]?.templateText ?? "gpt-4o",
                 system: inputs["system"]?.templateText ?? "",
                 prompt: prompt,
-                maxTokens: Int(inputs["max_tokens"]?.intValue ?? 128_000),
+                maxTokens: try maxTokens(inputs["max_tokens"]),
                 seed: seed)
             var completion = LLMSimulator.complete(request)
             completion.responseField = field
             return .llm(completion)
         case "wait_node":
-            let amount = inputs["wait_time"]?.doubleValue ?? 1
-            let unit: Double = switch inputs["wait_time_type"]?.stringValue ?? "seconds" {
+            let amount = try BasicNodes.number(inputs["wait_time"], "wait_time") ?? 1
+            let unitName = inputs["wait_time_type"]?.stringValue ?? "seconds"
+            let unit: Double = switch unitName {
             case "milliseconds": 1
             case "minutes": 60_000
             case "hours": 3_600_000
             default: 1000
             }
-            return .wait(milliseconds: max(0, amount * unit), outputs: ["status": "completed", "complete": .bool(true)])
+            let milliseconds = amount * unit
+            guard milliseconds >= 0 else { throw NodeInputError("wait_time must not be negative, got \(amount) \(unitName)") }
+            guard milliseconds <= longestWaitMilliseconds else {
+                throw NodeInputError("wait_time \(amount) \(unitName) is longer than the longest wait, 30 days")
+            }
+            return .wait(milliseconds: milliseconds, outputs: ["status": "completed", "complete": .bool(true)])
         default:
-            if var outputs = BasicNodes.evaluate(type: node.type, inputs) {
+            if var outputs = try BasicNodes.evaluate(type: node.type, inputs) {
                 outputs["complete"] = .bool(true)
                 return .done(outputs)
             }
-            if strict { return .unsupported("node \(node.id): node type '\(node.type)' is not supported by MockShift (--strict-nodes)") }
+            if strict { return .failed("node \(node.id): node type '\(node.type)' is not supported by MockShift (--strict-nodes)") }
             var outputs = JSONObject()
             for field in node.declaredOutputs {
                 outputs[field] = .string("[mock \(node.type) \(node.id).\(field)]")
@@ -82,6 +102,14 @@ enum NodeEvaluator {
             outputs["complete"] = .bool(true)
             return .done(outputs)
         }
+    }
+
+    /// An LLM node's `max_tokens`: 128,000 when absent; a count beyond `Int` clamps (it only caps the text); a
+    /// negative, fractional or non-numeric value throws.
+    static func maxTokens(_ value: JSON?) throws(NodeInputError) -> Int {
+        guard let n = try BasicNodes.wholeNumber(value, "max_tokens") else { return 128_000 }
+        guard n >= 0 else { throw NodeInputError("max_tokens must not be negative, got \(n)") }
+        return n
     }
 
     /// Text-generating AI node types the LLM simulator serves, with the output field that carries their text.
@@ -101,7 +129,8 @@ enum NodeEvaluator {
 
     /// Checks a run's inputs against the pipeline's input nodes (API.md §4.1, §7): every input node covered (or
     /// `use_default_value`), no input that names no input node, and `int32`/`float`/`bool` values of their type
-    /// (numeric and boolean text accepted, as forms carry text). Throws `.badRequest` naming the inputs.
+    /// (numeric and boolean text accepted, as forms carry text; an int32 within its range, a float finite).
+    /// Throws `.badRequest` naming the inputs.
     static func checkInputs(_ graph: PipelineGraph, runInputs: JSONObject) throws(APIError) {
         let inputNodes = graph.nodes.filter { $0.type == "input" }
         let missing = inputNodes.filter { node in
@@ -119,7 +148,8 @@ enum NodeEvaluator {
             guard let value = runInputs[node.name] ?? runInputs[node.id] else { continue }
             let type = node.inputs["input_type"]?.stringValue ?? "string"
             let fits: Bool = switch type {
-            case "int32", "int64": value.intValue != nil
+            case "int32": value.intValue.flatMap { Int32(exactly: $0) } != nil
+            case "int64": value.intValue != nil
             case "float": value.doubleValue != nil
             case "bool": value.boolValue != nil || ["true", "false"].contains(value.stringValue?.lowercased() ?? "")
             default: true

@@ -35,7 +35,10 @@ public struct EngineSettings: Sendable {
     func emitted(after elapsed: UInt64, of total: Int) -> Int {
         guard timeScale > 0 else { return total }
         let simulatedMs = Double(elapsed) / 1_000_000 / timeScale
-        var n = min(total, max(0, Int(((simulatedMs - ttftMilliseconds) * tokensPerSecond / 1000).rounded(.down))))
+        // Clamped in floating point before the conversion: a tiny time scale or a decades-long wait puts this far
+        // outside `Int` (and `Int(Double)` traps there).
+        let estimate = ((simulatedMs - ttftMilliseconds) * tokensPerSecond / 1000).rounded(.down)
+        var n = estimate >= Double(total) ? total : estimate > 0 ? Int(estimate) : 0
         // Agree exactly with `due(token:)` despite floating-point rounding, so a timer set for token k sees it.
         while n < total && due(token: n + 1) <= elapsed { n += 1 }
         while n > 0 && due(token: n) > elapsed { n -= 1 }
@@ -490,7 +493,7 @@ public final class RunEngine: Sendable {
                 }.objectValue ?? [:]
                 switch NodeEvaluator.evaluate(node, resolvedInputs: resolved, runInputs: st.record.inputs, seed: settings.seed,
                                               strict: settings.strictNodes) {
-                case let .unsupported(message):
+                case let .failed(message):
                     st.record.nodes[index].state = .running
                     stopLocked(run, &st, status: .failed, error: message)
                     return
@@ -653,7 +656,9 @@ public final class RunEngine: Sendable {
         for i in st.record.nodes.indices {
             switch st.record.nodes[i].state {
             case .running: st.record.nodes[i].state = status == .terminated ? .terminated : .failed
-            case .pending: st.record.nodes[i].state = .skipped
+            // Never started: cut off by the run's end (`skipped` means an untaken condition path, `failed` would
+            // blame a node that never ran, `pending` would read as still waiting; issue 11).
+            case .pending: st.record.nodes[i].state = .terminated
             default: break
             }
         }

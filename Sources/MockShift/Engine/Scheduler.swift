@@ -101,7 +101,8 @@ public final class Scheduler: Sendable {
     /// fire in the order they were scheduled.
     @discardableResult
     public func schedule(afterNanoseconds delay: UInt64, _ action: @escaping @Sendable () -> Void) -> TimerID {
-        let deadline = now &+ delay
+        let (sum, overflow) = now.addingReportingOverflow(delay)
+        let deadline = overflow ? UInt64.max : sum  // saturates: a wrapped deadline would fire at once
         let (id, isEarliest) = state.withLock { st -> (UInt64, Bool) in
             let id = st.nextSequence
             st.nextSequence += 1
@@ -134,7 +135,10 @@ public final class Scheduler: Sendable {
     /// (including timers those actions schedule within the window).
     public func advance(byNanoseconds delta: UInt64) {
         precondition(clock == .manual, "advance is for the manual clock")
-        let target = state.withLock { $0.manualNow &+ delta }
+        let target = state.withLock { st in
+            let (sum, overflow) = st.manualNow.addingReportingOverflow(delta)
+            return overflow ? UInt64.max : sum  // saturates: time never wraps back to the start
+        }
         while let (_, action) = popDue(upTo: target, settingNow: true) { action() }
         state.withLock { $0.manualNow = max($0.manualNow, target) }
     }

@@ -103,24 +103,54 @@ public enum JSON: Sendable, Equatable {
     public var boolValue: Bool? { if case let .bool(b) = self { b } else { nil } }
     public var isNull: Bool { self == .null }
 
-    /// An integer for `.int`, or a whole `.double`, or a decimal string.
+    /// An integer for `.int`, or a whole `.double` within `Int64`, or a string of decimal digits (sign and
+    /// surrounding spaces allowed) within `Int64`; nil otherwise, never a trap.
     public var intValue: Int64? {
         switch self {
         case let .int(i): i
-        case let .double(d) where d.rounded() == d && abs(d) < 9e18: Int64(d)
+        case let .double(d): Int64(exactly: d)
         case let .string(s): Int64(s.trimmingCharacters(in: .whitespaces))
         default: nil
         }
     }
 
-    /// A number for `.int` or `.double`, or a numeric string.
+    /// A finite number for `.int` or `.double`, or a string in decimal notation (``decimal(_:)``) whose value is
+    /// finite. `"nan"`, `"inf"`, hexadecimal and overflowing text (`"1e400"`) are nil: JSON has no such numbers.
     public var doubleValue: Double? {
         switch self {
         case let .int(i): Double(i)
-        case let .double(d): d
-        case let .string(s): Double(s.trimmingCharacters(in: .whitespaces))
+        case let .double(d): d.isFinite ? d : nil
+        case let .string(s): JSON.decimal(s).flatMap { $0.isFinite ? $0 : nil }
         default: nil
         }
+    }
+
+    /// The value of `text` written in decimal notation: optional sign, digits with an optional fraction,
+    /// optional exponent, spaces around allowed (`" -12.5e3 "`). Overflow gives ±infinity (so huge numbers
+    /// still compare in order); anything else (`"nan"`, `"inf"`, `"0x10"`, `""`) is nil. Swift's
+    /// `Double(String)` alone would accept those as well.
+    public static func decimal(_ text: String) -> Double? {
+        let trimmed = text.trimmingCharacters(in: .whitespaces)
+        var bytes = trimmed.utf8[...]
+        if let first = bytes.first, first == UInt8(ascii: "+") || first == UInt8(ascii: "-") { bytes = bytes.dropFirst() }
+        func digits() -> Int {
+            let n = bytes.prefix { $0 >= UInt8(ascii: "0") && $0 <= UInt8(ascii: "9") }.count
+            bytes = bytes.dropFirst(n)
+            return n
+        }
+        var mantissa = digits()
+        if bytes.first == UInt8(ascii: ".") {
+            bytes = bytes.dropFirst()
+            mantissa += digits()
+        }
+        guard mantissa > 0 else { return nil }
+        if let e = bytes.first, e == UInt8(ascii: "e") || e == UInt8(ascii: "E") {
+            bytes = bytes.dropFirst()
+            if let sign = bytes.first, sign == UInt8(ascii: "+") || sign == UInt8(ascii: "-") { bytes = bytes.dropFirst() }
+            guard digits() > 0 else { return nil }
+        }
+        guard bytes.isEmpty else { return nil }
+        return Double(trimmed)
     }
 
     /// Text form used when a value is spliced into a template string: strings as they are, other values as JSON.
