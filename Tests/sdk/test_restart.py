@@ -31,6 +31,8 @@ def test_crash_restart_keeps_pipelines_and_completed_runs_and_fails_interrupted_
     status = fetched.run_status(cut.task_id)
     assert status["status"] == "failed"
     assert status["error"] == "run interrupted: server restarted"
+    # The LLM was running when the daemon died; the output never started: stopped, not an untaken path.
+    assert status["nodes"] == {"input_0": "completed", "llm": "failed", "output_0": "terminated"}, status["nodes"]
     assert fetched.run(inputs={"input_0": "Write 4 words."})["outputs"] == completed["result"], \
         "the same input gives the same text after a restart"
 

@@ -553,8 +553,10 @@ public final class Store: @unchecked Sendable {
             for id in ids {
                 try db.query("UPDATE runs SET status = 'failed', error = ?, ended_at = ? WHERE id = ?",
                              [.text(error), .int(time), .text(id)])
-                try db.query("UPDATE run_nodes SET state = 'failed' WHERE run_id = ? AND state IN ('pending', 'running')",
-                             [.text(id)])
+                // As a run stopped while the daemon runs (issue 11 item 15): the nodes that were running failed
+                // with it; those that never started say it was stopped (not `skipped`, an untaken path).
+                try db.query("UPDATE run_nodes SET state = 'failed' WHERE run_id = ? AND state = 'running'", [.text(id)])
+                try db.query("UPDATE run_nodes SET state = 'terminated' WHERE run_id = ? AND state = 'pending'", [.text(id)])
             }
             return ids
         }
