@@ -57,7 +57,7 @@ struct Serve: ParsableCommand {
     @Option(name: .customLong("admin-key"), help: "The key that may reset every namespace at once (POST /_mock/reset?all=true). [env: MOCKSHIFT_ADMIN_KEY]")
     var adminKey: String?
 
-    @Option(help: "Load every fixture file (*.json) in this folder into the namespace `default` before reporting ready. [env: MOCKSHIFT_FIXTURES]")
+    @Option(help: "Fixture files (*.json) in this folder are every key's starting state: loaded into the namespace `default` before reporting ready, into another key's namespace on its first request, and again on reset. [env: MOCKSHIFT_FIXTURES]")
     var fixtures: String?
 
     @Option(help: "real, or manual: simulated time moves only with POST /_mock/clock/advance. [default: real] [env: MOCKSHIFT_CLOCK]")

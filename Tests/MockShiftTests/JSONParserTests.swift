@@ -24,6 +24,20 @@ import Testing
         #expect(throws: JSONParseError.self) { try JSON.parse(text) }
     }
 
+    @Test func errorOffsetIsShownAsLineAndColumnCountingCharacters() {
+        let text = Array("{\n  \"a\": 1,\n  \"é\": tru\n}".utf8)
+        do {
+            _ = try JSON.parse(text)
+            Issue.record("expected a parse error")
+        } catch let error as JSONParseError {
+            let (line, column) = error.position(in: text)
+            #expect(line == 3 && column == 8, "expected line 3, column 8 (the t of tru; é is one character of two bytes); got \(line):\(column)")
+        } catch {
+            Issue.record("unexpected error \(error)")
+        }
+        #expect(JSONParseError(message: "x", offset: 0).position(in: Array("abc".utf8)) == (1, 1))
+    }
+
     @Test func invalidUTF8IsRefused() {
         #expect(throws: JSONParseError.self) { try JSON.parse([UInt8(ascii: "\""), 0xC3, 0x28, UInt8(ascii: "\"")]) }
         #expect(throws: JSONParseError.self) { try JSON.parse([UInt8(ascii: "\""), 0xFF, UInt8(ascii: "\"")]) }

@@ -19,6 +19,19 @@ BIN = pathlib.Path(os.environ.get("MOCKSHIFT_BIN", REPO / ".build" / "debug" / "
 SHARED = pathlib.Path(os.environ.get("MOCKSHIFT_SHARED", REPO.parent / "shared"))
 
 
+def need_shared(what, path):
+    """For tests that read `../shared` (the project's reference files, which CI checks out beside the repository
+    and a user's clone lacks): returns `path` when it exists. Otherwise, outside CI (env `CI` empty or unset), skips
+    the test saying what is missing and where it was looked for; under CI, fails with the same message."""
+    if path.exists():
+        return path
+    message = (f"{what} is missing: looked for {path} (set MOCKSHIFT_SHARED to the folder holding seeds/, "
+               f"or place the shared reference files at {REPO.parent / 'shared'})")
+    if os.environ.get("CI"):
+        pytest.fail(message + "; CI is set, so this test must run", pytrace=False)
+    pytest.skip(message)
+
+
 def wait_for(condition, timeout=10.0, interval=0.02, message="condition"):
     """Polls `condition()` until it returns a truthy value, which is returned; fails after `timeout` seconds."""
     deadline = time.monotonic() + timeout

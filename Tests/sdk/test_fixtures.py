@@ -28,9 +28,13 @@ def test_fixtures_load_before_ready_into_the_default_namespace(new_daemon, tmp_p
     failed = list(chat.stream(inputs={"question": "please trigger an error"}))
     assert [c.type for c in failed].count("stream") == 2
     assert failed[-1].status == "failed" and "the model provider is overloaded" in failed[-1].error
-    # The docs example finds its pipeline already there.
+
+
+def test_docs_example_finds_its_pipeline_in_the_fixtures(new_daemon, tmp_path):
+    example = extract_example()  # skips (or fails under CI) when ../shared is not there
+    daemon = new_daemon("--fixtures", str(FIXTURES))
     script = tmp_path / "example.py"
-    script.write_text(extract_example())
+    script.write_text(example)
     env = {k: v for k, v in os.environ.items() if k != "VECTORSHIFT_API_KEY"}
     env["VECTORSHIFT_BASE_URL"] = daemon.url
     done = subprocess.run([sys.executable, str(script)], env=env, capture_output=True, text=True, timeout=120)
@@ -54,7 +58,11 @@ def test_loading_again_after_a_restart_does_not_duplicate(new_daemon, tmp_path):
     ('{"llm": [{"response": "hi", "ttft_ms": -5}]}', "llm[0]: ttft_ms must be"),
     ('{"faults": [{}]}', "faults[0]: a fault needs one of"),
     ('{"surprise": 1}', "surprise: unknown key"),
-    ('not json', "(file): not a JSON object"),
+    ('[1, 2]', "(file): not a JSON object"),
+    ('not json', "broken.json: line 1, column 1: unexpected character"),
+    ('{\n  "pipelines": [\n    {"name": "x",}\n  ]\n}', "broken.json: line 3, column 18: expected a string key"),
+    ('{"name": "clash", "nodes": {"a": {"type": "input", "name": "b"}, "b": {"type": "input"}}}',
+     "(pipeline): node 'b' has no name, and its key is the name of node 'a'"),
     ('{"name": "loop", "nodes": {"a": {"id": "a", "type": "text", "inputs": {"text": "{{ a.text }}"}}}}', "cycle"),
 ])
 def test_bad_fixture_stops_the_start_naming_file_and_field(tmp_path, content, field):
@@ -145,3 +153,96 @@ def test_ready_is_503_until_fixtures_are_loaded(tmp_path):
     finally:
         proc.terminate()
         proc.wait(10)
+
+
+def headers(key):
+    return {"Authorization": f"Bearer {key}"}
+
+
+def fixture_names(daemon, key):
+    r = requests.get(f"{daemon.url}/pipelines", params={"verbose": "true"}, headers=headers(key), timeout=30)
+    assert r.status_code == 200, r.text
+    return sorted(p["name"] for p in r.json()["objects"])
+
+
+ALL_FIXTURES = ["streaming_chat", "terminate_example", "two_llm_chain"]
+
+
+def test_every_key_starts_from_the_fixtures_and_reset_returns_to_them(new_daemon, tmp_path):
+    db = tmp_path / "keys.sqlite3"
+    key_a, key_b, key_c = unique("key-a"), unique("key-b"), unique("key-c")
+    daemon = new_daemon("--fixtures", str(FIXTURES), "--admin-key", "admin-key-1234", db=db)
+    # The README's flow: a key of one's own, and the fixtures are there, scripted answers included.
+    Pipeline = point_sdk(daemon, key_a)
+    assert sorted(p.name for p in Pipeline.list(verbose=True)) == ALL_FIXTURES
+    chat = Pipeline.fetch(name="streaming_chat")
+    tokens = [c.output_value for c in chat.stream(inputs={"question": "Hello there"}) if c.type == "stream"]
+    assert "".join(tokens) == "Hello! I am a scripted answer from MockShift's fixtures."
+    assert fixture_names(daemon, key_b) == ALL_FIXTURES
+    # Deployed versions come along (streaming_chat and two_llm_chain deploy 1.0.0).
+    chain_b = point_sdk(daemon, key_b).fetch(name="two_llm_chain")
+    assert requests.get(f"{daemon.url}/pipeline", params={"id": chain_b.id, "version": "1.0.0"},
+                        headers=headers(key_b)).status_code == 200
+    # A deletes one; B still has it.
+    point_sdk(daemon, key_a).fetch(name="two_llm_chain").delete()
+    assert fixture_names(daemon, key_a) == ["streaming_chat", "terminate_example"]
+    assert fixture_names(daemon, key_b) == ALL_FIXTURES
+    # A resets: back to the fixtures, scripted answers included (once each).
+    assert requests.post(f"{daemon.root}/_mock/reset", headers=headers(key_a)).status_code == 200
+    assert fixture_names(daemon, key_a) == ALL_FIXTURES
+    assert len(requests.get(f"{daemon.root}/_mock/llm", headers=headers(key_a)).json()["scripts"]) == 2
+    # A deletes it again; after a restart on the same file A's deletion holds, B is untouched, and a key first
+    # seen after the restart is seeded.
+    point_sdk(daemon, key_a).fetch(name="two_llm_chain").delete()
+    b_ids = {p.id for p in point_sdk(daemon, key_b).list()}
+    assert daemon.stop() == 0
+    daemon = new_daemon("--fixtures", str(FIXTURES), "--admin-key", "admin-key-1234", db=db)
+    assert fixture_names(daemon, key_a) == ["streaming_chat", "terminate_example"]
+    assert {p.id for p in point_sdk(daemon, key_b).list()} == b_ids, "B's pipelines are kept, not seeded again"
+    assert fixture_names(daemon, key_c) == ALL_FIXTURES
+    # Scripted answers live in memory: A has them again after the restart.
+    assert len(requests.get(f"{daemon.root}/_mock/llm", headers=headers(key_a)).json()["scripts"]) == 2
+    # reset?all=true returns every namespace to the fixtures.
+    r = requests.post(f"{daemon.root}/_mock/reset", params={"all": "true"}, headers=headers("admin-key-1234"))
+    assert r.status_code == 200, r.text
+    for key in (key_a, key_b, key_c, None):
+        assert fixture_names(daemon, key) == ALL_FIXTURES, key
+
+
+def test_concurrent_first_requests_of_a_new_key_all_see_the_fixtures(new_daemon):
+    import concurrent.futures
+    daemon = new_daemon("--fixtures", str(FIXTURES))
+    key = unique("burst")
+    with concurrent.futures.ThreadPoolExecutor(16) as pool:
+        seen = list(pool.map(lambda _: fixture_names(daemon, key), range(32)))
+    assert all(names == ALL_FIXTURES for names in seen), seen
+    assert len(requests.get(f"{daemon.root}/_mock/llm", headers=headers(key)).json()["scripts"]) == 2
+
+
+def test_fixture_faults_apply_to_a_new_keys_first_request(new_daemon, tmp_path):
+    folder = tmp_path / "fixtures"
+    folder.mkdir()
+    (folder / "faults.json").write_text(json.dumps(
+        {"faults": [{"method": "GET", "path": "/v1/pipelines", "status": 503, "times": 1}]}))
+    daemon = new_daemon("--fixtures", str(folder))
+    key = unique("faulty")
+    first = requests.get(f"{daemon.url}/pipelines", headers=headers(key))
+    assert first.status_code == 503, first.text
+    assert requests.get(f"{daemon.url}/pipelines", headers=headers(key)).status_code == 200
+    # Reset gives the rule its one time again.
+    requests.post(f"{daemon.root}/_mock/reset", headers=headers(key))
+    assert requests.get(f"{daemon.url}/pipelines", headers=headers(key)).status_code == 503
+
+
+def test_fixture_nodes_without_a_name_are_named_after_their_key(new_daemon, tmp_path):
+    folder = tmp_path / "fixtures"
+    folder.mkdir()
+    (folder / "nameless.json").write_text(json.dumps({"name": "nameless", "nodes": {
+        "question": {"type": "input", "inputs": {"input_type": "string"}, "outputs": ["text"]},
+        "echo": {"type": "text", "name": "", "inputs": {"text": "{{ question.text }}!"}, "outputs": ["text"]},
+        "answer": {"type": "output", "inputs": {"output_type": "string", "value": "{{ echo.text }}"}},
+    }}))
+    daemon = new_daemon("--fixtures", str(folder))
+    Pipeline = point_sdk(daemon, unique("nameless"))
+    pipeline = Pipeline.fetch(name="nameless")
+    assert pipeline.run(inputs={"question": "hi"})["outputs"] == {"answer": "hi!"}

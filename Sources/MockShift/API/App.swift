@@ -33,6 +33,8 @@ public final class MockShiftApp: HTTPResponder {
     let faults: Faults
     /// Scripted LLM answers (`/_mock/llm`, fixtures).
     let llmScripts = LLMScripts()
+    /// Gives each namespace the fixtures (`serve --fixtures`) the first time its key is seen, and again on reset.
+    let fixtureSeeder = FixtureSeeder()
     /// False until fixtures are loaded (`/_mock/ready`, SPEC §7).
     private let isReady = Atomic<Bool>(false)
 
@@ -85,6 +87,8 @@ public final class MockShiftApp: HTTPResponder {
             // Read once, by a plain scan: the subscript builds an index of every header name first (measured).
             let authorization = request.head.headerFields.first(where: { $0.name == .authorization })?.value
             let namespace = Self.isPublic(request) ? "default" : try authenticate(authorization)
+            // A key seen for the first time starts from the fixtures, before its first request is served.
+            try fixtureSeeder.ensureSeeded(namespace, app: self)
             if path.hasPrefix("/v1/") {
                 writer = journaling(request, namespace: namespace, authorization: authorization, transportWriter)
                 if let effect = faults.match(namespace: namespace, method: request.head.method.rawValue, path: path) {

@@ -1,11 +1,18 @@
+import Dispatch
 import Foundation
+import Synchronization
 
-/// Loads fixture files (`serve --fixtures DIR`, SPEC §1 and §7) into the namespace `default`, through the same
-/// checks as the API: every `*.json` file of the folder, in name order. A file holds an object with any of
-/// `pipelines` (pipeline documents as the SDK sends them, plus `name` and optionally `deploy`), `llm`
-/// (scripted answers, as `POST /_mock/llm` takes) and `faults` (as `POST /_mock/faults` takes), or is one
-/// pipeline document itself (an object with `name` and `nodes`). A pipeline whose name already exists is
-/// updated in place, so loading the same folder again (a restart) does not duplicate it.
+/// Fixture files (`serve --fixtures DIR`, SPEC §1, §6 and §7): the starting state of every namespace.
+///
+/// Every `*.json` file of the folder, in name order, is read once at start and checked as the API would check it.
+/// A file holds an object with any of `pipelines` (pipeline documents as the SDK sends them, plus `name` and
+/// optionally `deploy` and `bump`), `llm` (scripted answers, as `POST /_mock/llm` takes) and `faults` (as
+/// `POST /_mock/faults` takes), or is one pipeline document itself (an object with `name` and `nodes`). A node
+/// without a `name` gets its key in `nodes` as its name (the SDK runs pipelines by node names; issue 11 item 9).
+///
+/// The namespace `default` gets the fixtures at every start, updated by name (so a restart on the same database
+/// does not duplicate them). Every other namespace gets them the first time a request with its key arrives
+/// (``FixtureSeeder``); `POST /_mock/reset` returns a namespace to them (issue 11 item 8).
 public enum Fixtures {
     /// A fixture that cannot be loaded: the file and the field, then what is wrong.
     public struct LoadError: Error, CustomStringConvertible {
@@ -20,85 +27,258 @@ public enum Fixtures {
         public var files = 0, pipelines = 0, scripts = 0, faults = 0
     }
 
+    /// The namespace of requests without a key, loaded at start.
     public static let namespace = "default"
 
-    /// Loads every fixture file in `directory`. Throws ``LoadError`` naming the file and field at the first
-    /// problem (files before it stay loaded).
-    public static func load(directory: String, into app: MockShiftApp) throws -> Summary {
-        let folder = URL(fileURLWithPath: directory)
-        let names: [String]
-        do {
-            names = try FileManager.default.contentsOfDirectory(atPath: folder.path).filter { $0.hasSuffix(".json") }.sorted()
-        } catch {
-            throw LoadError(file: directory, field: "(folder)", message: "cannot read the folder: \(error.localizedDescription)")
+    /// One fixture pipeline, checked once at start.
+    struct Pipeline: Sendable {
+        var name: String
+        var nodes: JSONObject
+        var canvasMetadata: JSON
+        var folderID: String?
+        var description: String?
+        var deploy: Bool
+        var bump: String?
+
+        /// How it is written into `namespace` (``Store/SeedPipeline``): over the namespace's pipeline of the same
+        /// name when there is one (keeping its id), else as a new pipeline; a deploy snapshot when `deploy` is true.
+        func seed(into namespace: String) -> Store.SeedPipeline {
+            Store.SeedPipeline(name: name) { existing in
+                let now = wallClockMicros()
+                var record = existing ?? {
+                    let id = IDs.make()
+                    return PipelineRecord(id: id, namespace: namespace, name: name, mainBranch: id, folderID: nil,
+                                          description: nil, nodes: [:], canvasMetadata: .object([:]), createdAt: now,
+                                          modifiedAt: now, currentVersion: nil)
+                }()
+                record.nodes = nodes
+                record.canvasMetadata = canvasMetadata
+                record.folderID = folderID
+                record.description = description
+                record.modifiedAt = max(now, record.modifiedAt + 1)
+                guard deploy else { return (record, nil) }
+                let version = SemanticVersion.next(after: record.currentVersion, bump: bump)
+                record.currentVersion = version
+                return (record, PipelineVersion(pipelineID: record.id, version: version, nodes: nodes,
+                                                canvasMetadata: canvasMetadata, description: description,
+                                                createdAt: record.modifiedAt))
+            }
         }
+    }
+
+    /// Everything a fixture folder defines, parsed once and kept in memory: what a namespace starts from.
+    struct Contents: Sendable {
+        var pipelines: [Pipeline] = []
+        /// Scripted answers and fault rules as written in the files (checked when loaded into `default`).
+        var llm: [JSONObject] = []
+        var faults: [JSONObject] = []
+
+        /// Writes the pipelines into `namespace` (``Store/seedNamespace(_:mode:pipelines:)``), then adds the
+        /// scripted answers and fault rules, which live in memory (an equal rule already there is replaced, so
+        /// adding them again does not double them). With `.ifNew` and a namespace seeded already (before a
+        /// restart), only the rules are added: the pipelines are as the user left them.
+        @discardableResult
+        func apply(to namespace: String, mode: Store.SeedMode, app: MockShiftApp) throws -> (pipelines: Int, runs: Int) {
+            let outcome = try app.store.seedNamespace(namespace, mode: mode, pipelines: pipelines.map { $0.seed(into: namespace) })
+            for rule in llm { try app.llmScripts.add(namespace: namespace, rule) }
+            for rule in faults { _ = try app.faults.add(namespace: namespace, rule) }
+            return outcome.deleted
+        }
+    }
+
+    /// Reads every fixture file in `directory`, loads them into the namespace `default` (updating its
+    /// pipelines by name), and hands them to the app's ``FixtureSeeder`` for every other namespace. Throws
+    /// ``LoadError`` naming the file and field (for malformed JSON, the line and column) at the first problem;
+    /// then nothing is loaded.
+    public static func load(directory: String, into app: MockShiftApp) throws -> Summary {
+        var fixtures = Contents()
         var summary = Summary()
-        for name in names {
-            let path = folder.appendingPathComponent(name).path
+        // Scripted answers and faults are checked by the code that adds them, so they are loaded into `default`
+        // file by file to name the file and field of a bad one; pipelines are checked while they are parsed.
+        var rules: [(file: String, field: String, llm: Bool, rule: JSONObject)] = []
+        for path in try files(in: directory) {
             guard let data = FileManager.default.contents(atPath: path) else {
                 throw LoadError(file: path, field: "(file)", message: "cannot read the file")
             }
-            guard let object = (try? JSON.parse(Array(data)))?.objectValue else {
+            let bytes = Array(data)
+            let value: JSON
+            do { value = try JSON.parse(bytes) } catch let error as JSONParseError {
+                let (line, column) = error.position(in: bytes)
+                throw LoadError(file: path, field: "line \(line), column \(column)", message: error.message)
+            }
+            guard let object = value.objectValue else {
                 throw LoadError(file: path, field: "(file)", message: "not a JSON object")
             }
-            try load(object, file: path, into: app, summary: &summary)
+            try parse(object, file: path, into: &fixtures, rules: &rules)
             summary.files += 1
         }
+        for entry in rules {
+            do {
+                if entry.llm { try app.llmScripts.add(namespace: namespace, entry.rule) } else { _ = try app.faults.add(namespace: namespace, entry.rule) }
+            } catch let error as APIError {
+                _ = app.llmScripts.clear(namespace: namespace)
+                _ = app.faults.clear(namespace: namespace)
+                throw LoadError(file: entry.file, field: entry.field, message: error.message)
+            }
+        }
+        try app.store.seedNamespace(namespace, mode: .always, pipelines: fixtures.pipelines.map { $0.seed(into: namespace) })
+        summary.pipelines = fixtures.pipelines.count
+        summary.scripts = fixtures.llm.count
+        summary.faults = fixtures.faults.count
+        app.fixtureSeeder.install(fixtures, seeded: namespace)
         return summary
     }
 
-    static func load(_ object: JSONObject, file: String, into app: MockShiftApp, summary: inout Summary) throws {
-        func each(_ key: String, _ body: (Int, JSONObject) throws -> Void) throws {
+    /// The `*.json` files of the folder, in name order.
+    static func files(in directory: String) throws -> [String] {
+        let folder = URL(fileURLWithPath: directory)
+        do {
+            return try FileManager.default.contentsOfDirectory(atPath: folder.path).filter { $0.hasSuffix(".json") }
+                .sorted().map { folder.appendingPathComponent($0).path }
+        } catch {
+            throw LoadError(file: directory, field: "(folder)", message: "cannot read the folder: \(error.localizedDescription)")
+        }
+    }
+
+    static func parse(_ object: JSONObject, file: String, into fixtures: inout Contents,
+                      rules: inout [(file: String, field: String, llm: Bool, rule: JSONObject)]) throws {
+        func each(_ key: String, _ body: (String, JSONObject) throws -> Void) throws {
             guard let value = object[key] else { return }
             guard let items = value.arrayValue else { throw LoadError(file: file, field: key, message: "must be a list") }
             for (i, item) in items.enumerated() {
-                guard let entry = item.objectValue else { throw LoadError(file: file, field: "\(key)[\(i)]", message: "must be an object") }
-                do { try body(i, entry) } catch let error as APIError {
-                    throw LoadError(file: file, field: "\(key)[\(i)]", message: error.message)
+                let field = "\(key)[\(i)]"
+                guard let entry = item.objectValue else { throw LoadError(file: file, field: field, message: "must be an object") }
+                do { try body(field, entry) } catch let error as APIError {
+                    throw LoadError(file: file, field: field, message: error.message)
                 }
             }
         }
         if object["nodes"] != nil && object["pipelines"] == nil {
-            do { try savePipeline(object, app: app) } catch let error as APIError {
+            do { fixtures.pipelines.append(try pipeline(object)) } catch let error as APIError {
                 throw LoadError(file: file, field: "(pipeline)", message: error.message)
             }
-            summary.pipelines += 1
             return
         }
         let known: Set<String> = ["pipelines", "llm", "faults"]
         if let unknown = object.keys.first(where: { !known.contains($0) }) {
             throw LoadError(file: file, field: unknown, message: "unknown key (expected pipelines, llm, faults, or a pipeline with nodes)")
         }
-        try each("pipelines") { _, entry in try savePipeline(entry, app: app); summary.pipelines += 1 }
-        try each("llm") { _, entry in try app.llmScripts.add(namespace: namespace, entry); summary.scripts += 1 }
-        try each("faults") { _, entry in _ = try app.faults.add(namespace: namespace, entry); summary.faults += 1 }
+        try each("pipelines") { _, entry in fixtures.pipelines.append(try pipeline(entry)) }
+        try each("llm") { field, entry in
+            fixtures.llm.append(entry)
+            rules.append((file, field, true, entry))
+        }
+        try each("faults") { field, entry in
+            fixtures.faults.append(entry)
+            rules.append((file, field, false, entry))
+        }
     }
 
-    /// Creates the pipeline, or updates the one with the same name; deploys a version when `deploy` is true.
-    static func savePipeline(_ doc: JSONObject, app: MockShiftApp) throws {
+    /// Checks one pipeline document as `POST /v1/update/pipeline` would (node shapes, no cycle, no template
+    /// naming a missing node). A node without `name` (or with an empty one) is named after its key, unless
+    /// another node already has that name (then the file is refused, naming both).
+    static func pipeline(_ doc: JSONObject) throws -> Pipeline {
         guard let name = try doc.string("name"), !name.isEmpty else { throw APIError(.badRequest, "name is required") }
         guard let nodesValue = doc["nodes"] else { throw APIError(.badRequest, "nodes is required") }
-        let nodes = try PipelineHandlers.checkedNodes(nodesValue)
-        _ = try PipelineGraph(nodes: nodes)  // a cycle or a missing node is a fixture error, not a run-time surprise
-        let now = wallClockMicros()
-        var record = try app.store.pipeline(namespace: namespace, name: name) ?? {
-            let id = IDs.make()
-            return PipelineRecord(id: id, namespace: namespace, name: name, mainBranch: id, folderID: nil, description: nil,
-                                  nodes: [:], canvasMetadata: .object([:]), createdAt: now, modifiedAt: now, currentVersion: nil)
-        }()
-        record.nodes = nodes
-        record.canvasMetadata = .object(try doc.object("canvas_metadata"))
-        record.folderID = try doc.string("folder_id")
-        record.description = try doc.string("description")
-        record.modifiedAt = max(now, record.modifiedAt + 1)
-        if try doc.bool("deploy") {
-            let version = SemanticVersion.next(after: record.currentVersion, bump: try doc.string("bump"))
-            record.currentVersion = version
-            try app.store.savePipeline(record, deploying: PipelineVersion(
-                pipelineID: record.id, version: version, nodes: nodes, canvasMetadata: record.canvasMetadata,
-                description: record.description, createdAt: record.modifiedAt))
-        } else {
-            try app.store.savePipeline(record)
+        var nodes = try PipelineHandlers.checkedNodes(nodesValue)
+        var named: [String: String] = [:]  // node name → key
+        for (key, node) in nodes {
+            if let given = node["name"]?.stringValue, !given.isEmpty { named[given] = key }
         }
+        for (key, node) in nodes {
+            guard var object = node.objectValue, (object["name"]?.stringValue ?? "").isEmpty else { continue }
+            if let other = named[key] {
+                throw APIError(.badRequest, "node '\(key)' has no name, and its key is the name of node '\(other)'")
+            }
+            object["name"] = .string(key)
+            nodes[key] = .object(object)
+            named[key] = key
+        }
+        _ = try PipelineGraph(nodes: nodes)  // a cycle or a missing node is a fixture error, not a run-time surprise
+        return Pipeline(name: name, nodes: nodes, canvasMetadata: .object(try doc.object("canvas_metadata")),
+                        folderID: try doc.string("folder_id"), description: try doc.string("description"),
+                        deploy: try doc.bool("deploy"), bump: try doc.string("bump"))
+    }
+}
+
+/// Gives every namespace the fixtures as its starting state (issue 11 item 8): a key seen for the first time
+/// since the daemon started is seeded before its request is served (``ensureSeeded(_:app:)``, called by
+/// `MockShiftApp.respond` once the key is known), and `POST /_mock/reset` returns a namespace to them
+/// (``reset(_:app:)``).
+///
+/// "Seen for the first time" survives restarts through the table `namespaces` (``Store/seedNamespace(_:mode:pipelines:)``):
+/// a namespace recorded there keeps its pipelines as the user left them (deleted ones stay deleted), and only
+/// the scripted answers and fault rules, which live in memory, are added again; a namespace not recorded gets
+/// everything, pipelines matched by name. Fixture files changed between restarts therefore reach `default` (loaded
+/// at every start) and new keys, and other namespaces only when they are reset.
+///
+/// Cost: keys already seen cost one lookup in an in-memory set, no SQL. A new key's first requests, when several
+/// arrive at once, wait for one seeding (one write transaction of the parsed fixtures plus the rules); other keys
+/// are not held up except by that transaction's turn on the store's writer.
+final class FixtureSeeder: Sendable {
+    private struct State {
+        var fixtures: Fixtures.Contents?
+        /// Namespaces seeded since start (or loaded at start: `default`).
+        var seeded: Set<String> = []
+        /// Namespaces being seeded or reset now, with what their other requests wait on.
+        var busy: [String: DispatchGroup] = [:]
+    }
+
+    /// False until fixtures are installed: without `--fixtures`, a request costs one atomic load here.
+    private let enabled = Atomic<Bool>(false)
+    private let state = Mutex(State())
+
+    /// Keeps `fixtures` for every namespace from now on; `namespace` has them already.
+    func install(_ fixtures: Fixtures.Contents, seeded namespace: String) {
+        state.withLock {
+            $0.fixtures = fixtures
+            $0.seeded.insert(namespace)
+        }
+        enabled.store(true, ordering: .releasing)
+    }
+
+    /// Seeds `namespace` unless this daemon has seen it already. Concurrent first requests of one key wait for a
+    /// single seeding; if it fails (a storage error), they fail too and the next request tries again.
+    func ensureSeeded(_ namespace: String, app: MockShiftApp) throws {
+        guard enabled.load(ordering: .acquiring), !state.withLock({ $0.seeded.contains(namespace) }) else { return }
+        try exclusive(namespace) {
+            guard let fixtures = state.withLock({ $0.seeded.contains(namespace) ? nil : $0.fixtures }) else { return }
+            try fixtures.apply(to: namespace, mode: .ifNew, app: app)
+            state.withLock { _ = $0.seeded.insert(namespace) }
+        }
+    }
+
+    /// `POST /_mock/reset` of one namespace: terminates its live runs, deletes its pipelines, runs, journal,
+    /// fault rules and scripted answers, then, with fixtures, gives it the fixtures again, all while its other
+    /// requests wait. Returns how many pipelines and runs were deleted.
+    func reset(_ namespace: String, app: MockShiftApp) throws -> (pipelines: Int, runs: Int) {
+        try exclusive(namespace) {
+            app.engine.terminateRuns(namespace: namespace)
+            app.journal.clear(namespace: namespace)
+            _ = app.faults.clear(namespace: namespace)
+            _ = app.llmScripts.clear(namespace: namespace)
+            guard let fixtures = state.withLock({ $0.fixtures }) else { return try app.store.deleteNamespace(namespace) }
+            let deleted = try fixtures.apply(to: namespace, mode: .reset, app: app)
+            state.withLock { _ = $0.seeded.insert(namespace) }
+            return deleted
+        }
+    }
+
+    /// Runs `body` while no other seeding or reset of `namespace` runs; others wait for it.
+    private func exclusive<T>(_ namespace: String, _ body: () throws -> T) throws -> T {
+        let mine = DispatchGroup()
+        mine.enter()
+        while let running = state.withLock({ s -> DispatchGroup? in
+            if let running = s.busy[namespace] { return running }
+            s.busy[namespace] = mine
+            return nil
+        }) {
+            running.wait()
+        }
+        defer {
+            state.withLock { _ = $0.busy.removeValue(forKey: namespace) }
+            mine.leave()
+        }
+        return try body()
     }
 }

@@ -61,9 +61,11 @@ enum MockHandlers {
     }
 
     /// `POST /_mock/reset`: terminates the caller's live runs and deletes its pipelines, runs, journal, faults and
-    /// scripted answers. `?all=true` (or `1`) does it for every namespace that holds anything, and only for the
-    /// admin key (`--admin-key`); any other value of `all` but `false`/`0` is a 400. Other keys' data is untouched.
-    /// The answer names the namespaces masked like the journal's keys (a namespace is an API key).
+    /// scripted answers; with `serve --fixtures`, the namespace then holds the fixtures again, its starting state
+    /// (``FixtureSeeder/reset(_:app:)``, issue 11 item 8). `?all=true` (or `1`) does it for every namespace that
+    /// holds anything or was seeded, and only for the admin key (`--admin-key`); any other value of `all` but
+    /// `false`/`0` is a 400. Other keys' data is untouched. The answer names the namespaces masked like the
+    /// journal's keys (a namespace is an API key).
     static func reset(_ c: HandlerContext) throws -> Reply {
         var namespaces = [c.namespace]
         let all = c.request.queryValue("all")?.lowercased()
@@ -80,13 +82,9 @@ enum MockHandlers {
         }
         var pipelines = 0, runs = 0
         for namespace in namespaces {
-            c.app.engine.terminateRuns(namespace: namespace)
-            let deleted = try c.app.store.deleteNamespace(namespace)
+            let deleted = try c.app.fixtureSeeder.reset(namespace, app: c.app)
             pipelines += deleted.pipelines
             runs += deleted.runs
-            c.app.journal.clear(namespace: namespace)
-            _ = c.app.faults.clear(namespace: namespace)
-            _ = c.app.llmScripts.clear(namespace: namespace)
         }
         let shown = namespaces.map { namespace -> JSON in
             namespace == "default" ? "default" : .string(namespace.count > 8 ? "…" + namespace.suffix(4) : "…")

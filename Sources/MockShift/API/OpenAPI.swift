@@ -430,7 +430,7 @@ enum OpenAPI {
                 errors: [])),
             ("post", "/_mock/reset", operation(
                 "controls", "Reset the caller's namespace",
-                "`all=true` (or `1`) resets every namespace, for the --admin-key only (403 otherwise); other values but `false`/`0` are 400. The namespaces are listed masked (`…` and the key's last four characters).",
+                "Deletes the namespace's pipelines, runs, journal, faults and scripted answers; with `serve --fixtures` it then holds the fixtures again. `all=true` (or `1`) resets every namespace, for the --admin-key only (403 otherwise); other values but `false`/`0` are 400. The namespaces are listed masked (`…` and the key's last four characters).",
                 parameters: [query("all", string, "true or 1: every namespace (admin key only)")],
                 ok: json("Reset.", success([("namespaces", array(string)), ("deleted", object([("pipelines", integer), ("runs", integer)]))],
                                            required: ["namespaces", "deleted"])),

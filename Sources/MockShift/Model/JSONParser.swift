@@ -3,6 +3,21 @@ public struct JSONParseError: Error, CustomStringConvertible, Sendable {
     public let message: String
     public let offset: Int
     public var description: String { "\(message) at byte \(offset)" }
+
+    /// Where ``offset`` falls in `text` (the bytes that were parsed), for people reading a file: the line (from
+    /// 1; a line ends at LF) and the column (from 1, in characters: UTF-8 continuation bytes are not counted).
+    public func position(in text: some Collection<UInt8>) -> (line: Int, column: Int) {
+        var line = 1, column = 1
+        for byte in text.prefix(offset) {
+            if byte == 0x0A {
+                line += 1
+                column = 1
+            } else if byte & 0xC0 != 0x80 {
+                column += 1
+            }
+        }
+        return (line, column)
+    }
 }
 
 /// The JSON reader behind ``JSON/parse(_:)`` (RFC 8259, strict): objects keep their keys in document order (a

@@ -199,6 +199,9 @@ public final class Store: @unchecked Sendable {
         DROP INDEX runs_by_pipeline;
         CREATE INDEX runs_unfinished ON runs(status) WHERE status IN ('in_progress', 'paused');
         """,
+        // 8: namespaces that were given the fixtures (`serve --fixtures`) as their starting state, so a restart
+        // neither seeds them again (bringing back pipelines the user deleted) nor forgets to seed a new key.
+        "CREATE TABLE namespaces (name TEXT PRIMARY KEY, seeded_at INTEGER NOT NULL);",
     ]
 
     static func migrate(_ db: SQLiteConnection) throws {
@@ -526,22 +529,78 @@ public final class Store: @unchecked Sendable {
         }
     }
 
-    /// Deletes everything of one namespace: pipelines (with their versions), runs and their node states
-    /// (`POST /_mock/reset`). Returns how many pipelines and runs went.
+    /// Deletes everything of one namespace: pipelines (with their versions), runs and their node states, and its
+    /// record of having been seeded (`POST /_mock/reset` without fixtures). Returns how many pipelines and runs went.
     public func deleteNamespace(_ namespace: String) throws -> (pipelines: Int, runs: Int) {
-        try write { db in
-            try db.query("DELETE FROM run_nodes WHERE run_id IN (SELECT id FROM runs WHERE namespace = ?)", [.text(namespace)])
-            try db.query("DELETE FROM runs WHERE namespace = ?", [.text(namespace)])
-            let runs = db.changes
-            try db.query("DELETE FROM pipelines WHERE namespace = ?", [.text(namespace)])
-            return (db.changes, runs)
+        try write { db in try Store.deleteNamespace(namespace, in: db) }
+    }
+
+    private static func deleteNamespace(_ namespace: String, in db: SQLiteConnection) throws -> (pipelines: Int, runs: Int) {
+        try db.query("DELETE FROM run_nodes WHERE run_id IN (SELECT id FROM runs WHERE namespace = ?)", [.text(namespace)])
+        try db.query("DELETE FROM runs WHERE namespace = ?", [.text(namespace)])
+        let runs = db.changes
+        try db.query("DELETE FROM pipelines WHERE namespace = ?", [.text(namespace)])
+        let pipelines = db.changes
+        try db.query("DELETE FROM namespaces WHERE name = ?", [.text(namespace)])
+        return (pipelines, runs)
+    }
+
+    /// Every namespace that holds a pipeline or a run, or was seeded with the fixtures.
+    public func namespaces() throws -> [String] {
+        try read { db in
+            try db.query("SELECT namespace FROM pipelines UNION SELECT namespace FROM runs UNION SELECT name FROM namespaces")
+                .compactMap { $0[0].text }
         }
     }
 
-    /// Every namespace that holds a pipeline or a run.
-    public func namespaces() throws -> [String] {
-        try read { db in
-            try db.query("SELECT namespace FROM pipelines UNION SELECT namespace FROM runs").compactMap { $0[0].text }
+    /// When ``seedNamespace(_:mode:pipelines:)`` writes a namespace's starting pipelines.
+    public enum SeedMode: Sendable {
+        /// Only if the namespace is not recorded as seeded yet (a key seen for the first time).
+        case ifNew
+        /// Always, over what is there (the namespace `default` at every start: fixtures updated by name).
+        case always
+        /// After deleting everything of the namespace (`POST /_mock/reset`).
+        case reset
+    }
+
+    /// One pipeline of a namespace's starting state: its `name`, and how to write it given the namespace's pipeline
+    /// of that name (nil when there is none): the record to store (a new one, or `existing` changed) and the deploy
+    /// snapshot to add, if any. Called on the writer queue inside the transaction: it must not call the store.
+    public struct SeedPipeline: Sendable {
+        public let name: String
+        public let make: @Sendable (_ existing: PipelineRecord?) throws -> (PipelineRecord, PipelineVersion?)
+
+        public init(name: String, make: @escaping @Sendable (_ existing: PipelineRecord?) throws -> (PipelineRecord, PipelineVersion?)) {
+            self.name = name
+            self.make = make
+        }
+    }
+
+    /// Gives `namespace` its starting pipelines (the fixtures, `serve --fixtures`) in one write transaction, and
+    /// records in the table `namespaces` that it was seeded, so that this survives restarts (issue 11 item 8).
+    /// Each pipeline is matched by name in the namespace (the most recently modified one), so seeding never
+    /// duplicates a pipeline the namespace already has under that name. With ``SeedMode/ifNew`` and a namespace
+    /// recorded already, nothing is written. Returns whether the pipelines were written, and what ``SeedMode/reset``
+    /// deleted first. Throws ``SQLiteError``, or what a `make` throws (then nothing is written).
+    @discardableResult
+    public func seedNamespace(_ namespace: String, mode: SeedMode,
+                              pipelines: [SeedPipeline]) throws -> (seeded: Bool, deleted: (pipelines: Int, runs: Int)) {
+        try write { db in
+            var deleted = (pipelines: 0, runs: 0)
+            if mode == .reset { deleted = try Store.deleteNamespace(namespace, in: db) }
+            try db.query("INSERT INTO namespaces (name, seeded_at) VALUES (?, ?) ON CONFLICT(name) DO NOTHING",
+                         [.text(namespace), .int(wallClockMicros())])
+            if mode == .ifNew && db.changes == 0 { return (false, deleted) }
+            for seed in pipelines {
+                let existing = try db.query("""
+                    SELECT \(Store.pipelineColumns) FROM pipelines WHERE namespace = ? AND name = ?
+                    ORDER BY modified_at DESC, rowid DESC LIMIT 1
+                    """, [.text(namespace), .text(seed.name)]).first.map(pipeline(from:))
+                let (record, version) = try seed.make(existing)
+                try Store.upsertPipeline(record, in: db)
+                if let version { try Store.insertVersion(version, in: db) }
+            }
+            return (true, deleted)
         }
     }
 

@@ -119,7 +119,8 @@ class MockShift:
         return self._control("GET", "stats")
 
     def reset(self):
-        """Deletes this test's pipelines and runs (other tests' keys are untouched)."""
+        """Deletes this test's pipelines and runs (other tests' keys are untouched); with `--fixtures` in
+        `--mockshift-args`, the key then holds the fixtures again, as at its first request."""
         return self._control("POST", "reset")
 
     def wait_for(self, condition, timeout=10.0, interval=0.02):

@@ -3,6 +3,7 @@ README's example test extracted at test time and run under pytest-xdist."""
 import os
 import pathlib
 import re
+import shlex
 import subprocess
 import sys
 
@@ -73,3 +74,41 @@ def test_fault_and_script_llm_helpers(mockshift):
     with pytest.raises(InternalServerError):
         pipeline.run(inputs={"question": "weather?"})
     assert pipeline.run(inputs={"question": "weather?"})["status"] == "success"
+
+
+FIXTURE_TESTS = '''
+from vectorshift.pipeline import Pipeline
+
+ALL = ["streaming_chat", "terminate_example", "two_llm_chain"]
+
+
+def names():
+    return sorted(p.name for p in Pipeline.list(verbose=True))
+
+
+def test_deletes_one_then_reset_brings_it_back(mockshift):
+    assert names() == ALL
+    Pipeline.fetch(name="two_llm_chain").delete()
+    assert names() == ["streaming_chat", "terminate_example"]
+    mockshift.reset()
+    assert names() == ALL
+
+
+def test_deletes_one(mockshift):
+    Pipeline.fetch(name="terminate_example").delete()
+    assert names() == ["streaming_chat", "two_llm_chain"]
+
+
+def test_still_has_every_fixture(mockshift):
+    assert names() == ALL
+'''
+
+
+def test_per_test_keys_start_from_the_daemons_fixtures(tmp_path):
+    (tmp_path / "test_with_fixtures.py").write_text(FIXTURE_TESTS)
+    env = dict(os.environ, MOCKSHIFT_BIN=os.environ.get("MOCKSHIFT_BIN", str(REPO / ".build" / "debug" / "mockshift")))
+    done = subprocess.run([sys.executable, "-m", "pytest", "-q", "-p", "no:cacheprovider", "-p", "no:randomly",
+                           "--mockshift-args", "--fixtures " + shlex.quote(str(REPO / "fixtures")), str(tmp_path)],
+                          cwd=tmp_path, env=env, capture_output=True, text=True, timeout=300)
+    assert done.returncode == 0, done.stdout + done.stderr
+    assert re.search(r"\b3 passed\b", done.stdout), done.stdout
