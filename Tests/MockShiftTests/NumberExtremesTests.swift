@@ -226,9 +226,13 @@ import Testing
                                    ("llm", "tokens_per_second", ["response": "x"])] {
             var entry = base
             entry[field] = value
-            var summary = Fixtures.Summary()
+            let folder = FileManager.default.temporaryDirectory.appendingPathComponent("numbers-\(IDs.make())")
+            defer { try? FileManager.default.removeItem(at: folder) }
+            try FileManager.default.createDirectory(at: folder, withIntermediateDirectories: true)
+            try Data(JSON.object([key: .array([.object(entry)])]).encoded())
+                .write(to: folder.appendingPathComponent("f.json"))
             do {
-                try Fixtures.load([key: [.object(entry)]], file: "f.json", into: app, summary: &summary)
+                _ = try Fixtures.load(directory: folder.path, into: app)
             } catch let error as Fixtures.LoadError {
                 #expect(error.field == "\(key)[0]" && error.message.contains(field), "\(error)")
             }
