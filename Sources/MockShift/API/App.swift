@@ -33,6 +33,9 @@ public final class MockShiftApp: HTTPResponder {
     let faults: Faults
     /// Scripted LLM answers (`/_mock/llm`, fixtures).
     let llmScripts = LLMScripts()
+    /// Calls of background runs' `webhook_url` when they end (issue 11 item 6); the executable calls its
+    /// `shutdown(waitingAtMost:)` after the engine's.
+    public let webhooks: Webhooks
     /// False until fixtures are loaded (`/_mock/ready`, SPEC §7).
     private let isReady = Atomic<Bool>(false)
 
@@ -68,6 +71,8 @@ public final class MockShiftApp: HTTPResponder {
         self.store = store
         self.engine = engine
         self.router = Router.vectorShiftRoutes()
+        let scheduler = engine.scheduler
+        self.webhooks = Webhooks(store: store, clock: { scheduler.now }, logger: logger)
         self.keepAliveScheduler = engine.scheduler.clock == .real ? engine.scheduler : Scheduler(clock: .real)
         // The admin key is always accepted when keys are restricted.
         self.apiKeys = apiKeys.isEmpty ? apiKeys : apiKeys.union(adminKey.map { [$0] } ?? [])
