@@ -246,6 +246,8 @@ struct Serve: ParsableCommand {
         logger.info("signal \(received): shutting down")
         server.stopAccepting()
         engine.shutdown()
+        // Webhook calls of the runs just ended (and any still going): a bounded wait, then abandoned (logged).
+        app.webhooks.shutdown(waitingAtMost: 1)
         server.stop()
         scheduler.stop()
     }

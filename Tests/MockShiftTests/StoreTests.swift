@@ -167,4 +167,23 @@ func sampleRun(pipelineID: String, status: RunStatus = .inProgress) -> RunRecord
                 "a deleted pipeline is not brought back")
         #expect(try store.pipeline(namespace: "default", id: p.id) == nil)
     }
+
+    @Test func appendRunEventExtendsOnlyAFinalRunsTimelineInItsNamespace() throws {
+        let store = try Store(path: ":memory:")
+        let p = samplePipeline()
+        try store.savePipeline(p)
+        var live = sampleRun(pipelineID: p.id)
+        live.events = [["event": "created"]]
+        var done = sampleRun(pipelineID: p.id, status: .completed)
+        done.events = [["event": "created"], ["event": "completed"]]
+        try store.saveRuns([live, done])
+        #expect(try store.appendRunEvent(namespace: "default", id: done.id, ["event": "webhook_delivered"]))
+        #expect(try store.run(namespace: "default", id: done.id)?.events?.compactMap { $0.objectValue?["event"]?.stringValue }
+                == ["created", "completed", "webhook_delivered"])
+        #expect(try !store.appendRunEvent(namespace: "default", id: live.id, ["event": "webhook_delivered"]),
+                "a live run's timeline is the engine's")
+        #expect(try store.run(namespace: "default", id: live.id)?.events?.count == 1)
+        #expect(try !store.appendRunEvent(namespace: "key-b", id: done.id, ["event": "x"]), "another key's run")
+        #expect(try !store.appendRunEvent(namespace: "default", id: IDs.make(), ["event": "x"]), "an unknown run")
+    }
 }

@@ -35,6 +35,9 @@ public final class MockShiftApp: HTTPResponder {
     let llmScripts = LLMScripts()
     /// Gives each namespace the fixtures (`serve --fixtures`) the first time its key is seen, and again on reset.
     let fixtureSeeder = FixtureSeeder()
+    /// Calls of background runs' `webhook_url` when they end (issue 11 item 6); the executable calls its
+    /// `shutdown(waitingAtMost:)` after the engine's.
+    public let webhooks: Webhooks
     /// False until fixtures are loaded (`/_mock/ready`, SPEC §7).
     private let isReady = Atomic<Bool>(false)
 
@@ -70,6 +73,8 @@ public final class MockShiftApp: HTTPResponder {
         self.store = store
         self.engine = engine
         self.router = Router.vectorShiftRoutes()
+        let scheduler = engine.scheduler
+        self.webhooks = Webhooks(store: store, clock: { scheduler.now }, logger: logger)
         self.keepAliveScheduler = engine.scheduler.clock == .real ? engine.scheduler : Scheduler(clock: .real)
         // The admin key is always accepted when keys are restricted.
         self.apiKeys = apiKeys.isEmpty ? apiKeys : apiKeys.union(adminKey.map { [$0] } ?? [])

@@ -108,10 +108,10 @@ final class Faults: Sendable {
 
     /// The effect of the first rule that matches this request (and is drawn), using up one of its times.
     func match(namespace: String, method: String, path: String) -> Effect? {
-        book.withRules { rules in
+        book.withRules(namespace: namespace) { rules in
             for i in rules.indices {
                 let rule = rules[i]
-                guard rule.namespace == namespace, rule.remaining != 0,
+                guard rule.remaining != 0,
                       rule.method == nil || rule.method == method,
                       rule.path.map({ Faults.glob($0, matches: path) }) ?? true,
                       rule.pipelineID.map({ Faults.pipeline(in: path) == $0 }) ?? true else { continue }

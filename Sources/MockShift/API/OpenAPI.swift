@@ -252,7 +252,7 @@ enum OpenAPI {
         Field.jsonObject("node_input_overrides", ["type": "object", "additionalProperties": anyObject],
                          "{node id or name: {input name: value}} for this run only"),
         Field.flag("stream_all_outputs", "stream every output (SPEC §5)"),
-        Field.text("session_id"), Field.text("trace_id", "echoed in the background answer"), Field.text("webhook_url"),
+        Field.text("session_id"), Field.text("trace_id", "echoed in the background answer"), Field.text("webhook_url", "absolute http(s) URL, else 400; a background run POSTs its final status there when it ends"),
         Field.flag("send_intermediate_results", "recorded"),
     ]
 

@@ -13,7 +13,9 @@ protocol NamespacedRule: Sendable {
 /// one already there (but for its id) replaces it, so seeding a fixture folder twice does not double anything;
 /// listing and clearing act on one namespace.
 final class RuleBook<Rule: NamespacedRule>: Sendable {
-    private let rules = Mutex<[Rule]>([])
+    /// Rules by namespace, each list in order: a request walks only its own namespace's rules, however many
+    /// keys hold some (fixtures give every key a copy of theirs, issue 11 item 8).
+    private let rules = Mutex<[String: [Rule]]>([:])
 
     /// Most rules one namespace may hold: every matching request walks them.
     static var limitPerNamespace: Int { 1000 }
@@ -21,30 +23,36 @@ final class RuleBook<Rule: NamespacedRule>: Sendable {
     /// Adds `rule` at the end (or at the front, for newest-first books), replacing an equal one. Throws a 400 when
     /// the namespace already holds ``limitPerNamespace`` rules.
     func add(_ rule: Rule, atFront: Bool = false) throws {
-        try rules.withLock { list throws(APIError) in
-            list.removeAll { $0.namespace == rule.namespace && RuleBook.same($0.json, rule.json) }
-            guard list.lazy.filter({ $0.namespace == rule.namespace }).count < Self.limitPerNamespace else {
+        try rules.withLock { book throws(APIError) in
+            var list = book[rule.namespace] ?? []
+            list.removeAll { RuleBook.same($0.json, rule.json) }
+            guard list.count < Self.limitPerNamespace else {
                 throw APIError(.badRequest, "this key already holds \(Self.limitPerNamespace) rules: clear some first")
             }
             if atFront { list.insert(rule, at: 0) } else { list.append(rule) }
+            book[rule.namespace] = list
         }
     }
 
-    /// Runs `body` on every rule in order, under the book's lock (for matching that updates rules).
-    func withRules<T>(_ body: (inout [Rule]) -> T) -> T { rules.withLock { body(&$0) } }
+    /// Runs `body` on the namespace's rules in order, under the book's lock (for matching that updates rules).
+    func withRules<T>(namespace: String, _ body: (inout [Rule]) -> T) -> T {
+        rules.withLock { book in
+            guard book[namespace] != nil else {
+                var none: [Rule] = []
+                return body(&none)
+            }
+            return body(&book[namespace]!)
+        }
+    }
 
-    func list(namespace: String) -> [Rule] { rules.withLock { $0.filter { $0.namespace == namespace } } }
+    func list(namespace: String) -> [Rule] { rules.withLock { $0[namespace] ?? [] } }
 
     /// Every namespace that has a rule.
-    func namespaces() -> Set<String> { rules.withLock { Set($0.map(\.namespace)) } }
+    func namespaces() -> Set<String> { rules.withLock { Set($0.filter { !$0.value.isEmpty }.keys) } }
 
     /// Removes the namespace's rules; returns how many.
     func clear(namespace: String) -> Int {
-        rules.withLock { list in
-            let before = list.count
-            list.removeAll { $0.namespace == namespace }
-            return before - list.count
-        }
+        rules.withLock { $0.removeValue(forKey: namespace)?.count ?? 0 }
     }
 
     static func same(_ a: JSONObject, _ b: JSONObject) -> Bool {

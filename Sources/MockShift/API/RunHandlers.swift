@@ -46,7 +46,8 @@ enum RunHandlers {
         }
         if try body.bool("background") {
             let run = try engine.start(namespace: c.namespace, pipelineID: pipeline.id, nodes: nodes, version: version,
-                                       inputs: inputs, options: options, mode: .background)
+                                       inputs: inputs, options: options, mode: .background,
+                                       onFinish: webhookCall(c.app, options))
             var answer: JSONObject = ["status": "success", "task_id": .string(run.id), "run_id": .string(run.id)]
             if let trace = options.recorded["trace_id"] { answer["trace_id"] = trace }
             return .json(.ok, .object(answer))
@@ -87,9 +88,11 @@ enum RunHandlers {
         let writer = c.writer
         var started: [String] = []
         for (index, request) in requests.enumerated() {
+            let webhook = webhookCall(c.app, request.1)
             do {
                 let run = try c.app.engine.start(namespace: c.namespace, pipelineID: pipeline.id, nodes: nodes, version: version,
                                                  inputs: request.0, options: request.1, mode: .background, onFinish: { finished in
+                    webhook?(finished)
                     var entry: JSONObject = ["run_id": .string(finished.id), "status": .string(finished.status.rawValue)]
                     if finished.status == .completed { entry["outputs"] = .object(finished.result ?? [:]) }
                     else { entry["error"] = .string(finished.error ?? "run \(finished.id) was \(finished.status.rawValue)") }
@@ -123,10 +126,25 @@ enum RunHandlers {
         for key in ["session_id", "trace_id", "webhook_url"] {
             if let value = try body.string(key) { options.recorded[key] = .string(value) }
         }
+        if let url = options.recorded["webhook_url"]?.stringValue, Webhooks.url(url) == nil {
+            throw APIError(.badRequest, "webhook_url must be an absolute http or https URL")
+        }
         if body["send_intermediate_results"] != nil {
             options.recorded["send_intermediate_results"] = .bool(try body.bool("send_intermediate_results"))
         }
         return options
+    }
+
+    /// For a background run with a `webhook_url` (API.md §4.1, issue 11 item 6): the `onFinish` that hands its
+    /// final status, the same bytes `GET …/run/status/{id}` answers, to ``Webhooks``; nil without one. Called
+    /// on whichever thread finished the run, it only queues.
+    static func webhookCall(_ app: MockShiftApp, _ options: RunOptions) -> (@Sendable (RunRecord) -> Void)? {
+        guard let text = options.recorded["webhook_url"]?.stringValue, let url = Webhooks.url(text) else { return nil }
+        let webhooks = app.webhooks, bodies = app.finalStatusBodies
+        return { run in
+            let body = bodies.body(for: run.id) { render(run).encoded() }
+            webhooks.deliver(namespace: run.namespace, runID: run.id, to: url, body: body)
+        }
     }
 
     /// The answer to a synchronous run once it is final (SPEC §3): 200 with outputs, 409 when terminated, 500

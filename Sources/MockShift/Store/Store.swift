@@ -494,6 +494,22 @@ public final class Store: @unchecked Sendable {
         }
     }
 
+    /// Appends `entry` to the stored timeline of a final run (`GET /_mock/runs/{id}/events`), for what happens
+    /// after its final commit (a webhook delivery, issue 11). Returns false, writing nothing, when the run is
+    /// gone (reset, retention) or not final: a live run's timeline is the engine's and is written with it.
+    @discardableResult
+    public func appendRunEvent(namespace: String, id: String, _ entry: JSON) throws -> Bool {
+        try write { db in
+            guard let row = try db.query("SELECT status, events FROM runs WHERE id = ? AND namespace = ?",
+                                         [.text(id), .text(namespace)]).first,
+                  RunStatus(rawValue: row[0].text ?? "")?.isFinal == true else { return false }
+            var events = try row[1].text.map { try JSON.parse($0).arrayValue ?? [] } ?? []
+            events.append(entry)
+            try db.query("UPDATE runs SET events = ? WHERE id = ?", [.text(JSON.array(events).encodedString()), .text(id)])
+            return true
+        }
+    }
+
     private static func run(id: String, in db: SQLiteConnection) throws -> RunRecord? {
         guard let row = try db.query("SELECT \(runColumns) FROM runs WHERE id = ?", [.text(id)]).first else { return nil }
         let nodes = try db.query("SELECT node_id, state FROM run_nodes WHERE run_id = ? ORDER BY position", [.text(id)])
