@@ -130,7 +130,11 @@ enum MockHandlers {
     /// `ready`, then every run's `created`, node events, `first_token`, `stream` (tokens of streaming outputs),
     /// `paused`, `resumed` and final status, each with `run_id`, `pipeline_id`, `type`, `clock_ms` and `at`. Never
     /// ends while the daemon runs; the dashboard reads it with `fetch()` so that the key stays in a header.
+    ///
+    /// `HEAD` gets the stream's status and headers only, without subscribing: nothing is started for a body that
+    /// is never sent.
     static func events(_ c: HandlerContext) throws -> Reply {
+        if c.isHead { return .empty(.ok, FeedStream.headers) }
         let engine = c.app.engine
         let stream = FeedStream(scheduler: c.app.keepAliveScheduler)
         stream.start()  // queued before the subscription, so `ready` is the first event
