@@ -74,6 +74,7 @@ def test_head_of_the_live_feed_starts_no_stream(new_daemon, api_key):
     assert status == 200 and headers["content-type"] == "text/event-stream" and body == b""
     stats = requests.get(f"{d.root}/_mock/stats", headers={"Authorization": f"Bearer {api_key}"}, timeout=10).json()
     assert stats["feed_subscribers"] == 0 and stats["open_streams"] == 0, stats
+    assert stats["daemon"]["open_streams"] == 0, stats
 
 
 def test_options_answers_allow_and_the_favicon_needs_no_key(new_daemon):

@@ -29,6 +29,8 @@ public final class MockShiftApp: HTTPResponder {
     let finalStatusBodies = FinalStatusBodies()
     /// Request counters and the duration timer, made once (a lookup per request costs a lock and a hash).
     private let requestMetrics = RequestMetrics()
+    /// Open streams per namespace (`open_streams` of `/_mock/stats`).
+    let streams = StreamTally()
     /// Injected faults (`/_mock/faults`).
     let faults: Faults
     /// Scripted LLM answers (`/_mock/llm`, fixtures).

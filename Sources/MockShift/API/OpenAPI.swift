@@ -425,16 +425,24 @@ enum OpenAPI {
                 "controls", "Prometheus metrics", "Request and run counters, request durations, live gauges.",
                 ok: ["description": "Prometheus text format 0.0.4.", "content": ["text/plain": ["schema": string]]], errors: [])),
             ("get", "/_mock/health", operation(
-                "controls", "Alive", "", ok: json("Alive.", object([("status", enumeration(["ok"])), ("live_runs", integer)], required: ["status", "live_runs"])),
+                "controls", "Alive", "`live_runs`: the caller's.", ok: json("Alive.", object([("status", enumeration(["ok"])), ("live_runs", integer)], required: ["status", "live_runs"])),
                 errors: [])),
             ("get", "/_mock/ready", operation(
                 "controls", "Ready", "503 until fixtures are loaded.", ok: json("Ready.", object([("status", enumeration(["ready"]))], required: ["status"])),
                 errors: ["503"])),
             ("get", "/_mock/stats", operation(
-                "controls", "Statistics", "Live runs and timers, the transport's figures, stored runs by status.",
-                ok: json("Figures.", object([("status", enumeration(["ok"])), ("live_runs", integer), ("live_timers", integer),
-                                             ("runs_by_status", ["type": "object", "additionalProperties": integer])],
-                                            required: ["status", "live_runs", "live_timers", "runs_by_status"])),
+                "controls", "Statistics",
+                "The caller's live runs, their timers, its open streams and feed readers, its stored runs by status; under `daemon`, the figures of the whole daemon (transport, every timer, scheduler lateness).",
+                ok: json("Figures.", object([
+                    ("status", enumeration(["ok"])), ("live_runs", integer), ("live_timers", integer), ("open_streams", integer),
+                    ("feed_subscribers", integer), ("runs_by_status", ["type": "object", "additionalProperties": integer]),
+                    ("daemon", object([
+                        ("connections", integer), ("parked_requests", integer), ("requests_in_flight", integer),
+                        ("open_streams", integer), ("live_timers", integer),
+                        ("scheduler_lateness", object([("timers_fired", integer), ("p50_ms", number), ("p99_ms", number), ("max_ms", number)],
+                                                      required: ["timers_fired", "p50_ms", "p99_ms", "max_ms"])),
+                    ], required: ["connections", "parked_requests", "open_streams", "live_timers", "scheduler_lateness"])),
+                ], required: ["status", "live_runs", "live_timers", "open_streams", "feed_subscribers", "runs_by_status", "daemon"])),
                 errors: [])),
             ("post", "/_mock/reset", operation(
                 "controls", "Reset the caller's namespace",
