@@ -189,8 +189,11 @@ def build_streaming_pipeline(Pipeline, name):
     return pipeline
 
 
-def stats(daemon):
-    return requests.get(f"{daemon.root}/_mock/stats", timeout=10).json()
+def stats(daemon, key=None):
+    """`GET /_mock/stats` with `key` (none: the namespace `default`). Per-key figures are at the top, the whole
+    daemon's (transport, every timer, scheduler lateness) under `daemon`."""
+    headers = {"Authorization": f"Bearer {key}"} if key else {}
+    return requests.get(f"{daemon.root}/_mock/stats", headers=headers, timeout=10).json()
 
 
 def open_sockets(daemon):

@@ -82,7 +82,54 @@ def test_journal_records_requests_with_masked_keys_per_namespace(sdk, daemon, ap
 def test_ready_and_stats(daemon, api_key):
     assert mock(daemon, api_key, "GET", "ready").json() == {"status": "ready"}
     stats = mock(daemon, api_key, "GET", "stats").json()
-    assert {"live_runs", "live_timers", "open_streams", "connections", "runs_by_status"} <= set(stats)
+    assert {"live_runs", "live_timers", "open_streams", "feed_subscribers", "runs_by_status", "daemon"} <= set(stats)
+    assert {"connections", "parked_requests", "open_streams", "live_timers", "scheduler_lateness"} <= set(stats["daemon"])
+
+
+def test_stats_and_health_count_the_callers_runs_only(new_daemon):
+    """Issue 11 item 14: key B, which has nothing, saw key A's live run, timers and runs by status."""
+    import threading
+
+    d = new_daemon("--tokens-per-second", "5")  # a 300-word answer takes a minute: the runs stay live
+    key_a, key_b = unique("stats-a"), unique("stats-b")
+    Pipeline = point_sdk(d, key_a)
+    pipeline = build_llm_pipeline(Pipeline, unique("a-runs"))
+    done = pipeline.start(inputs={"input_0": "Write 2 words."})
+    stopped = pipeline.start(inputs={"input_0": "Write 300 words."})
+    stopped.terminate()
+    live = pipeline.start(inputs={"input_0": "Write 300 words."})
+    chat = build_streaming_pipeline(Pipeline, unique("a-stream"))
+    stream = requests.post(f"{d.url}/pipeline/{chat.id}/run", json={"inputs": {"input_0": "Write 300 words."}, "stream": True},
+                           headers={"Authorization": f"Bearer {key_a}"}, stream=True, timeout=30)
+
+    def drain():  # reads the stream until the test closes it
+        try:
+            for _ in stream.iter_content(1024):
+                pass
+        except Exception:  # noqa: BLE001  closed under the reader
+            pass
+
+    threading.Thread(target=drain, daemon=True).start()
+
+    from conftest import wait_for
+    wait_for(lambda: done.run_status()["status"] == "completed", message="A's short run to complete")
+    a = wait_for(lambda: (s := mock(d, key_a, "GET", "stats").json())["open_streams"] == 1 and s, message="A's stream")
+    assert a["live_runs"] == 2 and a["live_timers"] >= 2, a  # the background run and the streaming one
+    assert a["runs_by_status"] == {"completed": 1, "terminated": 1, "in_progress": 2}, a
+    assert mock(d, key_a, "GET", "health").json()["live_runs"] == 2
+
+    b = mock(d, key_b, "GET", "stats").json()
+    assert (b["live_runs"], b["live_timers"], b["open_streams"], b["feed_subscribers"], b["runs_by_status"]) == (0, 0, 0, 0, {}), b
+    assert mock(d, key_b, "GET", "health").json() == {"status": "ok", "live_runs": 0}
+    # The transport's and the scheduler's own figures are the whole daemon's, and say so.
+    assert b["daemon"]["open_streams"] == 1 and b["daemon"]["connections"] >= 1, b
+    assert b["daemon"]["live_timers"] >= a["live_timers"] and "p99_ms" in b["daemon"]["scheduler_lateness"], b
+
+    live.terminate()
+    stream.close()
+    a = wait_for(lambda: (s := mock(d, key_a, "GET", "stats").json())["open_streams"] == 0 and s["live_runs"] == 1 and s,
+                 timeout=5, message="A's background run stopped and its stream closed")
+    assert a["runs_by_status"]["terminated"] == 2, a
 
 
 def test_first_token_is_on_the_timeline_while_the_run_goes_on(new_daemon, api_key):

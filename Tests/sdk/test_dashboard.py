@@ -24,6 +24,32 @@ SHOTS = pathlib.Path(os.environ.get("MOCKSHIFT_SCREENSHOTS", REPO / "Tests" / "s
 ESSAY = "Write a 300 word essay about robots."
 
 
+# Line boxes of an element's text (a Range's client rects, one per line and inline box; distinct tops = lines).
+LINES = """const range = document.createRange(); range.selectNodeContents(arguments[0]);
+return new Set([...range.getClientRects()].filter((r) => r.width > 0).map((r) => Math.round(r.top))).size;"""
+# The first text of an element (a pipeline's name, before its id).
+FIRST_TEXT_LINES = """const node = [...arguments[0].childNodes].find((n) => n.nodeType === 3 && n.textContent.trim());
+const range = document.createRange(); range.selectNodeContents(node);
+return new Set([...range.getClientRects()].filter((r) => r.width > 0).map((r) => Math.round(r.top))).size;"""
+
+
+def assert_tables_do_not_wrap_words(driver, where, name_lines=1):
+    """Issue 11 item 11: `overflow-wrap: anywhere` let the pipeline table's `Run…` button and names wrap a letter
+    at a time. Each button's text stays on one line, and each (short) name on `name_lines` (2 in a narrow window:
+    `nightly-summary` may break at its hyphen)."""
+    from selenium.webdriver.common.by import By
+    buttons = driver.find_elements(By.CSS_SELECTOR, "#pipelines-table tbody button, #runs-table tbody th button")
+    assert buttons, "no buttons in the tables"
+    for button in buttons:
+        assert driver.execute_script(LINES, button) == 1, f"{where}: {button.text!r} wraps over several lines"
+    for name in driver.find_elements(By.CSS_SELECTOR, "#pipelines-table tbody th"):
+        lines = driver.execute_script(FIRST_TEXT_LINES, name)
+        assert lines <= name_lines, f"{where}: the name in {name.text!r} wraps over {lines} lines"
+    for cell in driver.find_elements(By.CSS_SELECTOR, "#runs-table tbody td"):
+        most = 2 if cell.get_attribute("data-cell") == "pipeline" else 1  # a name may break once, at its hyphen
+        assert driver.execute_script(LINES, cell) <= most, f"{where}: run list cell {cell.text!r} wraps"
+
+
 def missing(what):
     message = f"{what} (Debian: apt-get install chromium chromium-driver; pip install selenium)"
     if os.environ.get("CI"):
@@ -116,6 +142,27 @@ def test_start_a_streaming_run_in_the_page_and_stop_generating(new_daemon, brows
     driver.save_screenshot(str(SHOTS / "dashboard-live-run.png"))
     css("#runs").screenshot(str(SHOTS / "run-list.png"))
     css("#detail").screenshot(str(SHOTS / "run-detail-live.png"))
+    assert_tables_do_not_wrap_words(driver, "1280 px")
+
+    # The output box follows new tokens while it shows its end, and stays put once the user scrolled up.
+    # (Made short here so that it overflows after a few tokens instead of a hundred.)
+    box = css(output)
+    driver.execute_script("arguments[0].style.maxHeight = '3.5rem'", box)
+    gap = lambda: driver.execute_script(  # noqa: E731  pixels below the visible part
+        "const b = arguments[0]; return b.scrollHeight - b.scrollTop - b.clientHeight", box)
+    length = lambda: len(box.text)  # noqa: E731
+    driver.execute_script("arguments[0].scrollTop = arguments[0].scrollHeight", box)
+    before = length()
+    wait.until(lambda _: length() > before + 150 and gap() <= 8, "the box to follow new tokens")  # 2+ lines more
+    assert driver.execute_script("return arguments[0].scrollTop", box) > 0
+    driver.execute_script("arguments[0].scrollTop = 0", box)
+    before = length()
+    wait.until(lambda _: length() > before + 40, "more tokens")
+    assert driver.execute_script("return arguments[0].scrollTop", box) == 0, "the box moved under a reader who scrolled up"
+    driver.execute_script("arguments[0].scrollTop = arguments[0].scrollHeight", box)
+    before = length()
+    wait.until(lambda _: length() > before + 150 and gap() <= 8, "the box to follow again once back at the end")
+    driver.execute_script("arguments[0].style.maxHeight = ''", box)
 
     # Pause and resume: the buttons follow the status.
     css("#detail-pause").click()
@@ -154,6 +201,12 @@ def test_start_a_streaming_run_in_the_page_and_stop_generating(new_daemon, brows
                         timeout=10).json()["output_tokens"] == status["output_tokens"]
     wait.until(lambda _: len(driver.find_elements(By.CSS_SELECTOR, "#detail-timeline tbody tr")) >= 6
                and "terminated" in css("#detail-timeline").text)
+    # The clock column counts from the run's creation (it showed the daemon's uptime).
+    first = driver.find_elements(By.CSS_SELECTOR, "#detail-timeline tbody tr")[0].find_elements(By.TAG_NAME, "td")
+    assert first[2].text == "created" and abs(float(first[1].text)) < 0.05, [c.text for c in first]
+    clocks = [float(r.find_elements(By.TAG_NAME, "td")[1].text or 0)
+              for r in driver.find_elements(By.CSS_SELECTOR, "#detail-timeline tbody tr")]
+    assert clocks == sorted(clocks) and clocks[-1] < 120_000, f"milliseconds since the run began: {clocks}"
     css("#detail").screenshot(str(SHOTS / "run-detail-stopped.png"))
     driver.save_screenshot(str(SHOTS / "dashboard-stopped-run.png"))
 
@@ -185,6 +238,7 @@ def test_start_a_streaming_run_in_the_page_and_stop_generating(new_daemon, brows
     wait.until(lambda _: driver.execute_script("return document.documentElement.scrollWidth <= window.innerWidth + 1"))
     assert css("#detail-stop").is_displayed()
     driver.save_screenshot(str(SHOTS / "dashboard-narrow.png"))
+    assert_tables_do_not_wrap_words(driver, "420 px", name_lines=2)
 
 
 def test_the_page_reconnects_by_itself_after_a_daemon_restart(tmp_path, browser):

@@ -171,9 +171,9 @@ def test_a_reader_that_hangs_up_is_released(new_daemon):
     d = new_daemon()
     feed = Feed(d.root, "k")
     feed.until(lambda t, data: t == "ready")
-    assert stats(d)["feed_subscribers"] == 1
+    assert stats(d, "k")["feed_subscribers"] == 1
     feed.close()
-    wait_for(lambda: stats(d)["feed_subscribers"] == 0 and stats(d)["open_streams"] == 0, timeout=5,
+    wait_for(lambda: stats(d, "k")["feed_subscribers"] == 0 and stats(d)["daemon"]["open_streams"] == 0, timeout=5,
              message="the feed's subscription and stream released")
 
 

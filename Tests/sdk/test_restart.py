@@ -51,7 +51,8 @@ def test_sigterm_fails_live_runs_answers_waiters_and_exits_0(new_daemon, api_key
 
     thread = threading.Thread(target=sync_run)
     thread.start()
-    wait_for(lambda: requests.get(f"{first.root}/_mock/health").json()["live_runs"] == 2, message="both runs live")
+    wait_for(lambda: requests.get(f"{first.root}/_mock/health", headers={"Authorization": f"Bearer {api_key}"},
+                                  timeout=10).json()["live_runs"] == 2, message="both runs live")
     started = time.monotonic()
     assert first.stop(signal.SIGTERM) == 0
     assert time.monotonic() - started < 2.0 + 1.0, "exit within 2 s (SPEC §1), with slack"

@@ -182,7 +182,8 @@ def test_sync_request_waiting_on_a_terminated_run_answers_409(new_daemon, api_ke
 
     thread = threading.Thread(target=sync_run)
     thread.start()
-    wait_for(lambda: requests.get(f"{daemon.root}/_mock/health").json()["live_runs"] == 1, message="the run to start")
+    wait_for(lambda: requests.get(f"{daemon.root}/_mock/health", headers={"Authorization": f"Bearer {api_key}"},
+                                  timeout=10).json()["live_runs"] == 1, message="the run to start")
     deleted_at = time.monotonic()
     pipeline.delete()
     thread.join(10)

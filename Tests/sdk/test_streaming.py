@@ -215,7 +215,7 @@ def test_disconnects_free_everything_even_beside_an_idle_keep_alive_connection(n
             while b'"run_id":"' not in data:
                 data += s.recv(4096)
     try:
-        wait_for(lambda: stats(daemon)["connections"] <= 2, timeout=3, message="sockets released beside the idle one")
+        wait_for(lambda: stats(daemon)["daemon"]["connections"] <= 2, timeout=3, message="sockets released beside the idle one")
     finally:
         idle.close()
 
@@ -229,7 +229,7 @@ def test_disconnects_free_everything_and_runs_keep_going(new_daemon, api_key):
     payload = json.dumps({"inputs": {"input_0": "Write 200 words."}, "stream": True}).encode()
     request = (f"POST /v1/pipeline/{pipeline.id}/run HTTP/1.1\r\nHost: x\r\nAuthorization: Bearer {api_key}\r\n"
                f"Content-Type: application/json\r\nContent-Length: {len(payload)}\r\n\r\n").encode() + payload
-    wait_for(lambda: stats(daemon)["open_streams"] == 0)
+    wait_for(lambda: stats(daemon)["daemon"]["open_streams"] == 0)
     sockets = open_sockets(daemon)
     run_ids = []
     for _ in range(1000):  # SPEC §5 / issue 3: after 1,000 connect-and-drop cycles nothing is held
@@ -241,9 +241,9 @@ def test_disconnects_free_everything_and_runs_keep_going(new_daemon, api_key):
                 assert piece, first
                 first += piece
             run_ids.append(first.split(b'"run_id":"')[1][:24].decode())
-    wait_for(lambda: stats(daemon)["open_streams"] == 0, timeout=3, message="streams released after disconnects")
+    wait_for(lambda: stats(daemon)["daemon"]["open_streams"] == 0, timeout=3, message="streams released after disconnects")
     wait_for(lambda: open_sockets(daemon) <= sockets, timeout=3, message="sockets back to where they were")
-    assert stats(daemon)["live_runs"] > 0, "the check above must happen while the runs still go on"
+    assert stats(daemon, api_key)["live_runs"] > 0, "the check above must happen while the runs still go on"
     # By default the runs go on (the real service keeps running): they complete.
     wait_for(lambda: all(pipeline.run_status(r)["status"] == "completed" for r in run_ids[-5:]),
              timeout=30, message="runs to complete after their clients left")
@@ -341,8 +341,8 @@ def test_a_client_that_does_not_read_is_cut_off_not_buffered_without_end(new_dae
     s.connect((host, int(port)))
     s.sendall(request)  # and never read
     try:
-        wait_for(lambda: stats(daemon)["open_streams"] == 1, timeout=10, message="the stream to open")
-        wait_for(lambda: stats(daemon)["open_streams"] == 0, timeout=20, message="the slow client to be cut off")
+        wait_for(lambda: stats(daemon)["daemon"]["open_streams"] == 1, timeout=10, message="the stream to open")
+        wait_for(lambda: stats(daemon)["daemon"]["open_streams"] == 0, timeout=20, message="the slow client to be cut off")
         rss_kb = int(next(l for l in open(f"/proc/{daemon.proc.pid}/status") if l.startswith("VmRSS")).split()[1])
         assert rss_kb < 200_000, f"{rss_kb} kB: the backlog is bounded (8 MiB a stream)"
     finally:

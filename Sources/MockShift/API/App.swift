@@ -29,6 +29,8 @@ public final class MockShiftApp: HTTPResponder {
     let finalStatusBodies = FinalStatusBodies()
     /// Request counters and the duration timer, made once (a lookup per request costs a lock and a hash).
     private let requestMetrics = RequestMetrics()
+    /// Open streams per namespace (`open_streams` of `/_mock/stats`).
+    let streams = StreamTally()
     /// Injected faults (`/_mock/faults`).
     let faults: Faults
     /// Scripted LLM answers (`/_mock/llm`, fixtures).
@@ -115,6 +117,7 @@ public final class MockShiftApp: HTTPResponder {
                                      writer: writer, injectedLLMFailures: llmFailures)
         switch try handler(context) {
         case let .json(status, body): writer.send(Self.json(status, body))
+        case let .empty(status, headers): writer.send(Response(status: status, headerFields: headers))
         case .later: break
         }
     }
@@ -187,12 +190,16 @@ public final class MockShiftApp: HTTPResponder {
         }
     }
 
-    /// Requests answered without authentication: `GET /openapi.json` (see `MockHandlers.openAPI`) and the
-    /// dashboard's files (`GET /`, `/_mock/ui`, `/_mock/ui/{file}`, see `DashboardHandlers`), which hold no data.
+    /// Requests answered without authentication: `GET` (and `HEAD`) of `/openapi.json` (see `MockHandlers.openAPI`),
+    /// of the dashboard's files (`/`, `/_mock/ui`, `/_mock/ui/{file}`, see `DashboardHandlers`) and of
+    /// `/favicon.ico`, which hold no data; and every `OPTIONS`, which only lists the methods of a path (a browser's
+    /// preflight carries no key).
     static func isPublic(_ request: Request) -> Bool {
-        guard request.head.method == .get else { return false }
+        let method = request.head.method
+        if method == .options { return true }
+        guard method == .get || method == .head else { return false }
         let path = request.path
-        return path == "/openapi.json" || DashboardHandlers.isDashboardPath(path)
+        return path == "/openapi.json" || path == "/favicon.ico" || DashboardHandlers.isDashboardPath(path)
     }
 
     /// The caller's namespace: its API key, or `default` with no key or `Bearer None` (SPEC §7). With

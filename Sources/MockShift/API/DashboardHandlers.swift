@@ -27,6 +27,12 @@ enum DashboardHandlers {
         try serve(c, c.parameter("file"))
     }
 
+    /// `GET /favicon.ico`: 204 without a body. Browsers ask for it with every page; an answer that is not an
+    /// error keeps their console clean, and the page needs no icon.
+    static func favicon(_ c: HandlerContext) throws -> Reply {
+        .empty(.noContent, [.cacheControl: "max-age=86400"])
+    }
+
     private static func serve(_ c: HandlerContext, _ name: String) throws -> Reply {
         guard let file = files[name] else { throw APIError(.notFound, "Not found: /_mock/ui/\(name)") }
         // The page loads only its own files and talks only to this daemon (no inline script, no CDN).

@@ -17,9 +17,12 @@ final class FeedStream: Sendable {
         body.onClose { [keepAlive] in keepAlive.stop() }
     }
 
+    /// The headers of the feed's response (also those of a `HEAD`, which gets no stream).
+    static let headers: HTTPFields = [.contentType: "text/event-stream", .cacheControl: "no-cache"]
+
     /// The HTTP response carrying the feed.
     func response() -> Response {
-        Response(status: .ok, headerFields: [.contentType: "text/event-stream", .cacheControl: "no-cache"], stream: body)
+        Response(status: .ok, headerFields: Self.headers, stream: body)
     }
 
     /// Sends the `ready` event and starts the keep-alive timer.

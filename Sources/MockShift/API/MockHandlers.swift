@@ -14,9 +14,9 @@ enum MockHandlers {
         return .later
     }
 
-    /// `GET /_mock/health`: the daemon is alive.
+    /// `GET /_mock/health`: the daemon is alive; `live_runs` counts the caller's runs only.
     static func health(_ c: HandlerContext) throws -> Reply {
-        .json(.ok, ["status": "ok", "live_runs": .int(Int64(c.app.engine.liveCount))])
+        .json(.ok, ["status": "ok", "live_runs": .int(Int64(c.app.engine.liveCount(namespace: c.namespace)))])
     }
 
     /// `GET /_mock/ready`: 200 once fixtures are loaded, 503 before.
@@ -25,26 +25,32 @@ enum MockHandlers {
         return .json(.ok, ["status": "ready"])
     }
 
-    /// `GET /_mock/stats`: live runs and timers, readers of the live feed (`feed_subscribers`, all keys), open
-    /// streams and connections, stored runs by status, and
-    /// `scheduler_lateness` (`timers_fired`, `p50_ms`, `p99_ms`, `max_ms`: how late the scheduler's timers fired
-    /// since the daemon started, daemon-wide).
+    /// `GET /_mock/stats`: the caller's figures (issue 11 item 14: another key's runs are not counted): live runs,
+    /// the timers they wait on, open streams (its runs' and its feeds), readers of its live feed, stored runs by
+    /// status. Under `daemon`, figures of the whole daemon that belong to no namespace: the transport's
+    /// (`connections`, `parked_requests`, `requests_in_flight`, `open_streams`), every scheduler timer
+    /// (`live_timers`, keep-alives included) and `scheduler_lateness` (`timers_fired`, `p50_ms`, `p99_ms`, `max_ms`:
+    /// how late the scheduler's timers fired since the daemon started).
     static func stats(_ c: HandlerContext) throws -> Reply {
-        var stats: JSONObject = ["status": "ok", "live_runs": .int(Int64(c.app.engine.liveCount)),
-                                 "live_timers": .int(Int64(c.app.engine.scheduler.pendingCount)),
-                                 "feed_subscribers": .int(Int64(c.app.engine.feedSubscriberCount))]
-        for (k, v) in c.app.currentTransportStats() { stats[k] = v }
+        let engine = c.app.engine, namespace = c.namespace
         var byStatus = JSONObject()
-        for (status, count) in try c.app.store.runCounts().sorted(by: { $0.key.rawValue < $1.key.rawValue }) {
+        for (status, count) in try c.app.store.runCounts(namespace: namespace).sorted(by: { $0.key.rawValue < $1.key.rawValue }) {
             byStatus[status.rawValue] = .int(Int64(count))
         }
-        stats["runs_by_status"] = .object(byStatus)
-        let late = c.app.engine.scheduler.latenessSnapshot
-        stats["scheduler_lateness"] = ["timers_fired": .int(Int64(late.fired)),
-                                       "p50_ms": .double(late.quantileMilliseconds(0.5)),
-                                       "p99_ms": .double(late.quantileMilliseconds(0.99)),
-                                       "max_ms": .double(Double(late.maxNanoseconds) / 1e6)]
-        return .json(.ok, .object(stats))
+        var daemon = c.app.currentTransportStats()
+        daemon["live_timers"] = .int(Int64(engine.scheduler.pendingCount))
+        let late = engine.scheduler.latenessSnapshot
+        daemon["scheduler_lateness"] = ["timers_fired": .int(Int64(late.fired)),
+                                        "p50_ms": .double(late.quantileMilliseconds(0.5)),
+                                        "p99_ms": .double(late.quantileMilliseconds(0.99)),
+                                        "max_ms": .double(Double(late.maxNanoseconds) / 1e6)]
+        return .json(.ok, ["status": "ok",
+                           "live_runs": .int(Int64(engine.liveCount(namespace: namespace))),
+                           "live_timers": .int(Int64(engine.liveTimerCount(namespace: namespace))),
+                           "open_streams": .int(Int64(c.app.streams.count(namespace: namespace))),
+                           "feed_subscribers": .int(Int64(engine.feedSubscriberCount(namespace: namespace))),
+                           "runs_by_status": .object(byStatus),
+                           "daemon": .object(daemon)])
     }
 
     /// `GET /metrics`: Prometheus text (SPEC §7): request and run counters, request durations, and, read now,
@@ -128,7 +134,11 @@ enum MockHandlers {
     /// `ready`, then every run's `created`, node events, `first_token`, `stream` (tokens of streaming outputs),
     /// `paused`, `resumed` and final status, each with `run_id`, `pipeline_id`, `type`, `clock_ms` and `at`. Never
     /// ends while the daemon runs; the dashboard reads it with `fetch()` so that the key stays in a header.
+    ///
+    /// `HEAD` gets the stream's status and headers only, without subscribing: nothing is started for a body that
+    /// is never sent.
     static func events(_ c: HandlerContext) throws -> Reply {
+        if c.isHead { return .empty(.ok, FeedStream.headers) }
         let engine = c.app.engine
         let stream = FeedStream(scheduler: c.app.keepAliveScheduler)
         stream.start()  // queued before the subscription, so `ready` is the first event
@@ -140,6 +150,7 @@ enum MockHandlers {
             throw error
         }
         stream.body.onClose { engine.unsubscribe(subscription) }
+        c.app.streams.track(stream.body, namespace: c.namespace)
         c.writer.send(stream.response())
         return .later
     }

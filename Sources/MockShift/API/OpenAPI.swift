@@ -121,8 +121,9 @@ enum OpenAPI {
     /// One operation. `secured` operations take the bearer key (and so can answer 401); every operation can
     /// answer 413, since the body limit is checked before routing.
     static func operation(_ tag: String, _ summary: String, _ description: String, parameters: [JSON] = [],
-                          body: JSON? = nil, ok: JSON, errors: [String], secured: Bool = true) -> JSON {
-        var responses: JSONObject = ["200": ok]
+                          body: JSON? = nil, ok: JSON, okStatus: String = "200", errors: [String],
+                          secured: Bool = true) -> JSON {
+        var responses: JSONObject = [okStatus: ok]
         var codes = errors + ["413"]
         if secured { codes.append("401") }
         for code in codes.sorted() { responses[code] = standard(code) }
@@ -173,7 +174,11 @@ enum OpenAPI {
 
         Errors are JSON: `{"status":"failed","error":…}` (plus `run_id` when a run is concerned), or \
         `{"error":…}` for authentication (401). Every route answers 413 for a body over `--max-body-mb`, and \
-        405 for a method it does not serve on a known path (404 for an unknown path).
+        405 for a method it does not serve on a known path (404 for an unknown path), with `Allow`.
+
+        Not listed per path (RFC 9110): every `GET` path also answers `HEAD` (the same status and headers, no \
+        body; the live feed is not opened), and every path answers `OPTIONS` with 204 and `Allow` (`OPTIONS *`: \
+        every method served), without a key.
 
         Fault injection: rules added with `POST /_mock/faults` make matching `/v1` requests answer any status \
         (100–599) with any JSON body, wait first, or drop the connection without an answer. Those answers are \
@@ -413,20 +418,31 @@ enum OpenAPI {
                 ok: ["description": "The file.",
                      "content": ["text/html": ["schema": string], "text/javascript": ["schema": string], "text/css": ["schema": string]]],
                 errors: ["404"], secured: false)),
+            ("get", "/favicon.ico", operation(
+                "dashboard", "No icon", "204 without a body, so that browsers find no error; without authentication.",
+                ok: ["description": "No content."], okStatus: "204", errors: [], secured: false)),
             ("get", "/metrics", operation(
                 "controls", "Prometheus metrics", "Request and run counters, request durations, live gauges.",
                 ok: ["description": "Prometheus text format 0.0.4.", "content": ["text/plain": ["schema": string]]], errors: [])),
             ("get", "/_mock/health", operation(
-                "controls", "Alive", "", ok: json("Alive.", object([("status", enumeration(["ok"])), ("live_runs", integer)], required: ["status", "live_runs"])),
+                "controls", "Alive", "`live_runs`: the caller's.", ok: json("Alive.", object([("status", enumeration(["ok"])), ("live_runs", integer)], required: ["status", "live_runs"])),
                 errors: [])),
             ("get", "/_mock/ready", operation(
                 "controls", "Ready", "503 until fixtures are loaded.", ok: json("Ready.", object([("status", enumeration(["ready"]))], required: ["status"])),
                 errors: ["503"])),
             ("get", "/_mock/stats", operation(
-                "controls", "Statistics", "Live runs and timers, the transport's figures, stored runs by status.",
-                ok: json("Figures.", object([("status", enumeration(["ok"])), ("live_runs", integer), ("live_timers", integer),
-                                             ("runs_by_status", ["type": "object", "additionalProperties": integer])],
-                                            required: ["status", "live_runs", "live_timers", "runs_by_status"])),
+                "controls", "Statistics",
+                "The caller's live runs, their timers, its open streams and feed readers, its stored runs by status; under `daemon`, the figures of the whole daemon (transport, every timer, scheduler lateness).",
+                ok: json("Figures.", object([
+                    ("status", enumeration(["ok"])), ("live_runs", integer), ("live_timers", integer), ("open_streams", integer),
+                    ("feed_subscribers", integer), ("runs_by_status", ["type": "object", "additionalProperties": integer]),
+                    ("daemon", object([
+                        ("connections", integer), ("parked_requests", integer), ("requests_in_flight", integer),
+                        ("open_streams", integer), ("live_timers", integer),
+                        ("scheduler_lateness", object([("timers_fired", integer), ("p50_ms", number), ("p99_ms", number), ("max_ms", number)],
+                                                      required: ["timers_fired", "p50_ms", "p99_ms", "max_ms"])),
+                    ], required: ["connections", "parked_requests", "open_streams", "live_timers", "scheduler_lateness"])),
+                ], required: ["status", "live_runs", "live_timers", "open_streams", "feed_subscribers", "runs_by_status", "daemon"])),
                 errors: [])),
             ("post", "/_mock/reset", operation(
                 "controls", "Reset the caller's namespace",

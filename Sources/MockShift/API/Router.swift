@@ -5,6 +5,8 @@ import MockShiftHTTP
 /// synchronous run that waits for its end).
 public enum Reply: Sendable {
     case json(HTTPResponse.Status, JSON)
+    /// A status and headers with no body (`204` of `OPTIONS` and of `/favicon.ico`).
+    case empty(HTTPResponse.Status, HTTPFields)
     case later
 }
 
@@ -20,6 +22,11 @@ public struct HandlerContext: Sendable {
     public let writer: ReplyWriter
     /// LLM failures an injected fault adds to the runs this request starts.
     public var injectedLLMFailures: [RunOptions.LLMFailure] = []
+
+    /// True for a `HEAD` request, which the router gives to the `GET` handler (RFC 9110 §9.3.2: the same status
+    /// and headers, no body; the transport leaves the body out). A handler that would start something for the
+    /// body, such as a stream, answers its head only when this is set.
+    public var isHead: Bool { request.head.method == .head }
 
     /// A path parameter that the route guarantees.
     public func parameter(_ name: String) -> String { parameters[name] ?? "" }
@@ -78,31 +85,68 @@ public struct Router: Sendable {
     var table: [(method: HTTPRequest.Method, pattern: String)] { routes.map { ($0.method, $0.pattern) } }
 
     /// The handler and parameters for `method` and `path`. Throws `.notFound` for an unknown path and
-    /// `.methodNotAllowed` when only the method is wrong.
+    /// `.methodNotAllowed` when only the method is wrong, with the methods the path takes (its `Allow`).
+    ///
+    /// Two methods come with the table rather than from it (RFC 9110 §9.3.2, §9.3.7): `HEAD` takes the `GET`
+    /// route of its path (the transport sends the same status and headers without the body, and a handler that
+    /// would open a stream answers its headers only, see ``HandlerContext/isHead``), and `OPTIONS` answers 204
+    /// with `Allow` on every routed path, `OPTIONS *` with every method the daemon serves.
     public func match(_ method: HTTPRequest.Method, _ path: String) throws -> (Handler, [String: String]) {
-        let utf8 = path.utf8
-        let parts = utf8.split(separator: UInt8(ascii: "/"))
-        var allowed: [String] = []
+        if method == .options {
+            let allowed = path == "*" ? allMethods : allowedMethods(path)
+            guard let allowed else { throw APIError(.notFound, "Not found: OPTIONS \(path)") }
+            return ({ _ in .empty(.noContent, [.allow: allowed.joined(separator: ", ")]) }, [:])
+        }
+        let wanted: HTTPRequest.Method = method == .head ? .get : method
+        let parts = path.utf8.split(separator: UInt8(ascii: "/"))
+        var pathExists = false
         for index in bySegmentCount[parts.count] ?? [] {
             let route = routes[index]
-            var matched = true
-            for (segment, part) in zip(route.segments, parts) {
-                if case let .literal(bytes) = segment, !part.elementsEqual(bytes) { matched = false; break }
-            }
-            guard matched else { continue }
-            guard route.method == method else { allowed.append(route.method.rawValue); continue }
+            guard Self.literalsMatch(route, parts) else { continue }
+            pathExists = true
+            guard route.method == wanted else { continue }
             var parameters: [String: String] = [:]
             for (segment, part) in zip(route.segments, parts) {
                 if case let .parameter(name) = segment { parameters[name] = String(Substring(part)) }
             }
             return (route.handler, parameters)
         }
-        if !allowed.isEmpty {
-            var error = APIError(.methodNotAllowed, "Method \(method.rawValue) not allowed on \(path)")
+        // A HEAD's error says GET, so that its Content-Length is the GET's (RFC 9110 §9.3.2); nobody reads it.
+        if pathExists, let allowed = allowedMethods(path) {
+            var error = APIError(.methodNotAllowed, "Method \(wanted.rawValue) not allowed on \(path)")
             error.allowedMethods = allowed
             throw error
         }
-        throw APIError(.notFound, "Not found: \(method.rawValue) \(path)")
+        throw APIError(.notFound, "Not found: \(wanted.rawValue) \(path)")
+    }
+
+    /// The methods `path` takes, in table order, `HEAD` after `GET` and `OPTIONS` last (the `Allow` of a 405 and
+    /// of `OPTIONS`); nil for a path no route matches.
+    public func allowedMethods(_ path: String) -> [String]? {
+        let parts = path.utf8.split(separator: UInt8(ascii: "/"))
+        var allowed: [String] = []
+        for index in bySegmentCount[parts.count] ?? [] where Self.literalsMatch(routes[index], parts) {
+            let method = routes[index].method.rawValue
+            if !allowed.contains(method) { allowed.append(method) }
+            if method == "GET" && !allowed.contains("HEAD") { allowed.append("HEAD") }
+        }
+        return allowed.isEmpty ? nil : allowed + ["OPTIONS"]
+    }
+
+    /// Every method some route takes, with `HEAD` and `OPTIONS` (`OPTIONS *`).
+    private var allMethods: [String] {
+        var all: [String] = []
+        for route in routes where !all.contains(route.method.rawValue) { all.append(route.method.rawValue) }
+        if all.contains("GET") { all.append("HEAD") }
+        return all + ["OPTIONS"]
+    }
+
+    /// True when the literal segments of `route` equal the path's (parameters match anything).
+    private static func literalsMatch(_ route: Route, _ parts: [Substring.UTF8View]) -> Bool {
+        for (segment, part) in zip(route.segments, parts) {
+            if case let .literal(bytes) = segment, !part.elementsEqual(bytes) { return false }
+        }
+        return true
     }
 }
 

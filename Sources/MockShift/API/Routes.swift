@@ -1,7 +1,7 @@
 import HTTPTypes
 
 /// The whole served API, one line a route (API.md §0, SPEC §2). Read top to bottom to see what MockShift
-/// answers; handlers live in `PipelineHandlers.swift`, `RunHandlers.swift`,
+/// answers (every `GET` route also answers `HEAD`, and every path `OPTIONS`: see `Router.match`); handlers live in `PipelineHandlers.swift`, `RunHandlers.swift`,
 /// `MockHandlers.swift` and `DashboardHandlers.swift`.
 extension Router {
     static func vectorShiftRoutes() -> Router {
@@ -31,6 +31,7 @@ extension Router {
         r.add(.get, "/", DashboardHandlers.page)
         r.add(.get, "/_mock/ui", DashboardHandlers.page)
         r.add(.get, "/_mock/ui/:file", DashboardHandlers.file)
+        r.add(.get, "/favicon.ico", DashboardHandlers.favicon)  // 204: no icon, and no 404 in the browser's console
         // Test controls (SPEC §7)
         r.add(.get, "/metrics", MockHandlers.metrics)
         r.add(.get, "/_mock/health", MockHandlers.health)

@@ -37,6 +37,7 @@ enum RunHandlers {
             let run = try engine.start(namespace: c.namespace, pipelineID: pipeline.id, nodes: nodes, version: version,
                                        inputs: inputs, options: options, mode: .stream,
                                        observer: { stream.send($0) }, onFinish: { stream.finish($0) })
+            c.app.streams.track(stream.body, namespace: c.namespace)
             if c.app.cancelOnDisconnect {
                 let namespace = c.namespace, pipelineID = pipeline.id
                 stream.body.onClose { engine.terminate(namespace: namespace, pipelineID: pipelineID, runID: run.id, reply: { _ in }) }

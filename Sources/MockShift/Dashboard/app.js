@@ -447,7 +447,7 @@ const runRows = new Map();  // run id -> {tr, cells, status}
 function runRow(run) {
   let row = runRows.get(run.run_id);
   if (!row) {
-    const cells = {pipeline: el("td"), status: el("td"), mode: el("td"), started: el("td"),
+    const cells = {pipeline: el("td", {"data-cell": "pipeline"}), status: el("td"), mode: el("td"), started: el("td"),
                    duration: el("td", {class: "num"}), tokens: el("td", {class: "num", "data-tokens": ""})};
     const open = el("button", {type: "button", class: "link", "aria-label": "Open run " + run.run_id,
                                onclick: () => selectRun(run.run_id)}, el("code", {text: run.run_id.slice(0, 10) + "…"}));
@@ -522,12 +522,17 @@ function renderDetail() {
   const version = run.run_id + "/" + state.timelineVersion;
   if (timeline.dataset.version !== version) {
     timeline.dataset.version = version;
+    // The clock column counts from the run's `created` event: the events' clock_ms is the daemon's scheduler
+    // clock (its uptime, or the manual clock), which says nothing to someone reading one run.
+    const created = state.timeline.find((entry) => entry.event === "created" && entry.clock_ms !== undefined);
+    const origin = created ? Number(created.clock_ms) : undefined;
     timeline.replaceChildren(...state.timeline.map((entry) => {
       const details = Object.entries(entry).filter(([k]) => !["event", "node", "at", "clock_ms"].includes(k))
         .map(([k, v]) => k + ": " + (typeof v === "string" ? v : JSON.stringify(v))).join(", ");
       return el("tr", {},
         el("td", {text: formatTime(entry.at)}),
-        el("td", {class: "num", text: entry.clock_ms === undefined ? "" : Number(entry.clock_ms).toFixed(1)}),
+        el("td", {class: "num", text: entry.clock_ms === undefined || origin === undefined ? ""
+                                    : (Number(entry.clock_ms) - origin).toFixed(1)}),
         el("td", {text: entry.event}),
         el("td", {}, entry.node ? el("code", {text: entry.node}) : ""),
         el("td", {class: "details", text: details}));
@@ -564,7 +569,12 @@ function renderOutputs(run, pipeline) {
     }
     block.querySelector(".note").textContent = "(" + note + ")";
     const pre = block.querySelector("pre");
-    if (pre.textContent !== text) pre.textContent = text;
+    if (pre.textContent !== text) {
+      // Follow new tokens while the box shows its end; a reader who scrolled up keeps their place.
+      const atEnd = pre.scrollHeight - pre.scrollTop - pre.clientHeight <= 8;
+      pre.textContent = text;
+      if (atEnd) pre.scrollTop = pre.scrollHeight;
+    }
     return block;
   });
   if (ordered.length !== container.children.length || ordered.some((b, i) => container.children[i] !== b)) {

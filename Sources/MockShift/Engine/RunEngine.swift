@@ -146,7 +146,7 @@ public final class RunEngine: Sendable {
     public let scheduler: Scheduler
     let settings: EngineSettings
     let logger: Logger
-    private let live = Mutex<[String: LiveRun]>([:])
+    private let live = Mutex(LiveRunTable())
     /// Set by ``shutdown()``: no run starts afterwards.
     private let closed = Atomic<Bool>(false)
     /// Final runs by id: they never change again (SPEC §3), so a status request need not read SQLite twice.
@@ -186,8 +186,18 @@ public final class RunEngine: Sendable {
     /// Number of feed subscribers, all namespaces together.
     public var feedSubscriberCount: Int { feed.subscriberCount }
 
-    /// Number of runs in memory (not final).
+    /// Number of feed subscribers of `namespace`.
+    public func feedSubscriberCount(namespace: String) -> Int { feed.subscriberCount(namespace: namespace) }
+
+    /// Number of runs in memory (not final), all namespaces together.
     public var liveCount: Int { live.withLock { $0.count } }
+
+    /// Number of runs of `namespace` in memory (not final): a lookup, kept as runs start and end.
+    public func liveCount(namespace: String) -> Int { live.withLock { $0.count(namespace: namespace) } }
+
+    /// Number of timers the runs of `namespace` wait on (tokens, first tokens, waits); the scheduler's other
+    /// timers (streams' keep-alives) are in ``Scheduler/pendingCount`` only.
+    public func liveTimerCount(namespace: String) -> Int { scheduler.pendingCount(tag: namespace) }
 
     /// Retention (`serve --keep-runs`, default 10,000): keep at most `keep` finished runs per namespace; 0 keeps
     /// all. Checked at start and then after every `keep / 10` finished runs (1 to 1,000), off the caller's thread.
@@ -556,7 +566,9 @@ public final class RunEngine: Sendable {
         let dueAt = progress.timing.due(token: target)
         progress.generation &+= 1
         let generation = progress.generation
-        progress.timer = scheduler.schedule(afterNanoseconds: dueAt > elapsed ? dueAt - elapsed : 0) { [weak self, weak run] in
+        let namespace = run.record.namespace  // the timers are counted per namespace (liveTimerCount)
+        progress.timer = scheduler.schedule(afterNanoseconds: dueAt > elapsed ? dueAt - elapsed : 0, tag: namespace) {
+            [weak self, weak run] in
             guard let self, let run else { return }
             self.llmTick(run, nodeID: nodeID, generation: generation)
         }
@@ -564,7 +576,8 @@ public final class RunEngine: Sendable {
         // the timeline when it comes.
         let firstDue = progress.timing.due(token: 1)
         if progress.streamsTo.isEmpty, !progress.firstTokenLogged, progress.outputsOverride == nil, total > 0, firstDue < dueAt {
-            progress.firstTokenTimer = scheduler.schedule(afterNanoseconds: firstDue > elapsed ? firstDue - elapsed : 0) {
+            progress.firstTokenTimer = scheduler.schedule(afterNanoseconds: firstDue > elapsed ? firstDue - elapsed : 0,
+                                                          tag: namespace) {
                 [weak self, weak run] in
                 guard let self, let run else { return }
                 run.state.withLock { st in

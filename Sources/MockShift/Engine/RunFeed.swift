@@ -43,6 +43,9 @@ final class RunFeed: Sendable {
     var isWatched: Bool { count.load(ordering: .relaxed) > 0 }
     var subscriberCount: Int { count.load(ordering: .relaxed) }
 
+    /// Subscribers of `namespace`.
+    func subscriberCount(namespace: String) -> Int { state.withLock { $0.byNamespace[namespace]?.count ?? 0 } }
+
     /// Adds a subscriber; nil once the feed is closed (the server is shutting down).
     func subscribe(namespace: String, onEvent: @escaping @Sendable (RunFeedEvent) -> Void,
                    onEnd: @escaping @Sendable () -> Void) -> RunFeedSubscription? {

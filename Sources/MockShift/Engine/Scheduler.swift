@@ -31,7 +31,19 @@ public final class Scheduler: Sendable {
 
     private struct State {
         var heap: [Entry] = []
-        var actions: [UInt64: @Sendable () -> Void] = [:]
+        var actions: [UInt64: (tag: String?, action: @Sendable () -> Void)] = [:]
+        /// Pending timers by tag (a namespace), kept as timers are set, fire and are cancelled.
+        var pendingByTag: [String: Int] = [:]
+
+        /// Takes timer `id` out, with its tag's count.
+        mutating func remove(_ id: UInt64) -> (@Sendable () -> Void)? {
+            guard let entry = actions.removeValue(forKey: id) else { return nil }
+            if let tag = entry.tag {
+                let left = (pendingByTag[tag] ?? 1) - 1
+                pendingByTag[tag] = left > 0 ? left : nil
+            }
+            return entry.action
+        }
         var nextSequence: UInt64 = 1
         var manualNow: UInt64 = 0
         var stopped = false
@@ -98,15 +110,18 @@ public final class Scheduler: Sendable {
     }
 
     /// Runs `action` on the scheduler's thread once `delay` nanoseconds have passed. Timers with equal deadlines
-    /// fire in the order they were scheduled.
+    /// fire in the order they were scheduled. A `tag` (the run engine gives its runs' namespace) counts the timer
+    /// in ``pendingCount(tag:)`` until it fires or is cancelled.
     @discardableResult
-    public func schedule(afterNanoseconds delay: UInt64, _ action: @escaping @Sendable () -> Void) -> TimerID {
+    public func schedule(afterNanoseconds delay: UInt64, tag: String? = nil,
+                         _ action: @escaping @Sendable () -> Void) -> TimerID {
         let (sum, overflow) = now.addingReportingOverflow(delay)
         let deadline = overflow ? UInt64.max : sum  // saturates: a wrapped deadline would fire at once
         let (id, isEarliest) = state.withLock { st -> (UInt64, Bool) in
             let id = st.nextSequence
             st.nextSequence += 1
-            st.actions[id] = action
+            st.actions[id] = (tag, action)
+            if let tag { st.pendingByTag[tag, default: 0] += 1 }
             let entry = Entry(deadline: deadline, sequence: id)
             Scheduler.push(entry, into: &st.heap)
             return (id, st.heap.first == entry)
@@ -122,11 +137,14 @@ public final class Scheduler: Sendable {
     /// Cancels a timer; returns false when it already fired or was cancelled.
     @discardableResult
     public func cancel(_ id: TimerID) -> Bool {
-        state.withLock { $0.actions.removeValue(forKey: id.value) != nil }
+        state.withLock { $0.remove(id.value) != nil }
     }
 
     /// Number of timers waiting to fire.
     public var pendingCount: Int { state.withLock { $0.actions.count } }
+
+    /// Number of timers set with `tag` that wait to fire.
+    public func pendingCount(tag: String) -> Int { state.withLock { $0.pendingByTag[tag] ?? 0 } }
 
     /// Lateness of every timer fired so far by the real clock's thread (the manual clock is never late).
     public var latenessSnapshot: Lateness { lateness.withLock { $0 } }
@@ -148,6 +166,7 @@ public final class Scheduler: Sendable {
         state.withLock {
             $0.stopped = true
             $0.actions.removeAll()
+            $0.pendingByTag.removeAll()
         }
         wakeup.lock()
         wakeup.broadcast()
@@ -161,7 +180,7 @@ public final class Scheduler: Sendable {
         state.withLock { st in
             while let top = st.heap.first, top.deadline <= limit {
                 Scheduler.popFirst(&st.heap)
-                if let action = st.actions.removeValue(forKey: top.sequence) {
+                if let action = st.remove(top.sequence) {
                     if settingNow { st.manualNow = max(st.manualNow, top.deadline) }
                     return (top.deadline, action)
                 }

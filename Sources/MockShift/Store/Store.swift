@@ -661,11 +661,15 @@ public final class Store: @unchecked Sendable {
         }
     }
 
-    /// Number of runs per status (for statistics and tests).
-    public func runCounts() throws -> [RunStatus: Int] {
+    /// Number of runs per status, of one namespace (`GET /_mock/stats`, through the namespace index) or of every
+    /// namespace (`nil`: tests).
+    public func runCounts(namespace: String? = nil) throws -> [RunStatus: Int] {
         try read { db in
             var counts: [RunStatus: Int] = [:]
-            for row in try db.query("SELECT status, COUNT(*) FROM runs GROUP BY status") {
+            let rows = try namespace.map {
+                try db.query("SELECT status, COUNT(*) FROM runs WHERE namespace = ? GROUP BY status", [.text($0)])
+            } ?? db.query("SELECT status, COUNT(*) FROM runs GROUP BY status")
+            for row in rows {
                 if let s = RunStatus(rawValue: row[0].text ?? "") { counts[s] = Int(row[1].int ?? 0) }
             }
             return counts
