@@ -85,6 +85,8 @@ def test_stop_while_the_database_is_locked_is_stored_once_the_lock_goes(new_daem
         assert status.json()["status"] == "in_progress"
         assert "at" not in terminate, f"terminate answered before its commit: {terminate}"
         assert not any(c.type == "result" for _, c in events)
+        daemon_stats = requests.get(f"{daemon.root}/_mock/stats", headers=headers, timeout=30).json()["daemon"]
+        assert daemon_stats["pending_commits"] == 1 and daemon_stats["storage"] == "unavailable", daemon_stats
 
         # Writes that cannot wait answer 503 at once, in the VectorShift error format, and store nothing.
         saved, took = timed(lambda: requests.post(f"{url}/update/pipeline/{pipeline.id}", headers=headers,
@@ -116,6 +118,8 @@ def test_stop_while_the_database_is_locked_is_stored_once_the_lock_goes(new_daem
     assert again.status_code == 200 and again.json()["run_status"] == "terminated"
     health = requests.get(f"{daemon.root}/_mock/health", headers=headers, timeout=30).json()
     assert health["live_runs"] == 0, health
+    daemon_stats = requests.get(f"{daemon.root}/_mock/stats", headers=headers, timeout=30).json()["daemon"]
+    assert daemon_stats["pending_commits"] == 0 and daemon_stats["storage"] == "ok", daemon_stats
     # Writes work again.
     renamed = requests.post(f"{url}/update/pipeline/{pipeline.id}", headers=headers, json={"name": "renamed"}, timeout=30)
     assert renamed.status_code == 200, renamed.text

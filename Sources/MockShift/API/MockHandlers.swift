@@ -29,7 +29,8 @@ enum MockHandlers {
     /// the timers they wait on, open streams (its runs' and its feeds), readers of its live feed, stored runs by
     /// status. Under `daemon`, figures of the whole daemon that belong to no namespace: the transport's
     /// (`connections`, `parked_requests`, `requests_in_flight`, `open_streams`), every scheduler timer
-    /// (`live_timers`, keep-alives included) and `scheduler_lateness` (`timers_fired`, `p50_ms`, `p99_ms`, `max_ms`:
+    /// (`live_timers`, keep-alives included), `storage` (`ok`, or `unavailable` while writes fail), `pending_commits`
+    /// (runs whose change waits to be stored) and `scheduler_lateness` (`timers_fired`, `p50_ms`, `p99_ms`, `max_ms`:
     /// how late the scheduler's timers fired since the daemon started).
     static func stats(_ c: HandlerContext) throws -> Reply {
         let engine = c.app.engine, namespace = c.namespace
@@ -39,6 +40,9 @@ enum MockHandlers {
         }
         var daemon = c.app.currentTransportStats()
         daemon["live_timers"] = .int(Int64(engine.scheduler.pendingCount))
+        // Issue 11 item 2: whether writes get through, and runs whose change waits for its commit.
+        daemon["storage"] = .string(c.app.store.isWritable ? "ok" : "unavailable")
+        daemon["pending_commits"] = .int(Int64(engine.pendingCommits.count))
         let late = engine.scheduler.latenessSnapshot
         daemon["scheduler_lateness"] = ["timers_fired": .int(Int64(late.fired)),
                                         "p50_ms": .double(late.quantileMilliseconds(0.5)),
