@@ -30,7 +30,8 @@ struct JSONLogHandler: LogHandler {
         }
         let bytes = JSON.object(record).encoded() + [10]
         Self.lock.lock()
-        FileHandle.standardError.write(Data(bytes))
+        // try?: a reader that has gone (the starter died, --exit-with-parent) must not stop the daemon.
+        try? FileHandle.standardError.write(contentsOf: Data(bytes))
         Self.lock.unlock()
     }
 }

@@ -90,6 +90,16 @@ struct Serve: ParsableCommand {
     @Option(name: .customLong("max-header-kb"), help: "Memory for one request's line, headers and query in KiB; a larger head gets 414/431. [default: 32] [env: MOCKSHIFT_MAX_HEADER_KB]")
     var maxHeaderKB: Int?
 
+    @Flag(name: .customLong("exit-with-parent"), help: "Shut down cleanly (as on SIGTERM) once the process that started the daemon exits, however it ends; for test harnesses. [env: MOCKSHIFT_EXIT_WITH_PARENT=1]")
+    var exitWithParent = false
+
+    @Flag(name: .customLong("exit-on-stdin-close"), help: "Shut down cleanly (as on SIGTERM) once standard input reaches end of file: start it with a pipe that its starter never writes to (closed when the starter dies). Not with </dev/null. [env: MOCKSHIFT_EXIT_ON_STDIN_CLOSE=1]")
+    var exitOnStdinClose = false
+
+    /// Exit status when the database file is held by another daemon (issue 11 item 3): EX_TEMPFAIL of
+    /// sysexits.h, "try again later". 64 is a usage error, 2 a bad fixture, 1 anything else (port taken, ...).
+    static let databaseInUseExitCode: Int32 = 75
+
     func validate() throws {
         func check(_ value: Double?, _ name: String, _ env: String, _ range: ClosedRange<Double>, _ rule: String) throws {
             guard let value = setting(value, env, Double.init) else {
@@ -131,7 +141,7 @@ struct Serve: ParsableCommand {
         if let c = setting(clock, "CLOCK", { $0 }), !["real", "manual"].contains(c) {
             throw ValidationError("--clock must be real or manual")
         }
-        for name in ["STRICT_NODES", "CANCEL_ON_DISCONNECT"] {
+        for name in ["STRICT_NODES", "CANCEL_ON_DISCONNECT", "EXIT_WITH_PARENT", "EXIT_ON_STDIN_CLOSE"] {
             if let raw = ProcessInfo.processInfo.environment["MOCKSHIFT_\(name)"], !raw.isEmpty,
                !["1", "true", "yes", "0", "false", "no"].contains(raw.lowercased()) {
                 throw ValidationError("MOCKSHIFT_\(name) must be 1/true/yes or 0/false/no")
@@ -180,21 +190,33 @@ struct Serve: ParsableCommand {
         sigaddset(&signals, SIGTERM)
         pthread_sigmask(SIG_BLOCK, &signals, nil)
 
-        let store: Store
-        do { store = try Store(path: path) } catch {
-            FileHandle.standardError.write(Data("mockshift: cannot open database \(path): \(error)\n".utf8))
-            throw ExitCode(1)
+        // Watch the starter first: a daemon whose starter died during start-up stops once it is up.
+        let watchParent = flagSetting(exitWithParent, "EXIT_WITH_PARENT")
+        let watchStdin = flagSetting(exitOnStdinClose, "EXIT_ON_STDIN_CLOSE")
+        // A starter that died took the read ends of our stdout and stderr pipes: log lines must not kill us
+        // with SIGPIPE before the clean stop.
+        if watchParent || watchStdin { signal(SIGPIPE, SIG_IGN) }
+        if watchParent { StarterWatch.watchParent(logger: logger) }
+        if watchStdin { StarterWatch.watchStandardInput(logger: logger) }
+
+        // Start order (issue 11 item 3): claim the database file, then bind the port, and only then write to the
+        // database (migrations, restart recovery, retention, fixtures). A start that fails before that leaves
+        // the file, and the daemon that owns it, untouched.
+        var databaseLock: DatabaseLock?
+        if path != ":memory:" {
+            do {
+                try FileManager.default.createDirectory(at: URL(fileURLWithPath: path).deletingLastPathComponent(),
+                                                        withIntermediateDirectories: true)
+                databaseLock = try DatabaseLock(database: path)
+            } catch let failure as DatabaseLock.Failure {
+                FileHandle.standardError.write(Data("mockshift: \(failure)\n".utf8))
+                if case .held = failure { throw ExitCode(Self.databaseInUseExitCode) }
+                throw ExitCode(1)
+            } catch {
+                FileHandle.standardError.write(Data("mockshift: cannot open database \(path): \(error)\n".utf8))
+                throw ExitCode(1)
+            }
         }
-        let scheduler = Scheduler(clock: setting(clock, "CLOCK", { $0 }) == "manual" ? .manual : .real)
-        let engine = RunEngine(store: store, scheduler: scheduler, settings: engineSettings, logger: logger)
-        let interrupted = try engine.recoverAfterRestart()
-        if !interrupted.isEmpty { logger.notice("marked \(interrupted.count) interrupted run(s) as failed") }
-        let cancel = cancelOnDisconnect || ["1", "true", "yes"].contains(ProcessInfo.processInfo.environment["MOCKSHIFT_CANCEL_ON_DISCONNECT"]?.lowercased() ?? "")
-        let app = MockShiftApp(store: store, engine: engine, apiKeys: Set(keys), maxBodyBytes: maxBody,
-                               cancelOnDisconnect: cancel, seed: engineSettings.seed,
-                               adminKey: setting(adminKey, "ADMIN_KEY", { $0 }),
-                               journalSize: setting(journalSize, "JOURNAL_SIZE", Int.init) ?? 1000, logger: logger)
-        engine.keepFinishedRuns(perNamespace: setting(keepRuns, "KEEP_RUNS", Int.init) ?? 10_000)
 
         var http = HTTPServerConfiguration()
         http.host = setting(host, "HOST", { $0 }) ?? "127.0.0.1"
@@ -211,8 +233,31 @@ struct Serve: ParsableCommand {
         // libmicrohttpd's own messages (client hang-ups, ...) only when debugging, and not with JSON logs: it writes
         // plain lines straight to standard error.
         http.errorLog = level <= .debug && !jsonLogs
-        let server = HTTPServer(configuration: http, responder: app, logger: logger)
-        try server.start()
+        // Requests get 503 "server starting" until the application below is ready to take them.
+        let responder = StartingResponder()
+        let server = HTTPServer(configuration: http, responder: responder, logger: logger)
+        do { try server.start() } catch {
+            FileHandle.standardError.write(Data("mockshift: \(error)\n".utf8))
+            throw ExitCode(1)
+        }
+
+        // From here on the port is ours and so is the file: the first writes.
+        let store: Store
+        do { store = try Store(path: path) } catch {
+            FileHandle.standardError.write(Data("mockshift: cannot open database \(path): \(error)\n".utf8))
+            server.stop()
+            throw ExitCode(1)
+        }
+        let scheduler = Scheduler(clock: setting(clock, "CLOCK", { $0 }) == "manual" ? .manual : .real)
+        let engine = RunEngine(store: store, scheduler: scheduler, settings: engineSettings, logger: logger)
+        let interrupted = try engine.recoverAfterRestart()
+        if !interrupted.isEmpty { logger.notice("marked \(interrupted.count) interrupted run(s) as failed") }
+        let cancel = flagSetting(cancelOnDisconnect, "CANCEL_ON_DISCONNECT")
+        let app = MockShiftApp(store: store, engine: engine, apiKeys: Set(keys), maxBodyBytes: maxBody,
+                               cancelOnDisconnect: cancel, seed: engineSettings.seed,
+                               adminKey: setting(adminKey, "ADMIN_KEY", { $0 }),
+                               journalSize: setting(journalSize, "JOURNAL_SIZE", Int.init) ?? 1000, logger: logger)
+        engine.keepFinishedRuns(perNamespace: setting(keepRuns, "KEEP_RUNS", Int.init) ?? 10_000)
         if !Self.isLoopback(http.host) {
             logger.warning("listening on \(http.host), which is not a loopback address: anyone who can reach this machine can use the API\(keys.isEmpty ? " with any key (set --api-key)" : "")")
         }
@@ -222,6 +267,7 @@ struct Serve: ParsableCommand {
              "requests_in_flight": .int(Int64(server.requestsInFlight)),
              "connections": .int(Int64(server.currentConnections))]
         }
+        responder.serve(with: app)
 
         if let folder = setting(fixtures, "FIXTURES", { $0 }) {
             // Loaded after the socket opens, so /_mock/ready answers 503 meanwhile; the ready line waits for them.
@@ -250,6 +296,7 @@ struct Serve: ParsableCommand {
         app.webhooks.shutdown(waitingAtMost: 1)
         server.stop()
         scheduler.stop()
+        withExtendedLifetime(databaseLock) {}  // the claim holds until the database is closed
     }
 
     /// True for addresses only this machine can reach: `localhost`, 127.0.0.0/8, `::1`.
@@ -263,6 +310,11 @@ struct Serve: ParsableCommand {
         if let flag { return flag }
         guard let raw = ProcessInfo.processInfo.environment["MOCKSHIFT_\(name)"], !raw.isEmpty else { return nil }
         return parse(raw)
+    }
+
+    /// A boolean flag, else `MOCKSHIFT_<name>` as 1/true/yes.
+    private func flagSetting(_ flag: Bool, _ name: String) -> Bool {
+        flag || ["1", "true", "yes"].contains(ProcessInfo.processInfo.environment["MOCKSHIFT_\(name)"]?.lowercased() ?? "")
     }
 
     /// Raises the soft open-file limit to the hard one (each connection is a descriptor); returns the new limit.

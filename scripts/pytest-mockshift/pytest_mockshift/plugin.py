@@ -7,7 +7,10 @@ Fixtures:
   mockshift_manual  the same on a daemon with `--clock manual`: simulated time moves only with `advance(ms)`.
 
 Each pytest process (each pytest-xdist worker too) starts its own daemons on port 0, lazily, once, with an
-in-memory database; nothing is shared between workers, so `pytest -n 4` needs no configuration.
+in-memory database; nothing is shared between workers, so `pytest -n 4` needs no configuration. A daemon stops
+with the process that started it, however that process ends (`serve --exit-with-parent --exit-on-stdin-close`).
+
+A failed test's report has a `mockshift` section with its API key, the daemon's URL and its dashboard.
 
 The daemon binary: `--mockshift-bin PATH`, else $MOCKSHIFT_BIN, else `mockshift` on PATH, else
 `.build/release/mockshift` or `.build/debug/mockshift` under the rootdir. Extra `serve` options:
@@ -47,8 +50,12 @@ class MockShiftServer:
     """One `mockshift serve --port 0 --db :memory:` process. `url` ends in /v1, `root` does not."""
 
     def __init__(self, binary, *args):
-        self.proc = subprocess.Popen([binary, "serve", "--port", "0", "--db", ":memory:", *args],
-                                     stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
+        # stdin is a pipe nobody writes to: it closes when this process ends, however it ends (kill -9, a
+        # pytest-xdist worker's os._exit), and the daemon stops then (--exit-on-stdin-close); --exit-with-parent
+        # covers the pipe surviving in a forked child.
+        self.proc = subprocess.Popen([binary, "serve", "--port", "0", "--db", ":memory:",
+                                      "--exit-with-parent", "--exit-on-stdin-close", *args],
+                                     stdin=subprocess.PIPE, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
         self.stderr = []
         threading.Thread(target=lambda: self.stderr.extend(self.proc.stderr), daemon=True).start()
         line = {}
@@ -61,6 +68,11 @@ class MockShiftServer:
             raise RuntimeError(f"mockshift did not start: {ready!r} {''.join(self.stderr)}")
         self.url = ready.split()[-1]
         self.root = self.url[: -len("/v1")]
+
+    @property
+    def pid(self):
+        """The daemon's process id."""
+        return self.proc.pid
 
     def stop(self):
         if self.proc.poll() is None:
@@ -80,6 +92,21 @@ class MockShift:
         self.api_key = api_key
         self._session = requests.Session()
         self._session.headers["Authorization"] = f"Bearer {api_key}"
+
+    @property
+    def pid(self):
+        """The process id of this test's daemon."""
+        return self.server.pid
+
+    @property
+    def dashboard(self):
+        """The daemon's dashboard (open it and enter `api_key` to see this test's pipelines and runs)."""
+        return f"{self.server.root}/"
+
+    def describe(self):
+        """One line for a failed test's report: the key, the daemon and its dashboard."""
+        return (f"api key {self.api_key}  url {self.url}  dashboard {self.dashboard} (enter the key there; "
+                f"the daemon, pid {self.pid}, stops when this pytest process ends)")
 
     def _control(self, method, path, **kw):
         r = self._session.request(method, f"{self.server.root}/_mock/{path}", timeout=60, **kw)
@@ -169,24 +196,47 @@ def _mockshift_servers(request):
     servers.stop()
 
 
-def _fixture(servers, *args):
+_SHIFTS = pytest.StashKey[list]()
+_FAILED = pytest.StashKey[bool]()
+
+
+def _fixture(request, servers, *args):
     server = servers.get(*args)
     shift = MockShift(server, f"pytest-{uuid.uuid4().hex}")
     _point_sdk(server.url, shift.api_key)
+    request.node.stash.setdefault(_SHIFTS, []).append(shift)  # for the failure report
     return shift
 
 
+@pytest.hookimpl(hookwrapper=True)
+def pytest_runtest_makereport(item, call):
+    """Adds a `mockshift` section (key, URL, dashboard) to the report of a test that failed (setup, call or
+    teardown), shown with the failure under `pytest`'s default `--show-capture=all`."""
+    outcome = yield
+    report = outcome.get_result()
+    if report.failed:
+        item.stash[_FAILED] = True
+        for shift in item.stash.get(_SHIFTS, []):
+            report.sections.append(("mockshift", shift.describe()))
+
+
+def _tidy(request, shift):
+    """Resets the test's namespace unless the test failed: then its pipelines and runs stay for the dashboard."""
+    if not request.node.stash.get(_FAILED, False):
+        shift.reset()
+
+
 @pytest.fixture
-def mockshift(_mockshift_servers):
+def mockshift(request, _mockshift_servers):
     """A MockShift daemon on the real clock, with an API key of this test's own."""
-    shift = _fixture(_mockshift_servers)
+    shift = _fixture(request, _mockshift_servers)
     yield shift
-    shift.reset()
+    _tidy(request, shift)
 
 
 @pytest.fixture
-def mockshift_manual(_mockshift_servers):
+def mockshift_manual(request, _mockshift_servers):
     """A MockShift daemon on the manual clock (`advance(ms)` moves time), with an API key of this test's own."""
-    shift = _fixture(_mockshift_servers, "--clock", "manual")
+    shift = _fixture(request, _mockshift_servers, "--clock", "manual")
     yield shift
-    shift.reset()
+    _tidy(request, shift)

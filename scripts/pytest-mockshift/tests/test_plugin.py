@@ -1,5 +1,5 @@
 """The plugin's own tests, run with `-n 4` by scripts/test: per-test keys, helpers, manual clock, and the
-README's example test extracted at test time and run under pytest-xdist."""
+example tests of both READMEs (the repository's and the plugin's) extracted at test time and run under pytest-xdist."""
 import os
 import pathlib
 import re
@@ -51,16 +51,20 @@ def test_manual_clock_is_exact(mockshift_manual):
     assert events[0] == "created" and events[-1] == "terminated"
 
 
-def test_readme_example_passes_under_xdist(tmp_path):
-    readme = (REPO / "README.md").read_text()
-    match = re.search(r"<!-- plugin-example -->\s*```python\n(.*?)```", readme, re.S)
-    assert match, "README.md has no plugin example block"
-    (tmp_path / "test_readme_example.py").write_text(match.group(1))
+def test_readme_examples_pass_under_xdist(tmp_path):
+    """The plugin examples of the repository README and of the plugin's README, each a test file, in one run."""
+    expected = 0
+    for n, readme in enumerate([REPO / "README.md", REPO / "scripts" / "pytest-mockshift" / "README.md"]):
+        blocks = re.findall(r"<!-- plugin-example -->\s*```python\n(.*?)```", readme.read_text(), re.S)
+        assert blocks, f"{readme} has no plugin example block"
+        for m, code in enumerate(blocks):
+            (tmp_path / f"test_readme_example_{n}_{m}.py").write_text(code)
+            expected += len(re.findall(r"^def test_", code, re.M))
     env = dict(os.environ, MOCKSHIFT_BIN=os.environ.get("MOCKSHIFT_BIN", str(REPO / ".build" / "debug" / "mockshift")))
     done = subprocess.run([sys.executable, "-m", "pytest", "-q", "-n", "4", "-p", "no:cacheprovider", str(tmp_path)],
                           cwd=tmp_path, env=env, capture_output=True, text=True, timeout=300)
     assert done.returncode == 0, done.stdout + done.stderr
-    assert re.search(r"\b3 passed\b", done.stdout), done.stdout
+    assert re.search(rf"\b{expected} passed\b", done.stdout), done.stdout
 
 
 def test_fault_and_script_llm_helpers(mockshift):
