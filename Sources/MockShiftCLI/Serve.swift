@@ -96,6 +96,9 @@ struct Serve: ParsableCommand {
     @Flag(name: .customLong("exit-on-stdin-close"), help: "Shut down cleanly (as on SIGTERM) once standard input reaches end of file: start it with a pipe that its starter never writes to (closed when the starter dies). Not with </dev/null. [env: MOCKSHIFT_EXIT_ON_STDIN_CLOSE=1]")
     var exitOnStdinClose = false
 
+    @Option(name: .customLong("webhook-host"), help: "Also call webhooks on this host (repeatable; * = any host). Only loopback hosts (localhost, 127.0.0.0/8, ::1) are called otherwise. [env: MOCKSHIFT_WEBHOOK_HOST, comma-separated]")
+    var webhookHosts: [String] = []
+
     /// Exit status when the database file is held by another daemon (issue 11 item 3): EX_TEMPFAIL of
     /// sysexits.h, "try again later". 64 is a usage error, 2 a bad fixture, 1 anything else (port taken, ...).
     static let databaseInUseExitCode: Int32 = 75
@@ -258,6 +261,10 @@ struct Serve: ParsableCommand {
                                adminKey: setting(adminKey, "ADMIN_KEY", { $0 }),
                                journalSize: setting(journalSize, "JOURNAL_SIZE", Int.init) ?? 1000, logger: logger)
         engine.keepFinishedRuns(perNamespace: setting(keepRuns, "KEEP_RUNS", Int.init) ?? 10_000)
+        app.webhooks.allowHosts(webhookHosts.isEmpty
+            ? (ProcessInfo.processInfo.environment["MOCKSHIFT_WEBHOOK_HOST"] ?? "").split(separator: ",")
+                .map { $0.trimmingCharacters(in: .whitespaces) }.filter { !$0.isEmpty }
+            : webhookHosts)
         if !Self.isLoopback(http.host) {
             logger.warning("listening on \(http.host), which is not a loopback address: anyone who can reach this machine can use the API\(keys.isEmpty ? " with any key (set --api-key)" : "")")
         }
