@@ -1,0 +1,290 @@
+import Dispatch
+import Logging
+import Metrics
+import Synchronization
+
+/// How a run moves (SPEC §3–6): nodes evaluated in dependency order, timed nodes on the scheduler, stops. All of it
+/// runs under the run's lock.
+extension RunEngine {
+    // MARK: - Execution (all under the run's lock)
+
+    /// Evaluates every node whose dependencies are done, starting LLM nodes on the scheduler, and completes
+    /// the run when no node is left.
+    func advance(_ run: LiveRun, _ st: inout LiveState) {
+        guard st.record.status == .inProgress else { return }
+        var progressed = true
+        while progressed {
+            progressed = false
+            for (index, node) in run.graph.nodes.enumerated() where st.record.nodes[index].state == .pending {
+                let states = node.dependencies.map { st.nodeState($0) }
+                guard states.allSatisfy({ $0 == .completed || $0 == .skipped }) else { continue }
+                // Skipped: gated on a condition path not taken, or fed by a skipped node (a merge takes what came).
+                if gatedOff(node, run, st) || (node.type != "merge" && states.contains(.skipped)) {
+                    st.record.nodes[index].state = .skipped
+                    st.log("node_skipped", node: node.id, clock: scheduler.now)
+                    progressed = true
+                    continue
+                }
+                let resolved = Templates.resolve(.object(node.inputs)) { reference in
+                    st.outputs[run.graph.nodeID(for: reference.node)]?[reference.field]
+                }.objectValue ?? [:]
+                switch NodeEvaluator.evaluate(node, resolvedInputs: resolved, runInputs: st.record.inputs, seed: settings.seed,
+                                              strict: settings.strictNodes) {
+                case let .failed(message):
+                    st.record.nodes[index].state = .running
+                    stopLocked(run, &st, status: .failed, error: message)
+                    return
+                case let .wait(milliseconds, outputs):
+                    st.record.nodes[index].state = .running
+                    st.log("node_started", node: node.id, clock: scheduler.now)
+                    var timing = settings
+                    timing.ttftMilliseconds = milliseconds
+                    var progress = LLMProgress(completion: LLMCompletion(tokens: [], inputTokens: 0), startedAt: scheduler.now,
+                                               streamsTo: [], timing: timing)
+                    progress.outputsOverride = outputs
+                    st.llm[node.id] = progress
+                    if startTimedNode(run, &st, nodeID: node.id, index: index) { progressed = true }
+                    if st.record.status != .inProgress { return }  // an injected failure ended the run
+                case let .done(outputs):
+                    st.outputs[node.id] = outputs
+                    st.record.nodes[index].state = .completed
+                    st.log("node_completed", node: node.id, clock: scheduler.now)
+                    if node.type == "output", run.streamAll, run.streaming, !run.tokenOutputs.contains(node.name) {
+                        st.notify(.output(name: node.name, value: outputs["value"] ?? .null))
+                    }
+                    progressed = true
+                case .llm(var completion):
+                    st.record.nodes[index].state = .running
+                    st.log("node_started", node: node.id, clock: scheduler.now)
+                    var timing = settings
+                    var failure = run.failures.first(where: { $0.nodeID == nil || $0.nodeID == node.id })
+                        .map { (afterTokens: $0.afterTokens, message: $0.message) }
+                    let prompt = resolved["prompt"]?.templateText ?? ""
+                    if let script = run.scripts.first(where: { $0.matches(nodeID: node.id, prompt: prompt) }) {
+                        if let text = script.response { completion.tokens = LLMScript.tokens(of: text) }
+                        if let ttft = script.ttftMilliseconds { timing.ttftMilliseconds = ttft }
+                        if let rate = script.tokensPerSecond { timing.tokensPerSecond = rate }
+                        if let after = script.failAfterTokens, failure == nil { failure = (after, script.message) }
+                    }
+                    var progress = LLMProgress(completion: completion, startedAt: scheduler.now,
+                                               streamsTo: run.streaming ? run.streamedOutputs[node.id] ?? [] : [], timing: timing)
+                    if let failure { progress.failure = (min(failure.afterTokens, completion.tokens.count), failure.message) }
+                    st.llm[node.id] = progress
+                    if startTimedNode(run, &st, nodeID: node.id, index: index) { progressed = true }
+                    if st.record.status != .inProgress { return }  // an injected failure ended the run
+                }
+            }
+        }
+        if st.record.nodes.allSatisfy({ $0.state == .completed || $0.state == .skipped }) {
+            st.log("completed", clock: scheduler.now)
+            st.record.status = .completed
+            st.record.endedAt = wallClockMicros()
+            st.record.result = resultOutputs(run, st)
+            st.record.usage = usage(st, at: nil)
+        }
+    }
+
+    /// Sets the LLM node's next timer: its next token when tokens stream to someone, else its last token.
+    func scheduleLLM(_ run: LiveRun, _ st: inout LiveState, nodeID: String) {
+        guard var progress = st.llm[nodeID] else { return }
+        let total = progress.failure?.afterTokens ?? progress.completion.tokens.count
+        let target = progress.streamsTo.isEmpty ? total : min(total, progress.sent + 1)
+        let elapsed = scheduler.now &- progress.startedAt
+        let dueAt = progress.timing.due(token: target)
+        progress.generation &+= 1
+        let generation = progress.generation
+        let namespace = run.record.namespace  // the timers are counted per namespace (liveTimerCount)
+        progress.timer = scheduler.schedule(afterNanoseconds: dueAt > elapsed ? dueAt - elapsed : 0, tag: namespace) {
+            [weak self, weak run] in
+            guard let self, let run else { return }
+            self.llmTick(run, nodeID: nodeID, generation: generation)
+        }
+        // A node whose tokens nobody streams ticks only at its end: a timer of its own puts its first token on
+        // the timeline when it comes.
+        let firstDue = progress.timing.due(token: 1)
+        if progress.streamsTo.isEmpty, !progress.firstTokenLogged, progress.outputsOverride == nil, total > 0, firstDue < dueAt {
+            progress.firstTokenTimer = scheduler.schedule(afterNanoseconds: firstDue > elapsed ? firstDue - elapsed : 0,
+                                                          tag: namespace) {
+                [weak self, weak run] in
+                guard let self, let run else { return }
+                run.state.withLock { st in
+                    guard st.record.status == .inProgress, st.llm[nodeID]?.generation == generation else { return }
+                    self.noteFirstToken(&st, nodeID: nodeID, at: self.scheduler.now)
+                    self.deliverFeed(run, &st)
+                }
+            }
+        }
+        st.llm[nodeID] = progress
+    }
+
+    /// An LLM node's timer fired: send the tokens now due, then finish the node or wait for the next token.
+    func llmTick(_ run: LiveRun, nodeID: String, generation: UInt64) {
+        let committed = run.state.withLock { st -> Committed? in
+            defer { deliverFeed(run, &st) }  // tokens of a waiting node too; after the commit otherwise
+            guard st.record.status == .inProgress, st.llm[nodeID]?.generation == generation,
+                  let index = run.graph.nodes.firstIndex(where: { $0.id == nodeID }),
+                  tickLocked(run, &st, nodeID: nodeID, index: index) != .waiting else { return nil }
+            advance(run, &st)
+            return commitLocked(run, &st)
+        }
+        finish(committed)
+    }
+
+    /// What ``tickLocked(_:_:nodeID:index:)`` did to its node.
+    enum TickOutcome { case waiting, completed, failed }
+
+    /// Sends an LLM (or wait) node's tokens now due; then finishes the node (its outputs set, the run not yet
+    /// advanced), fails the run (an injected failure), or schedules the next timer.
+    func tickLocked(_ run: LiveRun, _ st: inout LiveState, nodeID: String, index: Int) -> TickOutcome {
+        noteFirstToken(&st, nodeID: nodeID, at: scheduler.now)
+        guard var progress = st.llm[nodeID] else { return .waiting }
+        let total = progress.failure?.afterTokens ?? progress.completion.tokens.count
+        let emitted = progress.timing.emitted(after: scheduler.now &- progress.startedAt, of: total)
+        if !progress.streamsTo.isEmpty && emitted > progress.sent {
+            let tokens = Array(progress.completion.tokens[progress.sent..<emitted])
+            st.notify(.tokens(outputs: progress.streamsTo, tokens: tokens))
+            st.feedTokens(node: nodeID, outputs: progress.streamsTo, tokens: tokens, clock: scheduler.now)
+            progress.sent = emitted
+        }
+        st.llm[nodeID] = progress
+        guard emitted >= total else {
+            scheduleLLM(run, &st, nodeID: nodeID)
+            return .waiting
+        }
+        if let failure = progress.failure {  // an injected fault: the node fails here, and the run with it
+            stopLocked(run, &st, status: .failed, error: "node \(nodeID): \(failure.message)")
+            return .failed
+        }
+        st.llm[nodeID] = nil
+        if let timer = progress.firstTokenTimer { scheduler.cancel(timer) }
+        logTokens(&st, nodeID: nodeID, progress, emitted: emitted)
+        st.log("node_completed", node: nodeID, clock: scheduler.now)
+        if progress.outputsOverride == nil { st.finishedLLM[nodeID] = progress.completion }
+        var outputs = progress.outputsOverride ?? progress.completion.outputs()
+        outputs["complete"] = .bool(true)
+        st.outputs[nodeID] = outputs
+        st.record.nodes[index].state = .completed
+        return .completed
+    }
+
+    /// Starts the timers of a timed node (LLM or wait) that ``advance(_:_:)`` just set up; with `--time-scale 0`
+    /// it has nothing to wait for and finishes at once, inside the same commit as the rest of the run (an
+    /// instant run is one commit, with no scheduler round trip). Returns true when the node completed now.
+    func startTimedNode(_ run: LiveRun, _ st: inout LiveState, nodeID: String, index: Int) -> Bool {
+        guard settings.timeScale == 0, scheduler.clock == .real else {
+            scheduleLLM(run, &st, nodeID: nodeID)
+            return false
+        }
+        return tickLocked(run, &st, nodeID: nodeID, index: index) == .completed
+    }
+
+    /// Stops a run now: cancels its timers, records what was produced so far, marks unfinished nodes.
+    func stopLocked(_ run: LiveRun, _ st: inout LiveState, status: RunStatus, error: String?) {
+        let now = st.pausedAt ?? scheduler.now  // a paused run's tokens stopped when it was paused
+        for (id, progress) in st.llm {
+            if let timer = progress.timer { scheduler.cancel(timer) }
+            if let timer = progress.firstTokenTimer { scheduler.cancel(timer) }
+            logTokens(&st, nodeID: id, progress, emitted: progress.produced(at: now))
+        }
+        st.log(status.rawValue, clock: scheduler.now, extra: error.map { ["error": .string($0)] } ?? [:])
+        st.record.status = status
+        st.record.error = error
+        st.record.endedAt = wallClockMicros()
+        st.record.result = nil
+        st.record.partialOutputs = partialOutputs(run, st, now: now)
+        st.record.usage = usage(st, at: now)
+        for i in st.record.nodes.indices {
+            switch st.record.nodes[i].state {
+            case .running: st.record.nodes[i].state = status == .terminated ? .terminated : .failed
+            // Never started: cut off by the run's end (`skipped` means an untaken condition path, `failed` would
+            // blame a node that never ran, `pending` would read as still waiting; issue 11).
+            case .pending: st.record.nodes[i].state = .terminated
+            default: break
+            }
+        }
+        st.llm.removeAll()
+        st.pausedAt = nil
+    }
+
+    /// Logs an LLM node's first token once it has come (at the moment it came), if not logged yet. Called
+    /// before anything moves the node's start (a resume), so the computed moment is the real one.
+    func noteFirstToken(_ st: inout LiveState, nodeID: String, at now: UInt64) {
+        guard var progress = st.llm[nodeID], !progress.firstTokenLogged, progress.emitted(at: now) > 0 else { return }
+        progress.firstTokenLogged = true
+        st.llm[nodeID] = progress
+        let first = progress.startedAt &+ progress.timing.due(token: 1)
+        st.log("first_token", node: nodeID, clock: first)
+    }
+
+    /// Timeline entries for an LLM node that stops: its first token (if not logged yet) and how many it emitted.
+    func logTokens(_ st: inout LiveState, nodeID: String, _ progress: LLMProgress, emitted: Int) {
+        guard emitted > 0 else { return }
+        if !progress.firstTokenLogged {
+            st.log("first_token", node: nodeID, clock: progress.startedAt &+ progress.timing.due(token: 1))
+        }
+        st.log("tokens", node: nodeID, clock: scheduler.now, extra: ["count": .int(Int64(emitted))])
+    }
+
+    /// True when `node`'s `dependencies` name a path of a condition node that was not taken (API.md §6 gating).
+    func gatedOff(_ node: GraphNode, _ run: LiveRun, _ st: LiveState) -> Bool {
+        guard let gates = node.inputs["dependencies"] else { return false }
+        return Templates.references(in: gates).contains { reference in
+            st.outputs[run.graph.nodeID(for: reference.node)]?[reference.field] == .bool(false)
+        }
+    }
+
+    /// Output-node values keyed by output-node name (skipped outputs are left out).
+    func resultOutputs(_ run: LiveRun, _ st: LiveState) -> JSONObject {
+        var result = JSONObject()
+        for node in run.graph.nodes where node.type == "output" && st.outputs[node.id] != nil {
+            result[node.name] = st.outputs[node.id]?["value"] ?? .null
+        }
+        return result
+    }
+
+    /// For a run stopped early: each output node whose value can be formed from finished nodes and the tokens
+    /// running LLM nodes had emitted by `now`, keyed by output-node name.
+    func partialOutputs(_ run: LiveRun, _ st: LiveState, now: UInt64) -> JSONObject {
+        var partial = JSONObject()
+        for node in run.graph.nodes where node.type == "output" {
+            if let done = st.outputs[node.id]?["value"] {
+                partial[node.name] = done
+                continue
+            }
+            var available = true
+            let value = Templates.resolve(node.inputs["value"] ?? .null) { reference in
+                let id = run.graph.nodeID(for: reference.node)
+                if let outputs = st.outputs[id] { return outputs[reference.field] }
+                if let progress = st.llm[id] {
+                    return progress.completion.outputs(emitted: progress.produced(at: now))[reference.field]
+                }
+                available = false
+                return nil
+            }
+            if available { partial[node.name] = value }
+        }
+        return partial
+    }
+
+    /// Token counts and credits over the run's LLM nodes; running ones count what they emitted by `now`.
+    func usage(_ st: LiveState, at now: UInt64?) -> JSONObject? {
+        var input = 0, output = 0
+        var credits = 0.0
+        for completion in st.finishedLLM.values {
+            input += completion.inputTokens
+            output += completion.outputTokens
+            credits += completion.creditsUsed
+        }
+        if let now {
+            for progress in st.llm.values {
+                let n = progress.produced(at: now)
+                input += progress.completion.inputTokens
+                output += n
+                credits += progress.completion.outputs(emitted: n)["credits_used"]?.doubleValue ?? 0
+            }
+        }
+        if input == 0 && output == 0 { return nil }
+        return ["input_tokens": .int(Int64(input)), "output_tokens": .int(Int64(output)),
+                "tokens_used": .int(Int64(input + output)), "credits_used": .double(credits)]
+    }
+}
