@@ -178,11 +178,12 @@ enum RunHandlers {
     /// ``RunEngine/changeWaitSeconds`` (issue 11 item 2).
     static func terminate(_ c: HandlerContext) throws -> Reply {
         let runID = try requiredRunID(c)
-        c.app.engine.terminate(namespace: c.namespace, pipelineID: c.parameter("id"), runID: runID,
-                               reply: answerWhenCommitted(c) { run in
+        let answer = ChangeAnswer(c) { run in
             try requireLive(run, wanted: .terminated)
             return ["status": "success", "run_id": .string(runID), "run_status": "terminated"]
-        })
+        }
+        c.app.engine.terminate(namespace: c.namespace, pipelineID: c.parameter("id"), runID: runID, reply: answer.reply)
+        answer.expireIfPending()
         return .later
     }
 
@@ -190,36 +191,13 @@ enum RunHandlers {
     /// the commit, as terminate does.
     static func pause(_ c: HandlerContext) throws -> Reply {
         let runID = try requiredRunID(c)
-        c.app.engine.pause(namespace: c.namespace, pipelineID: c.parameter("id"), runID: runID,
-                           reply: answerWhenCommitted(c) { run in
+        let answer = ChangeAnswer(c) { run in
             try requireLive(run, wanted: .paused)
             return ["status": "success", "run_id": .string(runID), "run_status": "paused"]
-        })
+        }
+        c.app.engine.pause(namespace: c.namespace, pipelineID: c.parameter("id"), runID: runID, reply: answer.reply)
+        answer.expireIfPending()
         return .later
-    }
-
-    /// A reply for the engine's terminate, pause or resume that answers the request with `render`'s JSON (or
-    /// the error it throws), once; or 503 when no reply came within ``RunEngine/changeWaitSeconds``.
-    static func answerWhenCommitted(_ c: HandlerContext,
-                                    _ render: @escaping @Sendable (RunRecord) throws -> JSON) -> RunEngine.ChangeReply {
-        let answered = Mutex(false)
-        let writer = c.writer
-        let send: @Sendable (Response) -> Void = { response in
-            guard answered.withLock({ done in defer { done = true }; return !done }) else { return }
-            writer.send(response)
-        }
-        DispatchQueue.global().asyncAfter(deadline: .now() + RunEngine.changeWaitSeconds) {
-            send(MockShiftApp.render(APIError(.unavailable, "the change is not stored yet: storage unavailable; try again")))
-        }
-        return { result in
-            do {
-                send(MockShiftApp.json(.ok, try render(try result.get())))
-            } catch let error as APIError {
-                send(MockShiftApp.render(error))
-            } catch {
-                send(MockShiftApp.render(APIError(.internalError, "internal error: \(error)")))
-            }
-        }
     }
 
     /// `POST /pipeline/{pid}/resume` with `run_ids` (a list, API.md §5.4): each run continues where it stopped.
@@ -245,11 +223,12 @@ enum RunHandlers {
         // Each resume answers after its commit; the request answers once all have.
         let runIDs = ids
         let statuses = Mutex<(left: Int, byID: [String: JSON])>((runIDs.count, [:]))
-        let reply = answerWhenCommitted(c) { _ in
+        let answer = ChangeAnswer(c) { _ in
             let byID = statuses.withLock { $0.byID }
             return ["status": "success", "run_ids": .array(runIDs.map(JSON.string)),
                     "run_statuses": .object(JSONObject(runIDs.map { ($0, byID[$0] ?? .null) }))]
         }
+        let reply = answer.reply
         for id in runIDs {
             c.app.engine.resume(namespace: c.namespace, pipelineID: c.parameter("id"), runID: id) { result in
                 switch result {
@@ -264,6 +243,7 @@ enum RunHandlers {
                 }
             }
         }
+        answer.expireIfPending()
         return .later
     }
 
@@ -304,5 +284,47 @@ enum RunHandlers {
         for node in run.nodes { nodes[node.id] = .string(node.state.rawValue) }
         o["nodes"] = .object(nodes)
         return .object(o)
+    }
+}
+
+/// The answer to a terminate, pause or resume request (issue 11 item 2): the engine replies once the change is
+/// committed, which is at once unless storage is unavailable; then the request stays parked (no thread held)
+/// until the retried commit lands, or answers 503 after ``RunEngine/changeWaitSeconds``. Answers exactly once.
+final class ChangeAnswer: Sendable {
+    private let answered = Mutex(false)
+    private let writer: ReplyWriter
+    private let render: @Sendable (RunRecord) throws -> JSON
+
+    /// `render` turns the committed run into the 200 answer's JSON, or throws the error to answer instead.
+    init(_ c: HandlerContext, render: @escaping @Sendable (RunRecord) throws -> JSON) {
+        writer = c.writer
+        self.render = render
+    }
+
+    /// What the engine calls with the committed run or an error.
+    var reply: RunEngine.ChangeReply {
+        { [self] result in
+            do {
+                send(MockShiftApp.json(.ok, try render(try result.get())))
+            } catch let error as APIError {
+                send(MockShiftApp.render(error))
+            } catch {
+                send(MockShiftApp.render(APIError(.internalError, "internal error: \(error)")))
+            }
+        }
+    }
+
+    /// Called after the engine call: when no reply came yet (a commit pending), answers 503 if none comes within
+    /// ``RunEngine/changeWaitSeconds``. No timer for the usual case, answered already.
+    func expireIfPending() {
+        guard !answered.withLock({ $0 }) else { return }
+        DispatchQueue.global().asyncAfter(deadline: .now() + RunEngine.changeWaitSeconds) { [self] in
+            send(MockShiftApp.render(APIError(.unavailable, "the change is not stored yet: storage unavailable; try again")))
+        }
+    }
+
+    private func send(_ response: Response) {
+        guard answered.withLock({ done in defer { done = true }; return !done }) else { return }
+        writer.send(response)
     }
 }
