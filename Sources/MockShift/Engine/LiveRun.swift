@@ -118,6 +118,8 @@ struct LiveState {
     /// The last commit failed (storage unavailable): `record` is ahead of SQLite until the retry lands it, and
     /// nothing final is reported meanwhile (issue 11 item 2).
     var commitPending = false
+    /// How much of `timeline` was there at the last successful commit (what is shown while one is pending).
+    var timelineCommitted = 0
     /// Callers of terminate, pause or resume waiting for the commit of their change.
     var commitReplies: [RunEngine.ChangeReply] = []
     var observers: [@Sendable (RunEvent) -> Void] = []

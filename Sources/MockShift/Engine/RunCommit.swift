@@ -106,6 +106,7 @@ extension RunEngine {
             return nil
         }
         st.commitPending = false
+        st.timelineCommitted = st.timeline.count
         let replies = st.commitReplies
         st.commitReplies = []
         guard st.record.status.isFinal else { return Committed(record: st.record, replies: replies, waiters: []) }

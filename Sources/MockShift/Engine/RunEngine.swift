@@ -441,7 +441,9 @@ public final class RunEngine: Sendable {
     /// A run's timeline: live from memory, or as stored with its final state. Throws `.notFound`.
     public func events(namespace: String, runID: String) throws(APIError) -> [JSON] {
         if let run = live.withLock({ $0[runID] }), run.record.namespace == namespace {
-            return run.state.withLock { $0.timeline }
+            // While a commit is pending, what happened since the last commit (a stop, the end) is not shown
+            // yet: nothing reports a state SQLite does not hold (issue 11 item 2).
+            return run.state.withLock { st in st.commitPending ? Array(st.timeline.prefix(st.timelineCommitted)) : st.timeline }
         }
         let record: RunRecord?
         do { record = try store.run(namespace: namespace, id: runID) } catch {
