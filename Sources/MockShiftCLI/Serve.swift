@@ -96,7 +96,7 @@ struct Serve: ParsableCommand {
     @Flag(name: .customLong("exit-on-stdin-close"), help: "Shut down cleanly (as on SIGTERM) once standard input reaches end of file: start it with a pipe that its starter never writes to (closed when the starter dies). Not with </dev/null. [env: MOCKSHIFT_EXIT_ON_STDIN_CLOSE=1]")
     var exitOnStdinClose = false
 
-    @Option(name: .customLong("webhook-host"), help: "Also call webhooks on this host (repeatable; * = any host). Only loopback hosts (localhost, 127.0.0.0/8, ::1) are called otherwise. [env: MOCKSHIFT_WEBHOOK_HOST, comma-separated]")
+    @Option(name: .customLong("webhook-host"), help: "Also call webhooks on this host (repeatable; * = any host). Only loopback hosts (localhost, 127.0.0.0/8) are called otherwise. [env: MOCKSHIFT_WEBHOOK_HOST, comma-separated]")
     var webhookHosts: [String] = []
 
     /// Exit status when the database file is held by another daemon (issue 11 item 3): EX_TEMPFAIL of
@@ -250,6 +250,13 @@ struct Serve: ParsableCommand {
             FileHandle.standardError.write(Data("mockshift: cannot open database \(path): \(error)\n".utf8))
             server.stop()
             throw ExitCode(1)
+        }
+        // A database SQLite just created: claim the file itself too (hard links), as the lock does for one that
+        // existed.
+        do { try databaseLock?.claimDatabaseFile() } catch {
+            FileHandle.standardError.write(Data("mockshift: \(error)\n".utf8))
+            server.stop()
+            throw ExitCode(Self.databaseInUseExitCode)
         }
         let scheduler = Scheduler(clock: setting(clock, "CLOCK", { $0 }) == "manual" ? .manual : .real)
         let engine = RunEngine(store: store, scheduler: scheduler, settings: engineSettings, logger: logger)

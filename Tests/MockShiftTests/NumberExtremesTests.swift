@@ -94,6 +94,16 @@ import Testing
         #expect(throws: NodeInputError("value 9223372036854775808 does not fit int64")) {
             try BasicNodes.convert("9223372036854775808", to: "int64")
         }
+        // Near Int64's ends, through a Double these would round to Int64.min/max and pass (found by review).
+        for text in ["-9223372036854775809", "-9223372036854776000", "-9223372036854775900.7", "9223372036854775807.5e0"] {
+            #expect(throws: NodeInputError("value \(text) does not fit int64")) { try BasicNodes.convert(.string(text), to: "int64") }
+        }
+        #expect(try BasicNodes.convert("-9223372036854775808", to: "int64") == .int(Int64.min))
+        #expect(try BasicNodes.convert("9007199254740993.5", to: "int64") == .int(9_007_199_254_740_993), "fractions cut, digits exact")
+        #expect(try BasicNodes.convert("-.5", to: "int64") == .int(0))
+        #expect(try BasicNodes.convert("1.5e3", to: "int64") == .int(1500))
+        #expect(try BasicNodes.convert(.bool(true), to: "int32") == .int(1))
+        #expect(JSON.double(-0x1p63).intValue == nil, "a JSON integer below Int64.min arrives as this Double")
         #expect(throws: NodeInputError("cannot convert \"nan\" to int32: not a decimal number")) { try BasicNodes.convert("nan", to: "int32") }
         #expect(throws: NodeInputError("cannot convert \"0x10\" to float: not a decimal number")) { try BasicNodes.convert("0x10", to: "float") }
         #expect(throws: NodeInputError("value 1e400 does not fit float")) { try BasicNodes.convert("1e400", to: "float") }

@@ -19,15 +19,20 @@ BIN = pathlib.Path(os.environ.get("MOCKSHIFT_BIN", REPO / ".build" / "debug" / "
 SHARED = pathlib.Path(os.environ.get("MOCKSHIFT_SHARED", REPO.parent / "shared"))
 
 
+def under_ci():
+    """True when the environment says CI (`CI` set to anything but empty, 0, false or no)."""
+    return os.environ.get("CI", "").strip().lower() not in ("", "0", "false", "no")
+
+
 def need_shared(what, path):
     """For tests that read `../shared` (the project's reference files, which CI checks out beside the repository
-    and a user's clone lacks): returns `path` when it exists. Otherwise, outside CI (env `CI` empty or unset), skips
-    the test saying what is missing and where it was looked for; under CI, fails with the same message."""
+    and a user's clone lacks): returns `path` when it exists. Otherwise, outside CI (env `CI` unset, empty, 0, false or no), skips
+    the test saying what is missing and where it was looked for; under CI (``under_ci``), fails with the same message."""
     if path.exists():
         return path
     message = (f"{what} is missing: looked for {path} (set MOCKSHIFT_SHARED to the folder holding seeds/, "
                f"or place the shared reference files at {REPO.parent / 'shared'})")
-    if os.environ.get("CI"):
+    if under_ci():
         pytest.fail(message + "; CI is set, so this test must run", pytrace=False)
     pytest.skip(message)
 

@@ -18,7 +18,7 @@ import time
 import pytest
 import requests
 
-from conftest import REPO, build_llm_pipeline, build_streaming_pipeline, point_sdk, unique
+from conftest import REPO, build_llm_pipeline, build_streaming_pipeline, point_sdk, under_ci, unique
 
 SHOTS = pathlib.Path(os.environ.get("MOCKSHIFT_SCREENSHOTS", REPO / "Tests" / "sdk" / "screenshots"))
 ESSAY = "Write a 300 word essay about robots."
@@ -52,7 +52,7 @@ def assert_tables_do_not_wrap_words(driver, where, name_lines=1):
 
 def missing(what):
     message = f"{what} (Debian: apt-get install chromium chromium-driver; pip install selenium)"
-    if os.environ.get("CI"):
+    if under_ci():
         pytest.fail(f"CI must run the browser test, but {message}")
     pytest.skip(message)
 

@@ -88,7 +88,8 @@ def test_bad_fault_rules_are_400(daemon, api_key):
     r = requests.post(f"{daemon.root}/_mock/faults", json={"status": 503, "times": 1}, headers=headers).json()
     assert r["status"] == "success" and r["fault"]["status"] == 503 and len(r["fault_id"]) == 24
     requests.delete(f"{daemon.root}/_mock/faults", headers=headers)
-    for rule, message in [({}, "a fault needs one of"), ({"bogus": 1, "status": 500}, "unknown fault field 'bogus'"), ({"status": 42}, "status"), ({"status": 500, "times": 0}, "times"),
+    for rule, message in [({}, "a fault needs one of"), ({"bogus": 1, "status": 500}, "unknown fault field 'bogus'"), ({"status": 42}, "status"), ({"status": 100}, "200 to 599"), ({"status": 199}, "200 to 599"),
+                          ({"status": 500, "times": 0}, "times"),
                           ({"status": 500, "probability": 2}, "probability"), ({"path": "no-slash", "status": 500}, "path")]:
         r = requests.post(f"{daemon.root}/_mock/faults", json=rule, headers=headers)
         assert r.status_code == 400 and message in r.json()["error"], (rule, r.text)

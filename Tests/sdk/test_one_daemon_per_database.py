@@ -74,6 +74,13 @@ def test_second_daemon_on_another_port_of_the_same_file_is_refused_and_a_restart
     link.symlink_to(db)
     through_link = serve("--port", "0", "--db", str(link))
     assert through_link.returncode == DATABASE_IN_USE, "a symbolic link names the same file: " + through_link.stderr
+    (tmp_path / "elsewhere").mkdir()
+    hard = tmp_path / "elsewhere" / "hard.sqlite3"
+    hard.hardlink_to(db)  # another name, another folder: only the file itself knows (found by review)
+    through_hard_link = serve("--port", "0", "--db", str(hard))
+    assert through_hard_link.returncode == DATABASE_IN_USE, "a hard link is the same file: " + through_hard_link.stderr
+    assert "hard link" in through_hard_link.stderr, through_hard_link.stderr
+    assert live.run_status()["status"] == "in_progress"
 
     assert first.stop(signal.SIGTERM) == 0
     third = new_daemon(db=db)

@@ -7,7 +7,7 @@ import time
 
 import requests
 
-from conftest import build_streaming_pipeline, point_sdk, unique, wait_for
+from conftest import REPO, build_streaming_pipeline, point_sdk, unique, wait_for
 
 ESSAY = "Write a 500 word essay about lighthouses."
 
@@ -161,3 +161,40 @@ def test_a_run_that_ends_while_the_database_is_locked_completes_after_the_lock(n
     result = [c for _, c in events if c.type == "result"][0]
     assert result.status == "completed"
     assert pipeline.run_status(run_id)["status"] == "completed"
+
+
+def test_reset_and_delete_refused_for_storage_change_nothing(new_daemon, tmp_path, api_key):
+    """A 503 "nothing was stored" must be true of memory too: a reset keeps the key's rules and live runs, a delete
+    keeps the pipeline's live runs (found by review: both had stopped runs and cleared rules before their write
+    failed). Health and readiness answer a key never seen before although seeding it from the fixtures must wait."""
+    db = tmp_path / "refused.sqlite3"
+    daemon = new_daemon("--fixtures", str(REPO / "fixtures"), db=db)
+    Pipeline = point_sdk(daemon, api_key)
+    headers = {"Authorization": f"Bearer {api_key}"}
+    pipeline = build_streaming_pipeline(Pipeline, unique("kept"))
+    live = pipeline.start(inputs={"input_0": ESSAY})
+    rule = requests.post(f"{daemon.root}/_mock/faults", headers=headers, timeout=30,
+                         json={"path": "/v1/nothing-here", "status": 418})
+    assert rule.status_code == 200, rule.text
+    faults_before = requests.get(f"{daemon.root}/_mock/faults", headers=headers, timeout=30).json()["faults"]
+    scripts_before = requests.get(f"{daemon.root}/_mock/llm", headers=headers, timeout=30).json()
+
+    lock = Lock(db)
+    try:
+        reset = requests.post(f"{daemon.root}/_mock/reset", headers=headers, timeout=30)
+        assert reset.status_code == 503 and "storage unavailable" in reset.json()["error"], reset.text
+        deleted = requests.delete(f"{daemon.url}/pipeline/{pipeline.id}", headers=headers, timeout=30)
+        assert deleted.status_code == 503, deleted.text
+        assert requests.get(f"{daemon.root}/_mock/faults", headers=headers, timeout=30).json()["faults"] == faults_before
+        assert requests.get(f"{daemon.root}/_mock/llm", headers=headers, timeout=30).json() == scripts_before
+        newcomer = {"Authorization": f"Bearer {unique('first-seen')}"}
+        for path in ("/_mock/health", "/_mock/ready"):
+            answer = requests.get(f"{daemon.root}{path}", headers=newcomer, timeout=30)
+            assert answer.status_code == 200, (path, answer.status_code, answer.text)
+    finally:
+        lock.release()
+    time.sleep(0.5)  # a stop pending behind the lock would land now
+    assert live.run_status()["status"] == "in_progress", "the refused reset or delete stopped a live run"
+    assert requests.get(f"{daemon.url}/_mock/health".replace("/v1", ""), headers=headers,
+                        timeout=30).json()["live_runs"] == 1
+    assert Pipeline.fetch(id=pipeline.id).id == pipeline.id

@@ -199,7 +199,7 @@ def no_runs(daemon, key):
     return r.json()["runs"] == []
 
 
-@pytest.mark.parametrize("bad", ["ftp://127.0.0.1/hook", "not a url", "/relative/hook", "http://"])
+@pytest.mark.parametrize("bad", ["ftp://127.0.0.1/hook", "not a url", "/relative/hook", "http://", "http://[::1]:9/hook", "http://127.0.0.1:99999/hook"])
 def test_start_with_a_webhook_url_that_is_no_http_url_is_400_naming_the_field(sdk, daemon, api_key, bad):
     pipeline = build_llm_pipeline(sdk, unique("hook-bad"))
     with pytest.raises(BadRequestError) as err:

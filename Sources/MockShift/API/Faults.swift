@@ -55,7 +55,8 @@ final class Faults: Sendable {
         if let path, path.utf8.count > 1024 { throw APIError(.badRequest, "path must be at most 1024 characters") }
         let status: Int?
         if let raw = body["status"], raw != .null {
-            guard let s = raw.intValue, (100...599).contains(s) else { throw APIError(.badRequest, "status must be an HTTP status code") }
+            // 1xx are interim answers, never a final one: a client given one waits for the real answer forever.
+            guard let s = raw.intValue, (200...599).contains(s) else { throw APIError(.badRequest, "status must be an HTTP status code from 200 to 599") }
             status = Int(s)
         } else { status = nil }
         // A field given but not a number is a 400 too, not its default (`"abc"` used to mean no delay).

@@ -100,7 +100,8 @@ public enum Fixtures {
             guard let data = FileManager.default.contents(atPath: path) else {
                 throw LoadError(file: path, field: "(file)", message: "cannot read the file")
             }
-            let bytes = Array(data)
+            var bytes = Array(data)
+            if bytes.starts(with: [0xEF, 0xBB, 0xBF]) { bytes.removeFirst(3) }  // a UTF-8 byte order mark (editors add one)
             let value: JSON
             do { value = try JSON.parse(bytes) } catch let error as JSONParseError {
                 let (line, column) = error.position(in: bytes)

@@ -90,6 +90,9 @@ enum MockHandlers {
                 .union(c.app.faults.namespaces()).union(c.app.llmScripts.namespaces()).union([c.namespace])
             namespaces = holders.sorted()
         }
+        // A reset stops runs and clears rules in memory before it writes: make sure it can write first, so a
+        // 503 really leaves everything as it was (issue 11 item 2).
+        try c.app.store.ensureWritable()
         var pipelines = 0, runs = 0
         for namespace in namespaces {
             let deleted = try c.app.fixtureSeeder.reset(namespace, app: c.app)

@@ -384,7 +384,7 @@ enum OpenAPI {
         let cleared = json("Removed.", success([("removed", integer)], required: ["removed"]))
         let faultFields: [Field] = [
             Field.text("method"), Field.text("path", "glob starting with /: * within a segment, ** across"), Field.text("pipeline_id"),
-            Field("status", nullable(["type": "integer", "minimum": 100, "maximum": 599]), form: string),
+            Field("status", nullable(["type": "integer", "minimum": 200, "maximum": 599]), form: string),
             Field("body", anyValue, form: string),
             Field("delay_ms", nullable(["type": "number", "minimum": 0, "maximum": 600_000]), form: string),
             Field.flag("drop", "close the connection without an answer"), Field.text("node_id"),

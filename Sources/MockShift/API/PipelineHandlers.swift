@@ -101,8 +101,9 @@ enum PipelineHandlers {
         guard try c.app.store.pipeline(namespace: c.namespace, id: id) != nil else {
             throw APIError(.notFound, "Pipeline not found")
         }
-        c.app.engine.terminateRuns(namespace: c.namespace, pipelineID: id)
+        // Stored first: when the database cannot be written, the 503 leaves the live runs alone too.
         _ = try c.app.store.deletePipeline(namespace: c.namespace, id: id)
+        c.app.engine.terminateRuns(namespace: c.namespace, pipelineID: id)
         return .json(.ok, ["status": "success"])
     }
 

@@ -128,7 +128,7 @@ enum RunHandlers {
             if let value = try body.string(key) { options.recorded[key] = .string(value) }
         }
         if let url = options.recorded["webhook_url"]?.stringValue, Webhooks.url(url) == nil {
-            throw APIError(.badRequest, "webhook_url must be an absolute http or https URL")
+            throw APIError(.badRequest, "webhook_url must be an absolute http or https URL (a port of 1-65535; no IPv6 literal host: use localhost or 127.0.0.1)")
         }
         if body["send_intermediate_results"] != nil {
             options.recorded["send_intermediate_results"] = .bool(try body.bool("send_intermediate_results"))

@@ -201,10 +201,22 @@ enum BasicNodes {
         }
         switch type {
         case "int32", "int64", "int":
+            if case let .bool(b) = value { return .int(b ? 1 : 0) }
             if let exact = value.intValue, type != "int32" || Int32(exactly: exact) != nil { return .int(exact) }
             guard let d = try number() else { return .null }
-            let whole = d.rounded(.towardZero)
-            let fits = type == "int32" ? Int32(exactly: whole).map(Int64.init) : Int64(exactly: whole)
+            // Without an exponent the digits before the point are the whole number, read exactly (through a
+            // Double, "-9223372036854775809" would round to Int64.min and pass); with one, the Double must lie
+            // strictly inside Int64's range.
+            let whole: Int64?
+            if !text.contains(where: { $0 == "e" || $0 == "E" }) {
+                var digits = String(text.prefix { $0 != "." })
+                if digits == "-" || digits == "+" || digits.isEmpty { digits = "0" }
+                whole = Int64(digits)
+            } else {
+                let t = d.rounded(.towardZero)
+                whole = t > -0x1p63 && t < 0x1p63 ? Int64(exactly: t) : nil
+            }
+            let fits = type == "int32" ? whole.flatMap { Int32(exactly: $0) }.map(Int64.init) : whole
             guard let fits else { throw NodeInputError("value \(text.prefix(64)) does not fit \(type)") }
             return .int(fits)
         case "float":

@@ -98,7 +98,7 @@ extension RunEngine {
         do {
             try store.saveRuns([st.record])
         } catch {
-            if !st.commitPending { logger.warning("run \(st.record.id): commit pending, will retry: \(error)") }
+            if retry && !st.commitPending { logger.warning("run \(st.record.id): commit pending, will retry: \(error)") }
             if retry {
                 st.commitPending = true
                 pendingCommits.add(run, engine: self)

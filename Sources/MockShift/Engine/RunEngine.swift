@@ -476,6 +476,9 @@ public final class RunEngine: Sendable {
                 if st.record.status.isFinal && !st.commitPending { return nil }
                 if !st.record.status.isFinal { stopLocked(run, &st, status: .failed, error: "run interrupted: server shut down") }
                 let outcome = commitLocked(run, &st, retry: false)
+                if outcome == nil {
+                    logger.warning("run \(st.record.id): its final state could not be stored before shutdown; the next start marks it failed (run interrupted: server restarted)")
+                }
                 deliverFeed(run, &st)
                 return outcome
             }

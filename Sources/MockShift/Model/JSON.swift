@@ -108,7 +108,9 @@ public enum JSON: Sendable, Equatable {
     public var intValue: Int64? {
         switch self {
         case let .int(i): i
-        case let .double(d): Int64(exactly: d)
+        // Strictly inside ±2^63: the parser gives a Double for an integer literal beyond Int64, and
+        // -9223372036854775809 rounds to exactly -2^63 (Int64.min), which must not pass for it.
+        case let .double(d): d > -0x1p63 && d < 0x1p63 ? Int64(exactly: d) : nil
         case let .string(s): Int64(s.trimmingCharacters(in: .whitespaces))
         default: nil
         }

@@ -77,7 +77,7 @@ public final class Webhooks: Sendable {
     private let extraHosts = Mutex<Set<String>>([])
 
     /// Lets deliveries go to `hosts` too (names or addresses as written in URLs, without brackets); `*` allows
-    /// every host. Loopback (`localhost`, `127.0.0.0/8`, `::1`) is always allowed.
+    /// every host. Loopback (`localhost`, `127.0.0.0/8`) is always allowed.
     public func allowHosts(_ hosts: [String]) {
         extraHosts.withLock { $0.formUnion(hosts.map { $0.lowercased() }) }
     }
@@ -113,9 +113,12 @@ public final class Webhooks: Sendable {
     }
 
     /// The URL `text` names when it is an absolute `http` or `https` URL with a host, else nil.
+    /// Besides, the port (when given) must be 1–65535 and the host no IPv6 literal (`[::1]`): URLSession on Linux
+    /// cannot send to those, so they are refused when the run starts rather than failing at its end.
     public static func url(_ text: String) -> URL? {
         guard let url = URL(string: text), let scheme = url.scheme?.lowercased(), scheme == "http" || scheme == "https",
-              let host = url.host, !host.isEmpty else { return nil }
+              let host = url.host, !host.isEmpty, !host.contains(":"), !host.hasPrefix("[") else { return nil }
+        if let port = url.port, !(1...65_535).contains(port) { return nil }
         return url
     }
 
@@ -189,7 +192,9 @@ public final class Webhooks: Sendable {
             retryable = statusCode >= 500
         } else {
             reason = error.map(Self.describe) ?? "no answer"
-            retryable = true
+            // A URL the HTTP client cannot use will not get better by waiting.
+            let code = (error as? URLError)?.code
+            retryable = code != .badURL && code != .unsupportedURL
         }
         let closing = state.withLock { $0.closed }
         if retryable, number <= settings.backoff.count, !closing {
@@ -240,8 +245,19 @@ public final class Webhooks: Sendable {
         }
         entry["clock_ms"] = .double(Double(clock()) / 1_000_000)
         entry["at"] = .string(iso8601(micros: wallClockMicros()))
+        append(.object(entry), namespace: namespace, runID: runID, attempt: 1)
+    }
+
+    /// Appends `entry` to the run's stored timeline; while storage is unavailable (issue 11 item 2) tries again
+    /// after 0.25 s, doubling up to 5 s, for about ten minutes, so a passing lock does not lose the outcome.
+    private func append(_ entry: JSON, namespace: String, runID: String, attempt: Int) {
         do {
-            try store.appendRunEvent(namespace: namespace, id: runID, .object(entry))
+            try store.appendRunEvent(namespace: namespace, id: runID, entry)
+        } catch is StoreUnavailable where attempt < 130 {
+            let wait = min(0.25 * Double(1 << min(attempt - 1, 5)), 5)
+            queue.asyncAfter(deadline: .now() + wait) {
+                self.append(entry, namespace: namespace, runID: runID, attempt: attempt + 1)
+            }
         } catch {
             logger.error("webhook for run \(runID): could not record the outcome in its timeline: \(error)")
         }
@@ -285,6 +301,7 @@ public final class Webhooks: Sendable {
         case .secureConnectionFailed, .serverCertificateUntrusted, .serverCertificateHasBadDate,
              .serverCertificateNotYetValid, .serverCertificateHasUnknownRoot: return "TLS failed"
         case .cancelled: return "cancelled"
+        case .badURL, .unsupportedURL: return "the HTTP client cannot use this URL"
         default: return "transfer error \(error.code.rawValue)"
         }
     }

@@ -1,4 +1,5 @@
 import Foundation
+import Synchronization
 #if canImport(Glibc)
 import Glibc
 #endif
@@ -44,6 +45,10 @@ public final class DatabaseLock: @unchecked Sendable {
     public let lockFile: String
     /// Kept open for the process's lifetime: closing it would release the claim.
     private let descriptor: Int32
+    /// The database file itself, with its symbolic links resolved.
+    let databaseFile: String
+    /// A descriptor of the database file holding the second claim (see ``claimDatabaseFile()``); never closed.
+    private let fileClaim = Mutex<Int32?>(nil)
 
     /// Claims `database` (a file path or a `file:` URI as `--db` takes it) for this process, creating the
     /// sidecar `<database>.lock` if needed (the database's folder must exist). Throws ``Failure/held(database:lockFile:holder:)``
@@ -63,8 +68,38 @@ public final class DatabaseLock: @unchecked Sendable {
             throw Failure.cannotOpen(lockFile: lockFile, reason: String(cString: strerror(code)))
         }
         descriptor = fd
+        databaseFile = String(lockFile.dropLast(".lock".count))
         let pid = Array("\(getpid())\n".utf8)
         if ftruncate(fd, 0) == 0 { _ = pid.withUnsafeBytes { pwrite(fd, $0.baseAddress, $0.count, 0) } }
+        if FileManager.default.fileExists(atPath: databaseFile) { try claimDatabaseFile(beforeSQLite: true) }
+    }
+
+    /// The second claim: `flock` on the database file itself, so that another name of the same file (a hard
+    /// link, which the sidecar's path cannot see) is refused too; `flock` follows the file, not the name. Taken
+    /// in `init` when the file exists, else by the caller once SQLite has created it. Its descriptor is never
+    /// closed: closing any descriptor of the database would drop SQLite's own `fcntl` locks (only before SQLite
+    /// opened the file, at a refusal in `init`, is one closed).
+    public func claimDatabaseFile() throws(Failure) {
+        try claimDatabaseFile(beforeSQLite: false)
+    }
+
+    private func claimDatabaseFile(beforeSQLite: Bool) throws(Failure) {
+        if fileClaim.withLock({ $0 != nil }) { return }
+        let fd = open(databaseFile, O_RDONLY | O_CLOEXEC)
+        guard fd >= 0 else {
+            throw Failure.cannotOpen(lockFile: databaseFile, reason: String(cString: strerror(errno)))
+        }
+        while flock(fd, LOCK_EX | LOCK_NB) != 0 {
+            let code = errno
+            if code == EINTR { continue }
+            if beforeSQLite { close(fd) }
+            if code == EWOULDBLOCK {
+                throw Failure.held(database: databaseFile, lockFile: databaseFile,
+                                   holder: "another process, under another name of the same file (a hard link)")
+            }
+            throw Failure.cannotOpen(lockFile: databaseFile, reason: String(cString: strerror(code)))
+        }
+        fileClaim.withLock { $0 = fd }
     }
 
     /// `<database>.lock`, with the database's path made absolute and its symbolic links resolved (the folder's

@@ -64,6 +64,13 @@ public final class Store: @unchecked Sendable {
         }
     }
 
+    /// Takes the write lock and lets it go, writing nothing: for a change that acts on memory too (a reset
+    /// clears rules and stops runs) and must not do so when the database cannot be written. Throws
+    /// ``StoreUnavailable`` when the lock cannot be had (issue 11 item 2).
+    public func ensureWritable() throws {
+        try write { _ in }
+    }
+
     // MARK: Write health
 
     /// Whether writes currently get through (issue 11 item 2). After a transient failure (another process holds
