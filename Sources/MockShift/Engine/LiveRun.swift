@@ -22,9 +22,12 @@ final class LiveRun: Sendable {
 
     /// Scripted answers that may apply to this run's LLM nodes.
     let scripts: [LLMScript]
+    /// The conversation history its `chat_memory` nodes show (a chatbot turn), or nil.
+    let chat: ChatHistory?
 
     init(graph: PipelineGraph, record: RunRecord, streamAll: Bool, streaming: Bool, failures: [RunOptions.LLMFailure] = [],
-         scripts: [LLMScript] = []) {
+         scripts: [LLMScript] = [], chat: ChatHistory? = nil) {
+        self.chat = chat
         self.failures = failures
         self.scripts = scripts
         self.graph = graph

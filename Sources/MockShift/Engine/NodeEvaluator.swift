@@ -16,11 +16,11 @@ enum NodeEvaluation {
 /// declares, or, with `strict`, cannot run.
 enum NodeEvaluator {
     /// Evaluates `node` with its inputs already template-resolved. `runInputs` are the run's inputs keyed by
-    /// input-node name.
+    /// input-node name; `chat` the conversation a chatbot turn hands over (for `chat_memory`).
     static func evaluate(_ node: GraphNode, resolvedInputs inputs: JSONObject, runInputs: JSONObject, seed: UInt64,
-                         strict: Bool = false) -> NodeEvaluation {
+                         strict: Bool = false, chat: ChatHistory? = nil) -> NodeEvaluation {
         do {
-            return try evaluateChecked(node, resolvedInputs: inputs, runInputs: runInputs, seed: seed, strict: strict)
+            return try evaluateChecked(node, resolvedInputs: inputs, runInputs: runInputs, seed: seed, strict: strict, chat: chat)
         } catch {
             return .failed("node \(node.id): \(error.message)")
         }
@@ -31,8 +31,14 @@ enum NodeEvaluator {
     static let longestWaitMilliseconds: Double = 30 * 86_400_000
 
     private static func evaluateChecked(_ node: GraphNode, resolvedInputs inputs: JSONObject, runInputs: JSONObject, seed: UInt64,
-                                        strict: Bool) throws(NodeInputError) -> NodeEvaluation {
+                                        strict: Bool, chat: ChatHistory?) throws(NodeInputError) -> NodeEvaluation {
         switch node.type {
+        case "chat_memory":
+            // SPEC §9: the conversation's earlier messages; a run outside a conversation has none.
+            let window = try BasicNodes.wholeNumber(inputs["memory_window"], "memory_window")
+            let history = chat ?? ChatHistory(messages: [], currentText: "")
+            let memory = ChatMemory.memory(history, type: inputs["memory_type"]?.stringValue, window: window)
+            return .done(["memory": .string(memory), "complete": .bool(true)])
         case "input":
             let value = inputValue(node, inputs, runInputs: runInputs)
             var outputs = JSONObject()

@@ -69,6 +69,9 @@ public struct RunOptions: Sendable {
     public var llmFailures: [LLMFailure] = []
     /// Scripted LLM answers that may apply to this run's LLM nodes (`/_mock/llm`, fixtures), first match wins.
     public var llmScripts: [LLMScript] = []
+    /// The conversation a chatbot turn belongs to, for `chat_memory` nodes (SPEC §9); nil for plain runs, whose
+    /// `chat_memory` nodes output an empty memory.
+    public var chatHistory: ChatHistory?
 
     /// An LLM node that fails after emitting `afterTokens` tokens: the run fails with `message`.
     public struct LLMFailure: Sendable {
@@ -262,7 +265,8 @@ public final class RunEngine: Sendable {
             options: options.recorded.isEmpty ? nil : options.recorded,
             createdAt: now, startedAt: now, endedAt: nil, nodes: graph.nodes.map { ($0.id, .pending) })
         let run = LiveRun(graph: graph, record: record, streamAll: options.streamAllOutputs, streaming: observer != nil,
-                          failures: options.llmFailures, scripts: options.llmScripts)
+                          failures: options.llmFailures, scripts: options.llmScripts,
+                          chat: options.chatHistory)
         run.state.withLock { st in
             st.feed = feed
             if let onFinish { st.waiters.append(onFinish) }

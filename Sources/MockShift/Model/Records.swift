@@ -147,3 +147,84 @@ public func iso8601(micros: Int64) -> String {
         return i
     }
 }
+
+/// A chatbot (SPEC §9, API-CHAT §1): a named front of one pipeline, whose `input` node receives the user's text
+/// and whose `output` node's value is the answer. Stored per API key like pipelines.
+public struct ChatbotRecord: Sendable, Equatable {
+    /// 24 lowercase hex characters.
+    public var id: String
+    public var namespace: String
+    public var name: String
+    public var description: String
+    public var pipelineID: String
+    /// The pipeline version the chatbot runs: nil (or `latest`) = the latest deployed snapshot, else the working
+    /// state when none is deployed; `MAJOR.MINOR.PATCH` = that snapshot.
+    public var pipelineVersion: String?
+    /// Input and output node names, resolved at creation (SPEC §9).
+    public var input: String
+    public var output: String
+    /// Stored as sent; undeployed chatbots run too (the SDK cannot deploy one).
+    public var deployed: Bool
+    /// `deployment_options`, `access_config`, `twilio_config`, `slack_config`: stored and returned as sent.
+    public var configs: JSONObject
+    /// Microseconds since 1970.
+    public var createdAt: Int64
+    public var modifiedAt: Int64
+
+    public init(id: String, namespace: String, name: String, description: String, pipelineID: String,
+                pipelineVersion: String?, input: String, output: String, deployed: Bool, configs: JSONObject,
+                createdAt: Int64, modifiedAt: Int64) {
+        self.id = id
+        self.namespace = namespace
+        self.name = name
+        self.description = description
+        self.pipelineID = pipelineID
+        self.pipelineVersion = pipelineVersion
+        self.input = input
+        self.output = output
+        self.deployed = deployed
+        self.configs = configs
+        self.createdAt = createdAt
+        self.modifiedAt = modifiedAt
+    }
+}
+
+/// How a chatbot turn ended (SPEC §9): its run completed, was stopped (terminated: the answer is the partial
+/// text the user saw), or failed.
+public enum TurnOutcome: String, Sendable {
+    case completed, stopped, failed
+}
+
+/// One finished turn of a conversation: the user's text, the answer (partial when stopped), the run that
+/// produced it and how it ended.
+public struct ChatTurn: Sendable, Equatable {
+    public var userText: String
+    public var answer: String
+    public var runID: String
+    public var outcome: TurnOutcome
+    /// The run's error, when it failed.
+    public var error: String?
+    /// Microseconds since 1970.
+    public var createdAt: Int64
+    public var endedAt: Int64
+
+    public init(userText: String, answer: String, runID: String, outcome: TurnOutcome, error: String? = nil,
+                createdAt: Int64, endedAt: Int64) {
+        self.userText = userText
+        self.answer = answer
+        self.runID = runID
+        self.outcome = outcome
+        self.error = error
+        self.createdAt = createdAt
+        self.endedAt = endedAt
+    }
+}
+
+/// A conversation of one chatbot, with its finished turns, oldest first.
+public struct ConversationRecord: Sendable, Equatable {
+    public var id: String
+    public var namespace: String
+    public var chatbotID: String
+    public var createdAt: Int64
+    public var turns: [ChatTurn]
+}

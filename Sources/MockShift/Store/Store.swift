@@ -209,6 +209,44 @@ public final class Store: @unchecked Sendable {
         // 8: namespaces that were given the fixtures (`serve --fixtures`) as their starting state, so a restart
         // neither seeds them again (bringing back pipelines the user deleted) nor forgets to seed a new key.
         "CREATE TABLE namespaces (name TEXT PRIMARY KEY, seeded_at INTEGER NOT NULL);",
+        // 9: chatbots, their conversations and each conversation's finished turns (SPEC §9, issue 12).
+        """
+        CREATE TABLE chatbots (
+            id TEXT PRIMARY KEY,
+            namespace TEXT NOT NULL,
+            name TEXT NOT NULL,
+            description TEXT NOT NULL,
+            pipeline_id TEXT NOT NULL,
+            pipeline_version TEXT,
+            input TEXT NOT NULL,
+            output TEXT NOT NULL,
+            deployed INTEGER NOT NULL,
+            configs TEXT NOT NULL,
+            created_at INTEGER NOT NULL,
+            modified_at INTEGER NOT NULL
+        );
+        CREATE INDEX chatbots_by_namespace ON chatbots(namespace, created_at);
+        CREATE TABLE conversations (
+            id TEXT PRIMARY KEY,
+            namespace TEXT NOT NULL,
+            chatbot_id TEXT NOT NULL REFERENCES chatbots(id) ON DELETE CASCADE,
+            created_at INTEGER NOT NULL
+        );
+        CREATE INDEX conversations_by_chatbot ON conversations(chatbot_id, created_at);
+        CREATE TABLE conversation_turns (
+            conversation_id TEXT NOT NULL REFERENCES conversations(id) ON DELETE CASCADE,
+            position INTEGER NOT NULL,
+            user_text TEXT NOT NULL,
+            answer TEXT NOT NULL,
+            run_id TEXT NOT NULL,
+            outcome TEXT NOT NULL,
+            error TEXT,
+            created_at INTEGER NOT NULL,
+            ended_at INTEGER NOT NULL,
+            PRIMARY KEY (conversation_id, position)
+        );
+        CREATE INDEX conversation_turns_by_run ON conversation_turns(run_id);
+        """,
     ]
 
     static func migrate(_ db: SQLiteConnection) throws {
@@ -565,6 +603,8 @@ public final class Store: @unchecked Sendable {
         try db.query("DELETE FROM pipelines WHERE namespace = ?", [.text(namespace)])
         let pipelines = db.changes
         try db.query("DELETE FROM namespaces WHERE name = ?", [.text(namespace)])
+        // Chatbots go with their conversations and turns (ON DELETE CASCADE).
+        try db.query("DELETE FROM chatbots WHERE namespace = ?", [.text(namespace)])
         return (pipelines, runs)
     }
 
