@@ -35,6 +35,8 @@ public final class MockShiftApp: HTTPResponder {
     let faults: Faults
     /// Scripted LLM answers (`/_mock/llm`, fixtures).
     let llmScripts = LLMScripts()
+    /// Chatbot turns in progress, one per conversation (SPEC §9).
+    let chatTurns = ChatTurns()
     /// Gives each namespace the fixtures (`serve --fixtures`) the first time its key is seen, and again on reset.
     let fixtureSeeder = FixtureSeeder()
     /// Calls of background runs' `webhook_url` when they end (issue 11 item 6); the executable calls its
@@ -263,6 +265,7 @@ public final class MockShiftApp: HTTPResponder {
         } else {
             body = ["status": "failed", "error": .string(error.message)]
             if let runID = error.runID { body["run_id"] = .string(runID) }
+            for (key, value) in error.details { body[key] = value }
         }
         var response = json(status(for: error.kind), .object(body))
         if !error.allowedMethods.isEmpty {

@@ -144,7 +144,7 @@ enum OpenAPI {
             item[method] = operation
             paths[path] = .object(item)
         }
-        for (method, path, op) in pipelineOperations() + runOperations() + controlOperations() { add(method, path, op) }
+        for (method, path, op) in pipelineOperations() + runOperations() + chatbotOperations() + controlOperations() { add(method, path, op) }
         return [
             "openapi": "3.0.3",
             "info": [
@@ -157,6 +157,7 @@ enum OpenAPI {
             "tags": [
                 ["name": "pipelines", "description": "Pipeline CRUD (API.md §3)"],
                 ["name": "runs", "description": "Runs, status, terminate, pause, resume (API.md §4–5, SPEC §3–4)"],
+                ["name": "chatbots", "description": "Chatbots, their turns and Stop generating (API-CHAT.md §1, SPEC §9)"],
                 ["name": "controls", "description": "Test controls outside /v1 (SPEC §7)"],
                 ["name": "dashboard", "description": "The live dashboard's files (issue 7), public"],
             ],
@@ -248,6 +249,20 @@ enum OpenAPI {
             "Pipeline": pipeline,
             "PipelineSummary": summary,
             "RunStatus": runStatus,
+            "Chatbot": object([
+                ("_id", string), ("id", string), ("name", string), ("description", string),
+                ("pipeline", object([("object_id", string), ("id", string), ("version", string)])),
+                ("input", string), ("output", string), ("deployed", boolean),
+                ("deployment_options", anyObject), ("access_config", anyObject), ("twilio_config", anyObject),
+                ("slack_config", anyObject), ("created_at", timestamp), ("modified_at", timestamp),
+            ], required: ["_id", "id", "name", "pipeline", "input", "output", "deployed"]),
+            "Conversation": object([
+                ("id", string), ("chatbot_id", string), ("created_at", timestamp),
+                ("turn_in_progress", nullable(described(string, "the run of the turn going on"))),
+                ("turns", array(object([("index", integer), ("user_text", string), ("answer", string), ("run_id", string),
+                                        ("outcome", enumeration(["completed", "stopped", "failed"])), ("error", string),
+                                        ("created_at", timestamp), ("ended_at", timestamp)]))),
+            ], required: ["id", "chatbot_id", "turns"]),
         ]
     }
 
@@ -380,6 +395,59 @@ enum OpenAPI {
         ["description": .string(description), "content": ["text/html": ["schema": string]]]
     }
 
+    static func chatbotOperations() -> [(String, String, JSON)] {
+        let chatbotID = path("id", "Chatbot id (24 lowercase hex characters; any other text is simply unknown: 404).")
+        let configs = ChatbotHandlers.configKeys.map { Field.jsonObject($0, anyObject, "stored as sent") }
+        let link = object([("id", string), ("object_id", string),
+                           ("version", ["anyOf": [string, object([("major", integer), ("minor", integer), ("patch", integer)])]])])
+        let turnAnswer = success([("conversation_id", string), ("output_message", string), ("follow_up_questions", array(anyValue)),
+                                  ("run_id", string), ("pipeline_run_id", string)],
+                                 required: ["conversation_id", "output_message", "run_id"])
+        let runOK: JSON = [
+            "description": "The answer once the turn's run completed, or with stream=true Server-Sent Events (start, stream…, result).",
+            "content": ["application/json": ["schema": turnAnswer],
+                        "text/event-stream": ["schema": described(string, "event: TYPE / data: {json} frames")]],
+        ]
+        let runBody = body([Field.text("text", "the user's message"), Field.text("audio", "base64 audio, fed as `audio transcript (N bytes)`"),
+                            Field.text("conversation_id", "absent or empty: a new conversation"),
+                            Field.flag("stream", "answer Server-Sent Events")])
+        let stop = body([Field.text("pipeline_run_id", "the turn's run id"), Field.text("run_id", "the same, if pipeline_run_id is absent")])
+        return [
+            ("post", "/v1/chatbot", operation(
+                "chatbots", "Create a chatbot (Chatbot.new)",
+                "Links a pipeline and names its input and output nodes (an empty name is resolved when the pipeline has exactly one such node).",
+                body: body([Field.text("name", "non-empty", required: true), Field.text("description"),
+                            Field("pipeline", nullable(link), form: described(string, "JSON text of the object, or the pipeline id")),
+                            Field.text("input", "input node name"), Field.text("output", "output node name"),
+                            Field.flag("deployed", "stored as sent")] + configs, required: ["name"]),
+                ok: json("Created.", success([("id", string)], required: ["id"])), errors: ["400", "404"])),
+            ("get", "/v1/chatbot", operation(
+                "chatbots", "Fetch a chatbot (Chatbot.fetch)", "By `id` (and `name`: they must agree) or by `name`.",
+                parameters: [query("id", string, "chatbot id"), query("name", string, "chatbot name"),
+                             query("username", string, "ignored"), query("org_name", string, "ignored")],
+                ok: json("The chatbot.", success([("object", ref("Chatbot"))], required: ["object"])), errors: ["400", "404"])),
+            ("get", "/v1/chatbots", operation(
+                "chatbots", "List chatbots (Chatbot.list)", "Newest first; `objects` with verbose=true, else `object_ids`.",
+                parameters: [query("include_shared", string, "ignored"), query("verbose", string, "true: objects"),
+                             query("offset", integer, ">= 0"), query("limit", integer, ">= 0 (at most 10000 are returned)")],
+                ok: json("The caller's chatbots.", success([("objects", array(ref("Chatbot"))), ("object_ids", array(string))])),
+                errors: ["400"])),
+            ("delete", "/v1/chatbot/{id}", operation(
+                "chatbots", "Delete a chatbot", "With its conversations; its live turns are stopped.", parameters: [chatbotID],
+                ok: json("Deleted.", ref("Success")), errors: ["404"])),
+            ("post", "/v1/chatbot/{id}/run", operation(
+                "chatbots", "Run a chatbot turn (Chatbot.run)",
+                "One run of the linked pipeline. 409 when the turn was stopped while the request waited (with the partial `output_message`) or when the conversation has a turn in progress; 500 when the run failed.",
+                parameters: [chatbotID], body: runBody, ok: runOK, errors: ["400", "404", "409", "422", "500", "503"])),
+            ("post", "/v1/chatbot/{id}/terminate", operation(
+                "chatbots", "Stop generating", "Terminates one of the chatbot's turns (SPEC §4 rules: harmless twice, 400 after its end).",
+                parameters: [chatbotID], body: stop,
+                ok: json("Terminated.", success([("run_id", string), ("pipeline_run_id", string), ("run_status", enumeration(["terminated"]))],
+                                                required: ["run_id", "run_status"])),
+                errors: ["400", "404"])),
+        ]
+    }
+
     static func controlOperations() -> [(String, String, JSON)] {
         let cleared = json("Removed.", success([("removed", integer)], required: ["removed"]))
         let faultFields: [Field] = [
@@ -483,6 +551,15 @@ enum OpenAPI {
             ("get", "/_mock/llm", operation(
                 "controls", "List scripted LLM answers", "", ok: json("Rules.", success([("scripts", array(anyObject))], required: ["scripts"])), errors: [])),
             ("delete", "/_mock/llm", operation("controls", "Remove scripted LLM answers", "", ok: cleared, errors: [])),
+            ("get", "/_mock/conversations", operation(
+                "controls", "The caller's chatbot conversations", "Oldest first, each with its turns (user text, answer, run id, outcome: completed, stopped or failed).",
+                parameters: [query("chatbot_id", string, "only this chatbot's")],
+                ok: json("Conversations.", success([("conversations", array(ref("Conversation")))], required: ["conversations"])),
+                errors: ["404"])),
+            ("get", "/_mock/conversations/{id}", operation(
+                "controls", "One conversation", "", parameters: [path("id", "Conversation id.")],
+                ok: json("The conversation.", success([("conversation", ref("Conversation"))], required: ["conversation"])),
+                errors: ["404"])),
             ("get", "/_mock/clock", operation(
                 "controls", "The simulation clock", "",
                 ok: json("Clock.", success([("clock", enumeration(["real", "manual"])), ("now_ms", number)], required: ["clock", "now_ms"])),

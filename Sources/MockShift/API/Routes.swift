@@ -2,7 +2,7 @@ import HTTPTypes
 
 /// The whole served API, one line a route (API.md §0, SPEC §2). Read top to bottom to see what MockShift
 /// answers (every `GET` route also answers `HEAD`, and every path `OPTIONS`: see `Router.match`); handlers live in `PipelineHandlers.swift`, `RunHandlers.swift`,
-/// `MockHandlers.swift` and `DashboardHandlers.swift`.
+/// `ChatbotHandlers.swift`, `MockHandlers.swift` and `DashboardHandlers.swift`.
 extension Router {
     static func vectorShiftRoutes() -> Router {
         var r = Router()
@@ -25,6 +25,13 @@ extension Router {
         r.add(.post, "/v1/pipeline/:id/resume", RunHandlers.resume)
         r.add(.post, "/v1/pipeline/:id/bulk-run", RunHandlers.bulkRun)  // the SDK's spelling
         r.add(.post, "/v1/pipeline/:id/bulk_run", RunHandlers.bulkRun)  // the docs' spelling
+        // Chatbots (API-CHAT.md §1, SPEC §9; ChatbotHandlers.swift)
+        r.add(.post, "/v1/chatbot", ChatbotHandlers.create)
+        r.add(.get, "/v1/chatbot", ChatbotHandlers.fetch)
+        r.add(.get, "/v1/chatbots", ChatbotHandlers.list)
+        r.add(.delete, "/v1/chatbot/:id", ChatbotHandlers.delete)
+        r.add(.post, "/v1/chatbot/:id/run", ChatbotHandlers.run)
+        r.add(.post, "/v1/chatbot/:id/terminate", ChatbotHandlers.terminate)
         // This API's own description (OpenAPI.swift), public
         r.add(.get, "/openapi.json", MockHandlers.openAPI)
         // The live dashboard (DashboardHandlers.swift), public: files without data
@@ -48,6 +55,8 @@ extension Router {
         r.add(.post, "/_mock/llm", MockHandlers.addLLMScript)
         r.add(.get, "/_mock/llm", MockHandlers.listLLMScripts)
         r.add(.delete, "/_mock/llm", MockHandlers.clearLLMScripts)
+        r.add(.get, "/_mock/conversations", ChatbotHandlers.conversations)
+        r.add(.get, "/_mock/conversations/:id", ChatbotHandlers.conversation)
         r.add(.get, "/_mock/clock", MockHandlers.clock)
         r.add(.post, "/_mock/clock/advance", MockHandlers.advanceClock)
         return r

@@ -32,6 +32,9 @@ public struct APIError: Error, Sendable, Equatable, CustomStringConvertible {
     public var message: String
     /// The run concerned, echoed as `run_id` in the body (sync run answers, SPEC §3).
     public var runID: String?
+    /// More keys of the error body after `error` and `run_id` (a chatbot turn's `conversation_id` and partial
+    /// `output_message`, SPEC §9).
+    public var details: JSONObject = [:]
     /// For `.methodNotAllowed`: the methods the path does answer (sent as the `Allow` header).
     public var allowedMethods: [String] = []
 

@@ -1,0 +1,94 @@
+import HTTPTypes
+import MockShiftHTTP
+import Synchronization
+
+/// One streaming chatbot turn's Server-Sent Events (SPEC §9, framing as SPEC §5): first `start` with
+/// `conversation_id`, `run_id` and `pipeline_run_id` (before any token, so a Stop button works at once); one
+/// `stream` event per token of the chatbot's output node, or its whole value once when no token of it streamed;
+/// exactly one final `result` (`success` with `output_message`, `terminated` with the partial one, or `failed`
+/// with `error`), after which the body ends. A `: keep-alive` comment goes out after 15 s of silence.
+final class ChatStream: Sendable {
+    let body = StreamBody()
+    private struct State {
+        var runID = ""
+        /// A token of the output went out.
+        var streamed = false
+    }
+    private let state = Mutex(State())
+    private let keepAlive: KeepAlive
+    private let conversationID: String
+    private let output: String
+
+    /// `output`: the chatbot's output node name, the only output whose tokens are sent.
+    init(scheduler: Scheduler, conversationID: String, output: String) {
+        keepAlive = KeepAlive(body: body, scheduler: scheduler)
+        self.conversationID = conversationID
+        self.output = output
+        body.onClose { [keepAlive] in keepAlive.stop() }
+    }
+
+    /// The HTTP response carrying this stream.
+    func response() -> Response {
+        Response(status: .ok, headerFields: [.contentType: "text/event-stream", .cacheControl: "no-cache"], stream: body)
+    }
+
+    /// Turns an engine event into SSE bytes. Called under the run's lock: formatting and one write.
+    func send(_ event: RunEvent) {
+        switch event {
+        case let .started(run):
+            state.withLock { $0.runID = run.id }
+            write(frame("start", ["status": "in_progress", "type": "start", "conversation_id": .string(conversationID),
+                                  "run_id": .string(run.id), "pipeline_run_id": .string(run.id)]))
+            keepAlive.start()
+        case let .tokens(outputs, tokens):
+            guard outputs.contains(output) else { return }
+            let runID = state.withLock { s in s.streamed = true; return s.runID }
+            write(tokens.flatMap { token in
+                frame("stream", ["type": "stream", "output_value": .string(token), "conversation_id": .string(conversationID),
+                                 "run_id": .string(runID)])
+            })
+        case .output:
+            break  // whole values of other outputs (stream_all_outputs): a chatbot never asks for them
+        }
+    }
+
+    /// Sends the output's whole value when none of its tokens streamed (a completed turn), then the terminal
+    /// `result` event, and ends the body.
+    func finish(_ run: RunRecord, answer: String) {
+        let streamed = state.withLock { s in s.runID = run.id; return s.streamed }
+        var bytes: [UInt8] = []
+        if run.status == .completed && !streamed && !answer.isEmpty {
+            bytes += frame("stream", ["type": "stream", "output_value": .string(answer), "conversation_id": .string(conversationID),
+                                      "run_id": .string(run.id)])
+        }
+        var result: JSONObject
+        switch run.status {
+        case .completed:
+            result = ["status": "success", "type": "result", "conversation_id": .string(conversationID),
+                      "output_message": .string(answer), "follow_up_questions": []]
+        case .terminated:
+            result = ["status": "terminated", "type": "result", "conversation_id": .string(conversationID),
+                      "output_message": .string(answer), "follow_up_questions": []]
+        default:
+            result = ["status": "failed", "type": "result", "conversation_id": .string(conversationID),
+                      "error": .string(run.error ?? "unknown error"), "output_message": .string(answer)]
+        }
+        result["run_id"] = .string(run.id)
+        result["pipeline_run_id"] = .string(run.id)
+        bytes += frame("result", result)
+        keepAlive.stop()
+        body.finish(with: bytes)
+    }
+
+    private func frame(_ type: String, _ fields: JSONObject) -> [UInt8] {
+        var bytes = Array("event: \(type)\ndata: ".utf8)
+        bytes += JSON.object(fields).encoded()
+        bytes += [10, 10]
+        return bytes
+    }
+
+    private func write(_ bytes: [UInt8]) {
+        keepAlive.wrote()
+        body.write(bytes)
+    }
+}

@@ -1,0 +1,405 @@
+import Foundation
+import HTTPTypes
+import MockShiftHTTP
+import Synchronization
+
+/// Chatbot handlers (SPEC §9, API-CHAT §1, issue 12): CRUD, turns, "Stop generating", and the conversation test
+/// controls. A turn is a pipeline run of the chatbot's pipeline started through ``RunEngine/start``: it shows
+/// wherever runs show, and stopping it is the engine's terminate. What a turn adds is the conversation: the
+/// history handed to the run's `chat_memory` nodes, and the finished turn stored (before anyone hears of the
+/// end: the run's `onFinish` stores it, and the engine calls that before it answers a terminate).
+enum ChatbotHandlers {
+    /// The settings objects a chatbot stores and returns as sent.
+    static let configKeys = ["deployment_options", "access_config", "twilio_config", "slack_config"]
+
+    // MARK: Chatbot objects
+
+    /// `POST /chatbot` (`Chatbot.new`): `{"status":"success","id":ID}`. 400 without a name or `pipeline.id`, or when
+    /// `input`/`output` name no input/output node of the pipeline (an empty name is resolved when there is exactly
+    /// one such node: else `Input name not found` / `Output name not found`); 404 for an unknown pipeline.
+    static func create(_ c: HandlerContext) throws -> Reply {
+        let body = try c.bodyObject()
+        guard let name = try body.string("name"), !name.isEmpty else { throw APIError(.badRequest, "Chatbot name is required") }
+        let (pipelineID, version) = try pipelineLink(body)
+        guard let pipeline = try c.app.store.pipeline(namespace: c.namespace, id: pipelineID) else {
+            throw APIError(.notFound, "Pipeline not found")
+        }
+        let nodes = try runnableNodes(c, pipeline, version).nodes
+        let input = try nodeName(try body.string("input") ?? "", of: "input", in: nodes)
+        let output = try nodeName(try body.string("output") ?? "", of: "output", in: nodes)
+        var configs = JSONObject()
+        for key in configKeys { configs[key] = .object(try body.object(key)) }
+        let now = wallClockMicros()
+        let chatbot = ChatbotRecord(
+            id: IDs.make(), namespace: c.namespace, name: name, description: try body.string("description") ?? "",
+            pipelineID: pipeline.id, pipelineVersion: version, input: input, output: output,
+            deployed: try body.bool("deployed"), configs: configs, createdAt: now, modifiedAt: now)
+        try c.app.store.saveChatbot(chatbot)
+        return .json(.ok, ["status": "success", "id": .string(chatbot.id)])
+    }
+
+    /// `GET /chatbot?id=…|name=…` (`Chatbot.fetch`): `{"status":"success","object":{…}}` (SPEC §9), 404 when missing.
+    static func fetch(_ c: HandlerContext) throws -> Reply {
+        let id = c.request.queryValue("id"), name = c.request.queryValue("name")
+        var chatbot: ChatbotRecord?
+        if let id, !id.isEmpty {
+            chatbot = try c.app.store.chatbot(namespace: c.namespace, id: id)
+            if let name, !name.isEmpty, chatbot?.name != name { chatbot = nil }
+        } else if let name, !name.isEmpty {
+            chatbot = try c.app.store.chatbot(namespace: c.namespace, name: name)
+        } else {
+            throw APIError(.badRequest, "Chatbot ID or name is required")
+        }
+        guard let chatbot else { throw APIError(.notFound, "Chatbot not found") }
+        return .json(.ok, ["status": "success", "object": render(chatbot)])
+    }
+
+    /// `GET /chatbots` (`Chatbot.list`): newest first; `objects` with `verbose=true`, else `object_ids`, like
+    /// pipelines. `include_shared` is accepted and changes nothing (nothing is shared offline).
+    static func list(_ c: HandlerContext) throws -> Reply {
+        let offset = try PipelineHandlers.intQuery(c, "offset") ?? 0
+        let limit = try PipelineHandlers.intQuery(c, "limit") ?? 1000
+        guard offset >= 0, limit >= 0 else { throw APIError(.badRequest, "offset and limit must not be negative") }
+        let chatbots = try c.app.store.chatbots(namespace: c.namespace, offset: offset, limit: min(limit, 10_000))
+        if c.request.queryValue("verbose") == "true" {
+            return .json(.ok, ["status": "success", "objects": .array(chatbots.map(render))])
+        }
+        return .json(.ok, ["status": "success", "object_ids": .array(chatbots.map { .string($0.id) })])
+    }
+
+    /// `DELETE /chatbot/{id}`: deletes it with its conversations (stored first), then stops its live turns.
+    static func delete(_ c: HandlerContext) throws -> Reply {
+        let id = c.parameter("id")
+        guard let chatbot = try c.app.store.chatbot(namespace: c.namespace, id: id) else {
+            throw APIError(.notFound, "Chatbot not found")
+        }
+        _ = try c.app.store.deleteChatbot(namespace: c.namespace, id: id)
+        for runID in c.app.chatTurns.liveRuns(namespace: c.namespace, chatbotID: id) {
+            c.app.engine.terminate(namespace: c.namespace, pipelineID: chatbot.pipelineID, runID: runID, reply: { _ in })
+        }
+        return .json(.ok, ["status": "success"])
+    }
+
+    /// A chatbot as `GET /chatbot` returns it (SPEC §9; the keys `_from_fetch_obj` reads, API-CHAT §1.3).
+    static func render(_ b: ChatbotRecord) -> JSON {
+        var o: JSONObject = ["_id": .string(b.id), "id": .string(b.id), "name": .string(b.name),
+                             "description": .string(b.description),
+                             "pipeline": ["object_id": .string(b.pipelineID), "id": .string(b.pipelineID),
+                                          "version": .string(b.pipelineVersion ?? "latest")],
+                             "input": .string(b.input), "output": .string(b.output), "deployed": .bool(b.deployed)]
+        for key in configKeys { o[key] = b.configs[key] ?? .object([:]) }
+        o["created_at"] = .string(iso8601(micros: b.createdAt))
+        o["modified_at"] = .string(iso8601(micros: b.modifiedAt))
+        return .object(o)
+    }
+
+    /// `pipeline`: `{"id", "version"?}` (JSON, or its JSON text in a form), or the id as text. The version is
+    /// `latest` (or absent: stored as nil), `MAJOR.MINOR.PATCH`, or `{major, minor, patch}` (the docs).
+    static func pipelineLink(_ body: JSONObject) throws -> (id: String, version: String?) {
+        var link: JSONObject
+        if case let .string(text)? = body["pipeline"], (try? JSON.parse(text))?.objectValue == nil {
+            link = ["id": .string(text)]
+        } else {
+            link = try body.object("pipeline")
+        }
+        guard let id = try link.string("id") ?? link.string("object_id"), !id.isEmpty else {
+            throw APIError(.badRequest, "pipeline.id is required")
+        }
+        switch link["version"] {
+        case nil, .null?: return (id, nil)
+        case let .string(v)?: return (id, v.isEmpty || v == "latest" ? nil : v)
+        case let .object(parts)?:
+            let numbers = ["major", "minor", "patch"].map { parts[$0]?.intValue }
+            guard numbers.allSatisfy({ $0 != nil && $0! >= 0 }) else {
+                throw APIError(.badRequest, "pipeline.version must be \"latest\", MAJOR.MINOR.PATCH or {major, minor, patch}")
+            }
+            return (id, numbers.map { String($0!) }.joined(separator: "."))
+        default:
+            throw APIError(.badRequest, "pipeline.version must be \"latest\", MAJOR.MINOR.PATCH or {major, minor, patch}")
+        }
+    }
+
+    /// The nodes a chatbot runs (SPEC §9 `pipeline.version`): a named snapshot; for nil (latest) the latest
+    /// deployed snapshot, else the working state when none is deployed.
+    static func runnableNodes(_ c: HandlerContext, _ pipeline: PipelineRecord, _ version: String?) throws -> (nodes: JSONObject, version: String?) {
+        if let version { return (try PipelineHandlers.deployedVersion(c, pipeline, version).nodes, version) }
+        if let current = pipeline.currentVersion, let snapshot = try c.app.store.version(pipelineID: pipeline.id, version: current) {
+            return (snapshot.nodes, current)
+        }
+        return (pipeline.nodes, nil)
+    }
+
+    /// The name of the `type` (input/output) node `name` names; an empty name is resolved when the pipeline has
+    /// exactly one. 400 `Input name not found` / `Output name not found` otherwise (the real server's text).
+    static func nodeName(_ name: String, of type: String, in nodes: JSONObject) throws -> String {
+        let names = nodes.entries.compactMap { key, value -> String? in
+            guard let node = value.objectValue, node["type"]?.stringValue == type else { return nil }
+            return node["name"]?.stringValue ?? node["id"]?.stringValue ?? key
+        }
+        let label = type == "input" ? "Input" : "Output"
+        if name.isEmpty {
+            guard names.count == 1 else {
+                throw APIError(.badRequest, "\(label) name not found")
+            }
+            return names[0]
+        }
+        guard names.contains(name) else {
+            throw APIError(.badRequest, "\(label) name not found: the pipeline has no \(type) node named '\(name)'")
+        }
+        return name
+    }
+
+    // MARK: Turns
+
+    /// `POST /chatbot/{id}/run` (JSON, multipart or urlencoded): `text` or base64 `audio`, optional
+    /// `conversation_id` (absent or "" = a new conversation), `stream`. One turn = one run of the linked pipeline;
+    /// the answer is the chatbot's output node's value (SPEC §9 gives the answers and events).
+    static func run(_ c: HandlerContext) throws -> Reply {
+        let body = try c.bodyObject()
+        let app = c.app, namespace = c.namespace
+        guard let chatbot = try app.store.chatbot(namespace: namespace, id: c.parameter("id")) else {
+            throw APIError(.notFound, "Chatbot not found")
+        }
+        let text = try userText(body)
+        let stream = try body.bool("stream")
+        guard let pipeline = try app.store.pipeline(namespace: namespace, id: chatbot.pipelineID) else {
+            throw APIError(.notFound, "Pipeline \(chatbot.pipelineID) of chatbot \(chatbot.id) not found: it was deleted")
+        }
+        let (nodes, version) = try runnableNodes(c, pipeline, chatbot.pipelineVersion)
+        let input = try nodeName(chatbot.input, of: "input", in: nodes)
+        let output = try nodeName(chatbot.output, of: "output", in: nodes)
+        let requested = try body.string("conversation_id") ?? ""
+        if !requested.isEmpty {
+            guard let conversation = try app.store.conversation(namespace: namespace, id: requested),
+                  conversation.chatbotID == chatbot.id else {
+                throw APIError(.notFound, "Conversation \(requested) not found")
+            }
+        }
+        let conversationID = requested.isEmpty ? IDs.make() : requested
+        guard app.chatTurns.reserve(conversationID, namespace: namespace, chatbotID: chatbot.id) else {
+            throw APIError(.conflict, "conversation \(conversationID) has a turn in progress")
+        }
+        do {
+            var turns: [ChatTurn] = []
+            if requested.isEmpty {
+                try app.store.createConversation(namespace: namespace, id: conversationID, chatbotID: chatbot.id, at: wallClockMicros())
+            } else {
+                turns = try app.store.conversation(namespace: namespace, id: conversationID)?.turns ?? []
+            }
+            var options = RunOptions()
+            options.llmFailures = c.injectedLLMFailures
+            options.llmScripts = app.llmScripts.scripts(namespace: namespace, pipeline: pipeline)
+            options.chatHistory = history(turns, current: text)
+            options.recorded = ["chatbot_id": .string(chatbot.id), "conversation_id": .string(conversationID)]
+            let end = TurnEnd(app: app, conversationID: conversationID, output: output, userText: text, startedAt: wallClockMicros())
+            let engine = app.engine
+            if stream {
+                let events = ChatStream(scheduler: app.keepAliveScheduler, conversationID: conversationID, output: output)
+                let run = try engine.start(namespace: namespace, pipelineID: pipeline.id, nodes: nodes, version: version,
+                                           inputs: [input: .string(text)], options: options, mode: .stream,
+                                           observer: { event in
+                    // Recorded before the start event goes out: a Stop pressed on it finds the turn.
+                    if case let .started(run) = event { app.chatTurns.started(conversationID, runID: run.id) }
+                    events.send(event)
+                }, onFinish: { run in
+                    events.finish(run, answer: end.store(run))
+                })
+                app.streams.track(events.body, namespace: namespace)
+                if app.cancelOnDisconnect {
+                    let pipelineID = pipeline.id
+                    events.body.onClose { engine.terminate(namespace: namespace, pipelineID: pipelineID, runID: run.id, reply: { _ in }) }
+                }
+                c.writer.send(events.response())
+                return .later
+            }
+            let writer = c.writer
+            let run = try engine.start(namespace: namespace, pipelineID: pipeline.id, nodes: nodes, version: version,
+                                       inputs: [input: .string(text)], options: options, mode: .sync, onFinish: { run in
+                writer.send(syncAnswer(run, answer: end.store(run), conversationID: conversationID))
+            })
+            app.chatTurns.started(conversationID, runID: run.id)
+            return .later
+        } catch {
+            app.chatTurns.release(conversationID)
+            if requested.isEmpty { try? app.store.deleteConversation(namespace: namespace, id: conversationID) }
+            throw error
+        }
+    }
+
+    /// The user's text: `text`, or `audio` (base64) as `audio transcript (N bytes)` (SPEC §9). 400 for invalid
+    /// base64, or when neither is given.
+    static func userText(_ body: JSONObject) throws -> String {
+        if let text = try body.string("text"), !text.isEmpty { return text }
+        if let audio = try body.string("audio"), !audio.isEmpty {
+            guard let bytes = Data(base64Encoded: audio) else { throw APIError(.badRequest, "audio must be base64 (invalid base64)") }
+            return "audio transcript (\(bytes.count) bytes)"
+        }
+        throw APIError(.badRequest, "text or audio is required (a non-empty string)")
+    }
+
+    /// Stored turns as `chat_memory` history: each turn's user text and answer (a stopped answer marked so);
+    /// failed turns are left out (nothing was answered).
+    static func history(_ turns: [ChatTurn], current: String) -> ChatHistory {
+        var messages: [ChatHistory.Message] = []
+        for turn in turns where turn.outcome != .failed {
+            messages.append(.init(role: .human, text: turn.userText))
+            messages.append(.init(role: .ai, text: turn.answer, stopped: turn.outcome == .stopped))
+        }
+        return ChatHistory(messages: messages, currentText: current)
+    }
+
+    /// The non-streaming answer (SPEC §9): 200 with the answer; 409 with the partial answer when stopped; 500
+    /// with the error when the run failed.
+    static func syncAnswer(_ run: RunRecord, answer: String, conversationID: String) -> Response {
+        switch run.status {
+        case .completed:
+            return MockShiftApp.json(.ok, ["status": "success", "conversation_id": .string(conversationID),
+                                           "output_message": .string(answer), "follow_up_questions": [],
+                                           "run_id": .string(run.id), "pipeline_run_id": .string(run.id)])
+        case .terminated:
+            var error = APIError(.conflict, "run \(run.id) was terminated", runID: run.id)
+            error.details = ["conversation_id": .string(conversationID), "output_message": .string(answer)]
+            return MockShiftApp.render(error)
+        default:
+            var error = APIError(.internalError, run.error ?? "unknown error", runID: run.id)
+            error.details = ["conversation_id": .string(conversationID)]
+            return MockShiftApp.render(error)
+        }
+    }
+
+    /// `POST /chatbot/{id}/terminate` with `pipeline_run_id` (or `run_id`; JSON, form or multipart): SPEC §4's
+    /// terminate of one of this chatbot's turns; 404 for a run of anything else.
+    static func terminate(_ c: HandlerContext) throws -> Reply {
+        let body = try c.bodyObject()
+        guard let chatbot = try c.app.store.chatbot(namespace: c.namespace, id: c.parameter("id")) else {
+            throw APIError(.notFound, "Chatbot not found")
+        }
+        var runID = try body.string("pipeline_run_id") ?? ""
+        if runID.isEmpty { runID = try body.string("run_id") ?? "" }
+        guard !runID.isEmpty else { throw APIError(.badRequest, "pipeline_run_id is required") }
+        // Live first: a turn is stored before it stops being live, so one of the two finds it.
+        let live = c.app.chatTurns.liveRuns(namespace: c.namespace, chatbotID: chatbot.id).contains(runID)
+        let stored = live ? nil : try c.app.store.turnOwner(namespace: c.namespace, runID: runID)
+        guard live || stored?.chatbotID == chatbot.id else {
+            throw APIError(.notFound, "Run \(runID) not found")
+        }
+        let id = runID
+        let answer = ChangeAnswer(c) { run in
+            try RunHandlers.requireLive(run, wanted: .terminated)
+            return ["status": "success", "run_id": .string(id), "pipeline_run_id": .string(id), "run_status": "terminated"]
+        }
+        c.app.engine.terminate(namespace: c.namespace, pipelineID: chatbot.pipelineID, runID: runID, reply: answer.reply)
+        answer.expireIfPending()
+        return .later
+    }
+
+    // MARK: Test controls
+
+    /// `GET /_mock/conversations[?chatbot_id=…]`: the caller's conversations, oldest first, with their turns.
+    /// A trailing slash is the one-conversation route with an empty id (what `/_mock/conversations/%20` becomes
+    /// once the transport trims the request line): 404, never the whole list.
+    static func conversations(_ c: HandlerContext) throws -> Reply {
+        if c.request.path.hasSuffix("/") { throw APIError(.notFound, "Conversation not found: the id is empty") }
+        var chatbotID = c.request.queryValue("chatbot_id")
+        if chatbotID?.isEmpty == true { chatbotID = nil }
+        let all = try c.app.store.conversations(namespace: c.namespace, chatbotID: chatbotID)
+        return .json(.ok, ["status": "success", "conversations": .array(all.map { render($0, c.app) })])
+    }
+
+    /// `GET /_mock/conversations/{id}`: one conversation with its turns (user text, answer, run id, outcome).
+    static func conversation(_ c: HandlerContext) throws -> Reply {
+        guard let conversation = try c.app.store.conversation(namespace: c.namespace, id: c.parameter("id")) else {
+            throw APIError(.notFound, "Conversation \(c.parameter("id")) not found")
+        }
+        return .json(.ok, ["status": "success", "conversation": render(conversation, c.app)])
+    }
+
+    static func render(_ conversation: ConversationRecord, _ app: MockShiftApp) -> JSON {
+        let turns = conversation.turns.enumerated().map { index, turn -> JSON in
+            var o: JSONObject = ["index": .int(Int64(index)), "user_text": .string(turn.userText), "answer": .string(turn.answer),
+                                 "run_id": .string(turn.runID), "outcome": .string(turn.outcome.rawValue)]
+            if let error = turn.error { o["error"] = .string(error) }
+            o["created_at"] = .string(iso8601(micros: turn.createdAt))
+            o["ended_at"] = .string(iso8601(micros: turn.endedAt))
+            return .object(o)
+        }
+        return ["id": .string(conversation.id), "chatbot_id": .string(conversation.chatbotID),
+                "created_at": .string(iso8601(micros: conversation.createdAt)),
+                "turn_in_progress": app.chatTurns.liveRun(conversation.id).map(JSON.string) ?? .null,
+                "turns": .array(turns)]
+    }
+}
+
+/// How a turn ends: its run's final record becomes a stored turn (user text, answer, run id, outcome), and the
+/// conversation is free for its next turn. Called from the run's `onFinish`, so the turn is stored before a
+/// terminate that stopped it answers (`RunEngine.finish` calls waiters before replies).
+struct TurnEnd: Sendable {
+    let app: MockShiftApp
+    let conversationID: String
+    let output: String
+    let userText: String
+    let startedAt: Int64
+
+    /// Stores the turn, frees the conversation, and returns the answer: the output's value when completed, else
+    /// what it had produced (`partial_outputs`: the text the user saw of a stopped answer).
+    func store(_ run: RunRecord) -> String {
+        let values = run.status == .completed ? run.result : run.partialOutputs
+        let answer = values?[output].map { $0.stringValue ?? $0.templateText } ?? ""
+        let outcome: TurnOutcome = switch run.status {
+        case .completed: .completed
+        case .terminated: .stopped
+        default: .failed
+        }
+        let turn = ChatTurn(userText: userText, answer: answer, runID: run.id, outcome: outcome,
+                            error: outcome == .failed ? run.error : nil, createdAt: startedAt, endedAt: run.endedAt ?? wallClockMicros())
+        do {
+            try app.store.appendTurn(conversationID: conversationID, turn)
+        } catch {
+            app.logger.error("conversation \(conversationID): turn of run \(run.id) not stored: \(error)")
+        }
+        app.chatTurns.release(conversationID)
+        return answer
+    }
+}
+
+/// Chatbot turns in progress: at most one per conversation (SPEC §9: a second is 409), with the run each one
+/// started, so a chatbot's terminate and delete find its live runs.
+final class ChatTurns: Sendable {
+    private struct Turn {
+        let namespace: String
+        let chatbotID: String
+        var runID: String?
+    }
+    private let turns = Mutex<[String: Turn]>([:])
+
+    /// Claims `conversationID` for a new turn; false when a turn of it is in progress.
+    func reserve(_ conversationID: String, namespace: String, chatbotID: String) -> Bool {
+        turns.withLock { t in
+            guard t[conversationID] == nil else { return false }
+            t[conversationID] = Turn(namespace: namespace, chatbotID: chatbotID)
+            return true
+        }
+    }
+
+    /// Records the run of a claimed turn (unless the turn already ended).
+    func started(_ conversationID: String, runID: String) {
+        turns.withLock { t in
+            if t[conversationID] != nil && t[conversationID]?.runID == nil { t[conversationID]?.runID = runID }
+        }
+    }
+
+    /// Frees the conversation (its turn ended, or never started).
+    func release(_ conversationID: String) {
+        _ = turns.withLock { $0.removeValue(forKey: conversationID) }
+    }
+
+    /// Run ids of `chatbotID`'s turns in progress.
+    func liveRuns(namespace: String, chatbotID: String) -> [String] {
+        turns.withLock { t in t.values.filter { $0.namespace == namespace && $0.chatbotID == chatbotID }.compactMap(\.runID) }
+    }
+
+    /// The run of the conversation's turn in progress, if any.
+    func liveRun(_ conversationID: String) -> String? {
+        turns.withLock { $0[conversationID]?.runID }
+    }
+}
