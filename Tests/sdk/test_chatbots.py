@@ -3,6 +3,7 @@ hands raw lines over), Stop generating three ways, conversations and their `chat
 import asyncio
 import base64
 import json
+import threading
 
 import pytest
 import requests
@@ -368,15 +369,20 @@ def test_bad_run_input_is_a_clear_4xx_and_changes_nothing(sdk, daemon, api_key, 
     assert stored_turns(daemon, api_key, cid, 2)[1]["user_text"] == "audio transcript (10 bytes)"
 
 
-def test_deleting_the_pipeline_keeps_the_chatbot_whose_runs_then_answer_404(sdk, http):
-    pipeline = build_llm_pipeline(sdk, unique("cb-gone"))
+def test_deleting_the_pipeline_stops_live_turns_keeps_the_chatbot_and_its_runs_then_answer_404(sdk, daemon, api_key, http):
+    pipeline = build_streaming_pipeline(sdk, unique("cb-gone"))
     bot = Chatbot.new(name=unique("bot"), description="", pipeline_id=pipeline.id)
+    parsed = events(bot.run(ESSAY, stream=True))
+    _, start = next(parsed)
     pipeline.delete()
+    rest = list(parsed)
+    assert rest[-1][1]["status"] == "terminated"
+    assert [t["outcome"] for t in stored_turns(daemon, api_key, start["conversation_id"], 1)] == ["stopped"]
     assert Chatbot.fetch(id=bot.id).id == bot.id
     with pytest.raises(NotFoundError) as e:
         bot.run("hi")
     assert pipeline.id in e.value.error_message and "deleted" in e.value.error_message
-    assert http("GET", "/_mock/conversations").json()["conversations"] == []
+    assert len(http("GET", "/_mock/conversations").json()["conversations"]) == 1, "the failed run stored nothing"
 
 
 def test_reset_clears_chatbots_and_conversations(sdk, http):
@@ -407,3 +413,58 @@ def test_restart_keeps_chatbots_and_conversations(new_daemon, api_key, tmp_path)
     three = Chatbot.fetch(id=bot.id).run("Write 5 words.", conversation_id=one["conversation_id"])
     assert three["status"] == "success"
     assert len(conversation(second, api_key, one["conversation_id"])["turns"]) == 3
+
+
+def test_a_finished_turn_cannot_be_stopped_and_another_chatbots_run_is_404(sdk, http):
+    pipeline = build_llm_pipeline(sdk, unique("cb-late"))
+    bot = Chatbot.new(name=unique("bot"), description="", pipeline_id=pipeline.id)
+    other = Chatbot.new(name=unique("other"), description="", pipeline_id=pipeline.id)
+    answer = bot.run("Write 3 words.")
+    r = http("POST", f"/chatbot/{bot.id}/terminate", files={"pipeline_run_id": (None, answer["run_id"])})  # multipart
+    assert r.status_code == 400 and r.json()["error"] == f"run {answer['run_id']} already completed"
+    assert http("POST", f"/chatbot/{other.id}/terminate", json={"pipeline_run_id": answer["run_id"]}).status_code == 404
+    r = http("POST", f"/chatbot/{bot.id}/terminate", json={})
+    assert r.status_code == 400 and "pipeline_run_id" in r.json()["error"]
+    assert pipeline.run_status(answer["run_id"])["status"] == "completed"
+
+
+def test_a_turn_stopped_while_the_plain_request_waits_answers_409_with_the_partial_answer(sdk, daemon, api_key, http):
+    pipeline = build_streaming_pipeline(sdk, unique("cb-sync-stop"))
+    bot = Chatbot.new(name=unique("bot"), description="", pipeline_id=pipeline.id)
+    result = {}
+
+    def ask():
+        try:
+            result["answer"] = bot.run(ESSAY)
+        except VectorshiftApiError as e:
+            result["error"] = e
+
+    asker = threading.Thread(target=ask)
+    asker.start()
+    live = wait_for(lambda: [c for c in http("GET", f"/_mock/conversations?chatbot_id={bot.id}").json()["conversations"]
+                             if c["turn_in_progress"]], message="the live turn")[0]
+    timeline = f"/_mock/runs/{live['turn_in_progress']}/events"
+    wait_for(lambda: any(e["event"] == "first_token" for e in http("GET", timeline).json()["events"]), message="the first token")
+    request_client.request("POST", f"/chatbot/{bot.id}/terminate", json={"pipeline_run_id": live["turn_in_progress"]})
+    asker.join(10)
+    error = result["error"]
+    body = json.loads(error.raw_response)
+    assert error.status_code == 409 and body["conversation_id"] == live["id"] and body["run_id"] == live["turn_in_progress"]
+    turn = conversation(daemon, api_key, live["id"])["turns"][0]
+    assert turn["outcome"] == "stopped" and body["output_message"] == turn["answer"]
+
+
+def test_an_injected_llm_failure_fails_the_streamed_turn_and_it_is_stored_as_failed(sdk, daemon, api_key, http):
+    pipeline = build_streaming_pipeline(sdk, unique("cb-fault"))
+    bot = Chatbot.new(name=unique("bot"), description="", pipeline_id=pipeline.id)
+    r = http("POST", "/_mock/faults", json={"path": f"/v1/chatbot/{bot.id}/run", "llm_fail_after_tokens": 2,
+                                             "message": "provider overloaded", "times": 1})
+    assert r.status_code == 200, r.text
+    parsed = list(events(bot.run(ESSAY, stream=True)))
+    assert [k for k, _ in parsed] == ["start", "stream", "stream", "result"]
+    result = parsed[-1][1]
+    assert result["status"] == "failed" and "provider overloaded" in result["error"]
+    turn = stored_turns(daemon, api_key, result["conversation_id"], 1)[0]
+    assert turn["outcome"] == "failed" and "provider overloaded" in turn["error"]
+    # A failed turn is left out of the memory: the next one starts from nothing.
+    assert bot.run("again", conversation_id=result["conversation_id"])["status"] == "success"
