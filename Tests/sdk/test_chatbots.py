@@ -4,6 +4,7 @@ import asyncio
 import base64
 import json
 import threading
+import time
 
 import pytest
 import requests
@@ -359,6 +360,11 @@ def test_bad_run_input_is_a_clear_4xx_and_changes_nothing(sdk, daemon, api_key, 
     assert r.status_code == 404 and r.json() == {"status": "failed", "error": "Chatbot not found"}
     r = http("POST", f"/chatbot/{bot.id}/run", json={"text": 5})
     assert r.status_code == 400 and "text" in r.json()["error"]
+    # Found by review: both at once, and base64 of a wrong length, were taken.
+    r = http("POST", f"/chatbot/{bot.id}/run", json={"text": "hi", "audio": base64.b64encode(b"abc").decode()})
+    assert r.status_code == 400 and "not both" in r.json()["error"], r.text
+    r = http("POST", f"/chatbot/{bot.id}/run", json={"audio": "YWJj="})
+    assert r.status_code == 400 and "base64" in r.json()["error"], r.text
     assert len(http("GET", "/_mock/runs").json()["runs"]) == runs_before
     conversations = http("GET", "/_mock/conversations").json()["conversations"]
     assert [c["id"] for c in conversations] == [cid] and len(conversations[0]["turns"]) == 1
@@ -468,3 +474,58 @@ def test_an_injected_llm_failure_fails_the_streamed_turn_and_it_is_stored_as_fai
     assert turn["outcome"] == "failed" and "provider overloaded" in turn["error"]
     # A failed turn is left out of the memory: the next one starts from nothing.
     assert bot.run("again", conversation_id=result["conversation_id"])["status"] == "success"
+
+
+@pytest.mark.parametrize("how", ["delete", "reset"])
+def test_turns_racing_a_chatbot_delete_or_a_reset_are_stopped_never_answered_success(new_daemon, api_key, how):
+    """Found by review: a turn still being set up when its chatbot was deleted (or the key reset) ran on and
+    answered 200 `success` with its conversation gone, or 500 (a foreign key). Every turn sent just before the
+    delete/reset now ends 404 (the chatbot is gone) or 409 (stopped): none can complete, each takes >= 400 ms."""
+    import concurrent.futures
+    import random
+    daemon = new_daemon("--ttft-ms", "400")
+    Pipeline = point_sdk(daemon, api_key)
+    headers = {"Authorization": f"Bearer {api_key}"}
+    seen = set()
+    with concurrent.futures.ThreadPoolExecutor(max_workers=9) as pool:
+        for _ in range(6):
+            pipeline = build_llm_pipeline(Pipeline, unique("cb-race"))  # a reset deletes it too
+            bot = Chatbot.new(name=unique("bot"), description="", pipeline_id=pipeline.id)
+            turns = [pool.submit(requests.post, f"{daemon.url}/chatbot/{bot.id}/run", json={"text": "Write 30 words."},
+                                 headers=headers, timeout=30) for _ in range(8)]
+            time.sleep(random.uniform(0, 0.03))
+            if how == "delete":
+                gone = requests.delete(f"{daemon.url}/chatbot/{bot.id}", headers=headers, timeout=30)
+            else:
+                gone = requests.post(f"{daemon.root}/_mock/reset", headers=headers, timeout=30)
+            assert gone.status_code == 200, gone.text
+            for turn in turns:
+                answer = turn.result()
+                seen.add(answer.status_code)
+                assert answer.status_code in (404, 409), (answer.status_code, answer.text)
+    assert requests.get(f"{daemon.root}/_mock/health", headers=headers, timeout=10).json()["live_runs"] == 0
+    assert seen, "no turn was sent"
+
+
+def test_a_turn_cut_by_a_crash_is_stored_as_failed_after_the_restart(new_daemon, api_key, tmp_path):
+    """Found by review: after `kill -9` mid-turn the run was `failed` but the conversation had no turn for it."""
+    import signal
+    db = tmp_path / "crash.sqlite3"
+    first = new_daemon(db=db)
+    Pipeline = point_sdk(first, api_key)
+    pipeline = build_streaming_pipeline(Pipeline, unique("cb-crash"))
+    bot = Chatbot.new(name=unique("bot"), description="", pipeline_id=pipeline.id)
+    parsed = events(bot.run(ESSAY, stream=True))
+    _, start = next(parsed)
+    next(k for k, _ in parsed if k == "stream")
+    first.stop(signal.SIGKILL)
+    second = new_daemon(db=db)
+    point_sdk(second, api_key)
+    turns = conversation(second, api_key, start["conversation_id"])["turns"]
+    assert [(t["run_id"], t["outcome"], t["user_text"], t["error"]) for t in turns] == [
+        (start["run_id"], "failed", ESSAY, "run interrupted: server restarted")], turns
+    again = requests.post(f"{second.url}/chatbot/{bot.id}/terminate", json={"pipeline_run_id": start["run_id"]},
+                          headers={"Authorization": f"Bearer {api_key}"}, timeout=10)
+    assert again.status_code == 400 and "already failed" in again.json()["error"], again.text
+    nxt = Chatbot.fetch(id=bot.id).run("Write 3 words.", conversation_id=start["conversation_id"])
+    assert nxt["status"] == "success"

@@ -73,8 +73,10 @@ enum ChatbotHandlers {
         guard let chatbot = try c.app.store.chatbot(namespace: c.namespace, id: id) else {
             throw APIError(.notFound, "Chatbot not found")
         }
+        // Closed first: a turn reserved but not started yet stops itself once started (``ChatTurns/started``).
+        let live = c.app.chatTurns.close(namespace: c.namespace, chatbotID: id)
         _ = try c.app.store.deleteChatbot(namespace: c.namespace, id: id)
-        for runID in c.app.chatTurns.liveRuns(namespace: c.namespace, chatbotID: id) {
+        for runID in live {
             c.app.engine.terminate(namespace: c.namespace, pipelineID: chatbot.pipelineID, runID: runID, reply: { _ in })
         }
         return .json(.ok, ["status": "success"])
@@ -176,8 +178,10 @@ enum ChatbotHandlers {
             }
         }
         let conversationID = requested.isEmpty ? IDs.make() : requested
-        guard app.chatTurns.reserve(conversationID, namespace: namespace, chatbotID: chatbot.id) else {
-            throw APIError(.conflict, "conversation \(conversationID) has a turn in progress")
+        switch app.chatTurns.reserve(conversationID, namespace: namespace, chatbotID: chatbot.id) {
+        case .reserved: break
+        case .busy: throw APIError(.conflict, "conversation \(conversationID) has a turn in progress")
+        case .gone: throw APIError(.notFound, "Chatbot not found")
         }
         do {
             var turns: [ChatTurn] = []
@@ -210,6 +214,7 @@ enum ChatbotHandlers {
                     events.body.onClose { engine.terminate(namespace: namespace, pipelineID: pipelineID, runID: run.id, reply: { _ in }) }
                 }
                 c.writer.send(events.response())
+                stopIfClosed(app, conversationID, run: run, pipelineID: pipeline.id)
                 return .later
             }
             let writer = c.writer
@@ -217,21 +222,37 @@ enum ChatbotHandlers {
                                        inputs: [input: .string(text)], options: options, mode: .sync, onFinish: { run in
                 writer.send(syncAnswer(run, answer: end.store(run), conversationID: conversationID))
             })
-            app.chatTurns.started(conversationID, runID: run.id)
+            stopIfClosed(app, conversationID, run: run, pipelineID: pipeline.id)
             return .later
         } catch {
+            let gone = !app.chatTurns.isOpen(conversationID)
             app.chatTurns.release(conversationID)
             if requested.isEmpty { try? app.store.deleteConversation(namespace: namespace, id: conversationID) }
+            // The chatbot (or the key's whole namespace) went while this turn was being set up.
+            if gone { throw APIError(.notFound, "Chatbot not found") }
             throw error
+        }
+    }
+
+    /// Records the turn's run; when its chatbot was deleted (or its namespace reset) while the turn was being set
+    /// up, the run is stopped at once, as the delete or reset stops turns already running (found by review: such
+    /// a turn used to finish "success" with its conversation gone).
+    static func stopIfClosed(_ app: MockShiftApp, _ conversationID: String, run: RunRecord, pipelineID: String) {
+        if !app.chatTurns.started(conversationID, runID: run.id) {
+            app.engine.terminate(namespace: run.namespace, pipelineID: pipelineID, runID: run.id, reply: { _ in })
         }
     }
 
     /// The user's text: `text`, or `audio` (base64) as `audio transcript (N bytes)` (SPEC §9). 400 for invalid
     /// base64, or when neither is given.
     static func userText(_ body: JSONObject) throws -> String {
-        if let text = try body.string("text"), !text.isEmpty { return text }
-        if let audio = try body.string("audio"), !audio.isEmpty {
-            guard let bytes = Data(base64Encoded: audio) else { throw APIError(.badRequest, "audio must be base64 (invalid base64)") }
+        let text = try body.string("text") ?? "", audio = try body.string("audio") ?? ""
+        if !text.isEmpty && !audio.isEmpty { throw APIError(.badRequest, "give text or audio, not both") }
+        if !text.isEmpty { return text }
+        if !audio.isEmpty {
+            guard audio.utf8.count % 4 == 0, let bytes = Data(base64Encoded: audio) else {
+                throw APIError(.badRequest, "audio must be base64 (invalid base64)")
+            }
             return "audio transcript (\(bytes.count) bytes)"
         }
         throw APIError(.badRequest, "text or audio is required (a non-empty string)")
@@ -330,6 +351,28 @@ enum ChatbotHandlers {
     }
 }
 
+extension MockShiftApp {
+    /// After a crash (SPEC §1 "Restart"): the chatbot turns among the runs `runIDs` that the restart marked failed
+    /// are stored in their conversations as failed turns (user text, no answer, the run's error), so a
+    /// conversation says how each of its turns ended (found by review: the turn used to vanish). Errors are
+    /// logged; nothing here stops the start.
+    public func recordInterruptedTurns(_ runIDs: [String]) {
+        for id in runIDs {
+            do {
+                guard let run = try store.run(id: id), let chatbotID = run.options?["chatbot_id"]?.stringValue,
+                      let conversationID = run.options?["conversation_id"]?.stringValue,
+                      let chatbot = try store.chatbot(namespace: run.namespace, id: chatbotID) else { continue }
+                let text = run.inputs[chatbot.input]?.stringValue ?? ""
+                try store.appendTurn(conversationID: conversationID, ChatTurn(
+                    userText: text, answer: "", runID: run.id, outcome: .failed, error: run.error,
+                    createdAt: run.createdAt, endedAt: run.endedAt ?? wallClockMicros()))
+            } catch {
+                logger.error("restart: could not store the interrupted chatbot turn of run \(id): \(error)")
+            }
+        }
+    }
+}
+
 /// How a turn ends: its run's final record becomes a stored turn (user text, answer, run id, outcome), and the
 /// conversation is free for its next turn. Called from the run's `onFinish`, so the turn is stored before a
 /// terminate that stopped it answers (`RunEngine.finish` calls waiters before replies).
@@ -363,43 +406,83 @@ struct TurnEnd: Sendable {
 }
 
 /// Chatbot turns in progress: at most one per conversation (SPEC §9: a second is 409), with the run each one
-/// started, so a chatbot's terminate and delete find its live runs.
+/// started, so a chatbot's terminate and delete find its live runs. A deleted chatbot is closed here, and a reset
+/// namespace gets a new generation: a turn reserved before either, whose run starts after, learns it from
+/// ``started(_:runID:)`` and is stopped.
 final class ChatTurns: Sendable {
     private struct Turn {
         let namespace: String
         let chatbotID: String
+        let generation: Int
         var runID: String?
     }
-    private let turns = Mutex<[String: Turn]>([:])
+    private struct State {
+        var turns: [String: Turn] = [:]
+        /// Deleted chatbots (ids are never reused).
+        var closed: Set<String> = []
+        /// Bumped by each reset of the namespace.
+        var generations: [String: Int] = [:]
+    }
+    private let state = Mutex(State())
 
-    /// Claims `conversationID` for a new turn; false when a turn of it is in progress.
-    func reserve(_ conversationID: String, namespace: String, chatbotID: String) -> Bool {
-        turns.withLock { t in
-            guard t[conversationID] == nil else { return false }
-            t[conversationID] = Turn(namespace: namespace, chatbotID: chatbotID)
-            return true
+    enum Reservation { case reserved, busy, gone }
+
+    /// Claims `conversationID` for a new turn: `.busy` when a turn of it is in progress, `.gone` when the chatbot
+    /// was deleted meanwhile.
+    func reserve(_ conversationID: String, namespace: String, chatbotID: String) -> Reservation {
+        state.withLock { s in
+            if s.closed.contains(chatbotID) { return .gone }
+            guard s.turns[conversationID] == nil else { return .busy }
+            s.turns[conversationID] = Turn(namespace: namespace, chatbotID: chatbotID, generation: s.generations[namespace] ?? 0)
+            return .reserved
         }
     }
 
-    /// Records the run of a claimed turn (unless the turn already ended).
-    func started(_ conversationID: String, runID: String) {
-        turns.withLock { t in
-            if t[conversationID] != nil && t[conversationID]?.runID == nil { t[conversationID]?.runID = runID }
+    /// Records the run of a claimed turn. False when the turn must stop: its chatbot was deleted, or its
+    /// namespace reset, since it was reserved. A turn that already ended (or was never claimed) is true.
+    @discardableResult
+    func started(_ conversationID: String, runID: String) -> Bool {
+        state.withLock { s in
+            guard let turn = s.turns[conversationID] else { return true }
+            if turn.runID == nil { s.turns[conversationID]?.runID = runID }
+            return !s.closed.contains(turn.chatbotID) && turn.generation == (s.generations[turn.namespace] ?? 0)
+        }
+    }
+
+    /// False when the conversation's turn (reserved, maybe not started) belongs to a chatbot deleted or a
+    /// namespace reset since.
+    func isOpen(_ conversationID: String) -> Bool {
+        state.withLock { s in
+            guard let turn = s.turns[conversationID] else { return true }
+            return !s.closed.contains(turn.chatbotID) && turn.generation == (s.generations[turn.namespace] ?? 0)
         }
     }
 
     /// Frees the conversation (its turn ended, or never started).
     func release(_ conversationID: String) {
-        _ = turns.withLock { $0.removeValue(forKey: conversationID) }
+        _ = state.withLock { $0.turns.removeValue(forKey: conversationID) }
+    }
+
+    /// Closes a chatbot being deleted: no new turn of it starts; returns the runs of its turns in progress.
+    func close(namespace: String, chatbotID: String) -> [String] {
+        state.withLock { s in
+            s.closed.insert(chatbotID)
+            return s.turns.values.filter { $0.namespace == namespace && $0.chatbotID == chatbotID }.compactMap(\.runID)
+        }
+    }
+
+    /// A reset of `namespace` begins: turns reserved before it stop once their run starts.
+    func resetNamespace(_ namespace: String) {
+        state.withLock { $0.generations[namespace, default: 0] += 1 }
     }
 
     /// Run ids of `chatbotID`'s turns in progress.
     func liveRuns(namespace: String, chatbotID: String) -> [String] {
-        turns.withLock { t in t.values.filter { $0.namespace == namespace && $0.chatbotID == chatbotID }.compactMap(\.runID) }
+        state.withLock { s in s.turns.values.filter { $0.namespace == namespace && $0.chatbotID == chatbotID }.compactMap(\.runID) }
     }
 
     /// The run of the conversation's turn in progress, if any.
     func liveRun(_ conversationID: String) -> String? {
-        turns.withLock { $0[conversationID]?.runID }
+        state.withLock { $0.turns[conversationID]?.runID }
     }
 }

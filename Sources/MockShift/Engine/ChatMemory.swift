@@ -18,7 +18,7 @@ public struct ChatHistory: Sendable, Equatable {
         }
 
         /// The text as memory shows it: a stopped answer ends with ` [stopped]` (SPEC §9).
-        var shown: String { stopped ? text + " [stopped]" : text }
+        var shown: String { stopped ? (text.isEmpty ? "[stopped]" : text + " [stopped]") : text }
     }
 
     /// Earlier messages, oldest first (the current user text excluded).

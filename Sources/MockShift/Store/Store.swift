@@ -570,6 +570,11 @@ public final class Store: @unchecked Sendable {
     }
 
     /// The run with `id` in `namespace`, or nil.
+    /// The run `id`, whatever its namespace (start-up bookkeeping; requests go through the namespaced form).
+    public func run(id: String) throws -> RunRecord? {
+        try read { db in try Store.run(id: id, in: db) }
+    }
+
     public func run(namespace: String, id: String) throws -> RunRecord? {
         try read { db in
             guard let r = try Store.run(id: id, in: db), r.namespace == namespace else { return nil }
