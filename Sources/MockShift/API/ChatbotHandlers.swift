@@ -69,17 +69,19 @@ enum ChatbotHandlers {
 
     /// `DELETE /chatbot/{id}`: deletes it with its conversations (stored first), then stops its live turns.
     static func delete(_ c: HandlerContext) throws -> Reply {
-        let id = c.parameter("id")
-        guard let chatbot = try c.app.store.chatbot(namespace: c.namespace, id: id) else {
-            throw APIError(.notFound, "Chatbot not found")
+        try c.app.chatTurns.exclusive(c.namespace) {
+            let id = c.parameter("id")
+            guard let chatbot = try c.app.store.chatbot(namespace: c.namespace, id: id) else {
+                throw APIError(.notFound, "Chatbot not found")
+            }
+            // Closed first: a turn reserved but not started yet stops itself once started (``ChatTurns/started``).
+            let live = c.app.chatTurns.close(namespace: c.namespace, chatbotID: id)
+            _ = try c.app.store.deleteChatbot(namespace: c.namespace, id: id)
+            for runID in live {
+                c.app.engine.terminate(namespace: c.namespace, pipelineID: chatbot.pipelineID, runID: runID, reply: { _ in })
+            }
+            return .json(.ok, ["status": "success"])
         }
-        // Closed first: a turn reserved but not started yet stops itself once started (``ChatTurns/started``).
-        let live = c.app.chatTurns.close(namespace: c.namespace, chatbotID: id)
-        _ = try c.app.store.deleteChatbot(namespace: c.namespace, id: id)
-        for runID in live {
-            c.app.engine.terminate(namespace: c.namespace, pipelineID: chatbot.pipelineID, runID: runID, reply: { _ in })
-        }
-        return .json(.ok, ["status": "success"])
     }
 
     /// A chatbot as `GET /chatbot` returns it (SPEC §9; the keys `_from_fetch_obj` reads, API-CHAT §1.3).
@@ -157,6 +159,12 @@ enum ChatbotHandlers {
     /// `conversation_id` (absent or "" = a new conversation), `stream`. One turn = one run of the linked pipeline;
     /// the answer is the chatbot's output node's value (SPEC §9 gives the answers and events).
     static func run(_ c: HandlerContext) throws -> Reply {
+        // The turn's setup, from the chatbot lookup to its run being live and recorded, never interleaves with a
+        // delete or reset of the key's chatbots and pipelines (``ChatTurns/exclusive(_:_:)``).
+        try c.app.chatTurns.exclusive(c.namespace) { try startTurn(c) }
+    }
+
+    private static func startTurn(_ c: HandlerContext) throws -> Reply {
         let body = try c.bodyObject()
         let app = c.app, namespace = c.namespace
         guard let chatbot = try app.store.chatbot(namespace: namespace, id: c.parameter("id")) else {
@@ -424,6 +432,23 @@ final class ChatTurns: Sendable {
         var generations: [String: Int] = [:]
     }
     private let state = Mutex(State())
+    /// One lock per namespace for ``exclusive(_:_:)`` (never removed: one small lock per key seen).
+    private let gates = Mutex<[String: NSLock]>([:])
+
+    /// Runs `body` alone among the namespace's turn setups, chatbot and pipeline deletes and resets (found by
+    /// review: a turn set up while its chatbot was deleted or its key reset ran on with its conversation gone).
+    /// A setup is a few store reads, one write and the run's start: short, so waiting for one is too.
+    func exclusive<T>(_ namespace: String, _ body: () throws -> T) throws -> T {
+        let gate = gates.withLock { locks -> NSLock in
+            if let lock = locks[namespace] { return lock }
+            let lock = NSLock()
+            locks[namespace] = lock
+            return lock
+        }
+        gate.lock()
+        defer { gate.unlock() }
+        return try body()
+    }
 
     enum Reservation { case reserved, busy, gone }
 

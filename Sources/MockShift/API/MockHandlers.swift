@@ -95,8 +95,11 @@ enum MockHandlers {
         try c.app.store.ensureWritable()
         var pipelines = 0, runs = 0
         for namespace in namespaces {
-            c.app.chatTurns.resetNamespace(namespace)  // chatbot turns being set up stop once started
-            let deleted = try c.app.fixtureSeeder.reset(namespace, app: c.app)
+            // Not while a chatbot turn of the key is being set up (``ChatTurns/exclusive``).
+            let deleted = try c.app.chatTurns.exclusive(namespace) {
+                c.app.chatTurns.resetNamespace(namespace)
+                return try c.app.fixtureSeeder.reset(namespace, app: c.app)
+            }
             pipelines += deleted.pipelines
             runs += deleted.runs
         }

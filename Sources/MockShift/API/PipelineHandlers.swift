@@ -101,9 +101,12 @@ enum PipelineHandlers {
         guard try c.app.store.pipeline(namespace: c.namespace, id: id) != nil else {
             throw APIError(.notFound, "Pipeline not found")
         }
-        // Stored first: when the database cannot be written, the 503 leaves the live runs alone too.
-        _ = try c.app.store.deletePipeline(namespace: c.namespace, id: id)
-        c.app.engine.terminateRuns(namespace: c.namespace, pipelineID: id)
+        // Stored first: when the database cannot be written, the 503 leaves the live runs alone too. Not while a
+        // chatbot turn of the key is being set up on it (``ChatTurns/exclusive``).
+        try c.app.chatTurns.exclusive(c.namespace) {
+            _ = try c.app.store.deletePipeline(namespace: c.namespace, id: id)
+            c.app.engine.terminateRuns(namespace: c.namespace, pipelineID: id)
+        }
         return .json(.ok, ["status": "success"])
     }
 
