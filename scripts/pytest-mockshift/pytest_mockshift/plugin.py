@@ -142,6 +142,16 @@ class MockShift:
         """The run's timeline: created, node_started, first_token, tokens, paused, terminated, completed, ..."""
         return self._control("GET", f"runs/{run_id}/events")["events"]
 
+    def conversations(self, chatbot_id=None):
+        """This test's chatbot conversations, oldest first, each with its turns (user text, answer, run id, outcome:
+        completed, stopped or failed); only `chatbot_id`'s when given."""
+        params = {"chatbot_id": chatbot_id} if chatbot_id else None
+        return self._control("GET", "conversations", params=params)["conversations"]
+
+    def conversation(self, conversation_id):
+        """One conversation with its turns, as `conversations()` gives them."""
+        return self._control("GET", f"conversations/{conversation_id}")["conversation"]
+
     def stats(self):
         return self._control("GET", "stats")
 

@@ -116,3 +116,21 @@ def test_per_test_keys_start_from_the_daemons_fixtures(tmp_path):
                           cwd=tmp_path, env=env, capture_output=True, text=True, timeout=300)
     assert done.returncode == 0, done.stdout + done.stderr
     assert re.search(r"\b3 passed\b", done.stdout), done.stdout
+
+
+def test_conversation_helpers_show_this_tests_chatbot_turns(mockshift_manual):
+    from vectorshift.chatbot import Chatbot
+
+    bot = Chatbot.new(name="helpers-bot", description="", pipeline_id=build("helpers-chat").id)
+    lines = bot.run("Write 100 words.", stream=True)
+    first = next(line for line in lines if line.startswith(b"data: "))  # the start event: the run exists
+    run_id = first.split(b'"run_id":"')[1].split(b'"')[0].decode()
+    mockshift_manual.advance(400 + 3 * 25)  # three tokens
+    Pipeline.fetch(id=bot.pipeline_id).terminate(run_id=run_id)
+    list(lines)
+    [conversation] = mockshift_manual.conversations(chatbot_id=bot.id)
+    assert mockshift_manual.conversation(conversation["id"]) == conversation
+    [turn] = conversation["turns"]
+    assert (turn["run_id"], turn["outcome"], turn["user_text"]) == (run_id, "stopped", "Write 100 words.")
+    assert len(turn["answer"].split()) == 3
+    assert mockshift_manual.conversations(chatbot_id="0" * 24) == []
