@@ -12,13 +12,14 @@ from conftest import BIN, REPO, build_streaming_pipeline, point_sdk, unique
 from test_docs_example import check_output, extract_example
 
 FIXTURES = REPO / "fixtures"
+ALL_FIXTURES = ["streaming_chat", "support_chat", "terminate_example", "two_llm_chain"]
 
 
 def test_fixtures_load_before_ready_into_the_default_namespace(new_daemon, tmp_path):
     daemon = new_daemon("--fixtures", str(FIXTURES))
     assert requests.get(f"{daemon.root}/_mock/ready").json() == {"status": "ready"}
     Pipeline = point_sdk(daemon, None)  # no key: the SDK sends `Bearer None`, the namespace `default`
-    assert {p.name for p in Pipeline.list(verbose=True)} == {"terminate_example", "two_llm_chain", "streaming_chat"}
+    assert {p.name for p in Pipeline.list(verbose=True)} == set(ALL_FIXTURES)
     chain = Pipeline.fetch(name="two_llm_chain")
     outputs = chain.run(inputs={"topic": "tape drives"})["outputs"]
     assert set(outputs) == {"outline_text", "essay_text"}
@@ -58,6 +59,16 @@ def test_loading_again_after_a_restart_does_not_duplicate(new_daemon, tmp_path):
     ('{"llm": [{"response": "hi", "ttft_ms": -5}]}', "llm[0]: ttft_ms must be"),
     ('{"faults": [{}]}', "faults[0]: a fault needs one of"),
     ('{"surprise": 1}', "surprise: unknown key"),
+    ('{"chatbots": [{"name": "bot", "pipeline": "nowhere"}]}', "chatbots[0]: pipeline 'nowhere' is not a fixture pipeline"),
+    ('{"chatbots": [{"name": "bot"}]}', "chatbots[0]: pipeline is required"),
+    ('{"chatbots": [{"name": "bot", "pipeline": {"name": "p", "version": "1.0.0"}}]}', "chatbots[0]: pipeline.version"),
+    ('{"chatbots": [{"name": "bot", "pipeline": "p", "colour": 1}]}', "chatbots[0]: unknown key 'colour'"),
+    ('{"pipelines": [{"name": "p", "nodes": {"q": {"type": "input"}, "a": {"type": "output"}}}],'
+     ' "chatbots": [{"name": "bot", "pipeline": "p", "output": "missing"}]}',
+     "chatbots[0]: Output name not found: the pipeline has no output node named 'missing'"),
+    ('{"pipelines": [{"name": "p", "nodes": {"q": {"type": "input"}, "a": {"type": "output"}}}],'
+     ' "chatbots": [{"name": "bot", "pipeline": "p"}, {"name": "bot", "pipeline": "p"}]}',
+     "chatbots[1]: a chatbot named 'bot' is defined twice"),
     ('[1, 2]', "(file): not a JSON object"),
     ('not json', "broken.json: line 1, column 1: unexpected character"),
     ('{\n  "pipelines": [\n    {"name": "x",}\n  ]\n}', "broken.json: line 3, column 18: expected a string key"),
@@ -82,9 +93,13 @@ def test_seed_script_loads_a_folder_into_a_running_daemon_for_a_key(daemon, api_
         done = subprocess.run([sys.executable, str(REPO / "scripts" / "seed"), str(FIXTURES), "--url", root,
                                "--api-key", api_key], capture_output=True, text=True, timeout=120)
         assert done.returncode == 0, done.stderr
-        assert "seeded 3 pipeline(s), 2 scripted answer(s), 0 fault(s)" in done.stdout
+        assert "seeded 4 pipeline(s), 1 chatbot(s), 2 scripted answer(s), 0 fault(s)" in done.stdout
+        bots = requests.get(f"{root}/v1/chatbots", params={"verbose": "true"},
+                            headers={"Authorization": f"Bearer {api_key}"}).json()["objects"]
+        assert [b["name"] for b in bots] == ["support_bot"], "seeding again keeps the one chatbot"
     Pipeline = point_sdk(daemon, api_key)
-    assert sorted(p.name for p in Pipeline.list(verbose=True)) == ["streaming_chat", "terminate_example", "two_llm_chain"]
+    assert sorted(p.name for p in Pipeline.list(verbose=True)) == ALL_FIXTURES
+    assert bots[0]["pipeline"]["id"] == Pipeline.fetch(name="support_chat").id
     scripts = requests.get(f"{root}/_mock/llm", headers={"Authorization": f"Bearer {api_key}"}).json()["scripts"]
     assert len(scripts) == 2, "seeding again replaces identical scripted answers"
     done = subprocess.run([sys.executable, str(REPO / "scripts" / "seed"), "/nonexistent", "--url", root],
@@ -165,7 +180,6 @@ def fixture_names(daemon, key):
     return sorted(p["name"] for p in r.json()["objects"])
 
 
-ALL_FIXTURES = ["streaming_chat", "terminate_example", "two_llm_chain"]
 
 
 def test_every_key_starts_from_the_fixtures_and_reset_returns_to_them(new_daemon, tmp_path):
@@ -185,7 +199,7 @@ def test_every_key_starts_from_the_fixtures_and_reset_returns_to_them(new_daemon
                         headers=headers(key_b)).status_code == 200
     # A deletes one; B still has it.
     point_sdk(daemon, key_a).fetch(name="two_llm_chain").delete()
-    assert fixture_names(daemon, key_a) == ["streaming_chat", "terminate_example"]
+    assert fixture_names(daemon, key_a) == [n for n in ALL_FIXTURES if n != "two_llm_chain"]
     assert fixture_names(daemon, key_b) == ALL_FIXTURES
     # A resets: back to the fixtures, scripted answers included (once each).
     assert requests.post(f"{daemon.root}/_mock/reset", headers=headers(key_a)).status_code == 200
@@ -197,7 +211,7 @@ def test_every_key_starts_from_the_fixtures_and_reset_returns_to_them(new_daemon
     b_ids = {p.id for p in point_sdk(daemon, key_b).list()}
     assert daemon.stop() == 0
     daemon = new_daemon("--fixtures", str(FIXTURES), "--admin-key", "admin-key-1234", db=db)
-    assert fixture_names(daemon, key_a) == ["streaming_chat", "terminate_example"]
+    assert fixture_names(daemon, key_a) == [n for n in ALL_FIXTURES if n != "two_llm_chain"]
     assert {p.id for p in point_sdk(daemon, key_b).list()} == b_ids, "B's pipelines are kept, not seeded again"
     assert fixture_names(daemon, key_c) == ALL_FIXTURES
     # Scripted answers live in memory: A has them again after the restart.
@@ -247,3 +261,45 @@ def test_fixture_nodes_without_a_name_are_named_after_their_key(new_daemon, tmp_
     Pipeline = point_sdk(daemon, unique("nameless"))
     pipeline = Pipeline.fetch(name="nameless")
     assert pipeline.run(inputs={"question": "hi"})["outputs"] == {"answer": "hi!"}
+
+
+def chatbots_of(daemon, key):
+    r = requests.get(f"{daemon.url}/chatbots", params={"verbose": "true"}, headers=headers(key), timeout=30)
+    assert r.status_code == 200, r.text
+    return {b["name"]: b for b in r.json()["objects"]}
+
+
+def test_fixture_chatbots_reach_every_key_and_survive_restart_and_reset(new_daemon, tmp_path):
+    """Issue 12 item 6: a fixture chatbot names its pipeline by name; every key starts with it, linked to its own
+    copy of the pipeline; a restart keeps its id and conversations (updated by name); reset returns to it."""
+    from vectorshift.chatbot import Chatbot
+    db = tmp_path / "bots.sqlite3"
+    key = unique("bots")
+    daemon = new_daemon("--fixtures", str(FIXTURES), "--time-scale", "0", db=db)
+    Pipeline = point_sdk(daemon, key)
+    bot = Chatbot.fetch(name="support_bot")
+    assert bot.pipeline_id == Pipeline.fetch(name="support_chat").id
+    assert chatbots_of(daemon, None)["support_bot"]["pipeline"]["id"] == point_sdk(daemon, None).fetch(name="support_chat").id
+    assert chatbots_of(daemon, None)["support_bot"]["_id"] != bot.id, "each key has its own chatbot"
+    Pipeline = point_sdk(daemon, key)
+    first = bot.run("My order 1234 is late.")
+    assert first["status"] == "success" and first["output_message"], first
+    cid = first["conversation_id"]
+    second = bot.run("Any news?", conversation_id=cid)
+    assert second["conversation_id"] == cid and second["output_message"] != first["output_message"], \
+        "the second answer sees the first turn through the chat_memory node"
+    default_id = chatbots_of(daemon, None)["support_bot"]["_id"]
+    assert daemon.stop() == 0
+    daemon = new_daemon("--fixtures", str(FIXTURES), "--time-scale", "0", db=db)
+    assert chatbots_of(daemon, None)["support_bot"]["_id"] == default_id, "default's chatbot is updated by name, not duplicated"
+    assert list(chatbots_of(daemon, key)) == ["support_bot"]
+    r = requests.get(f"{daemon.root}/_mock/conversations/{cid}", headers=headers(key))
+    assert r.status_code == 200 and len(r.json()["conversation"]["turns"]) == 2, r.text
+    # Reset: the conversation goes, the chatbot comes back (a new one, on the key's new copy of the pipeline).
+    assert requests.post(f"{daemon.root}/_mock/reset", headers=headers(key)).status_code == 200
+    assert requests.get(f"{daemon.root}/_mock/conversations/{cid}", headers=headers(key)).status_code == 404
+    after = chatbots_of(daemon, key)
+    assert list(after) == ["support_bot"]
+    Pipeline = point_sdk(daemon, key)
+    assert after["support_bot"]["pipeline"]["id"] == Pipeline.fetch(name="support_chat").id
+    assert Chatbot.fetch(name="support_bot").run("Hello again")["status"] == "success"

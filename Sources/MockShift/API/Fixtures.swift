@@ -6,8 +6,9 @@ import Synchronization
 ///
 /// Every `*.json` file of the folder, in name order, is read once at start and checked as the API would check it.
 /// A file holds an object with any of `pipelines` (pipeline documents as the SDK sends them, plus `name` and
-/// optionally `deploy` and `bump`), `llm` (scripted answers, as `POST /_mock/llm` takes) and `faults` (as
-/// `POST /_mock/faults` takes), or is one pipeline document itself (an object with `name` and `nodes`). A node
+/// optionally `deploy` and `bump`), `chatbots` (``Chatbot``: a chatbot naming its pipeline by name, issue 12
+/// item 6), `llm` (scripted answers, as `POST /_mock/llm` takes) and `faults` (as `POST /_mock/faults` takes),
+/// or is one pipeline document itself (an object with `name` and `nodes`). A node
 /// without a `name` gets its key in `nodes` as its name (the SDK runs pipelines by node names; issue 11 item 9).
 ///
 /// The namespace `default` gets the fixtures at every start, updated by name (so a restart on the same database
@@ -24,7 +25,7 @@ public enum Fixtures {
 
     /// What was loaded.
     public struct Summary: Sendable {
-        public var files = 0, pipelines = 0, scripts = 0, faults = 0
+        public var files = 0, pipelines = 0, chatbots = 0, scripts = 0, faults = 0
     }
 
     /// The namespace of requests without a key, loaded at start.
@@ -66,20 +67,55 @@ public enum Fixtures {
         }
     }
 
+    /// One fixture chatbot, checked once at start against the fixture pipeline it names: `{"name", "pipeline":
+    /// PIPELINE_NAME | {"name": PIPELINE_NAME, "version"?: "latest"}, "input"?, "output"?, "description"?,
+    /// "deployed"?, "deployment_options"?, "access_config"?, "twilio_config"?, "slack_config"?}`. It runs the
+    /// pipeline's latest deployed version (a fixture pipeline's deploys are renumbered at every start of `default`,
+    /// so a pinned version is refused); empty `input`/`output` are resolved as `POST /chatbot` does (SPEC §9).
+    struct Chatbot: Sendable {
+        var name: String
+        var pipelineName: String
+        var input: String
+        var output: String
+        var description: String
+        var deployed: Bool
+        var configs: JSONObject
+
+        static let keys = Set(["name", "pipeline", "input", "output", "description", "deployed"])
+            .union(ChatbotHandlers.configKeys)
+
+        /// How it is written into `namespace`: over the namespace's chatbot of the same name (keeping its id and
+        /// conversations), else as a new chatbot, linked to the namespace's pipeline of `pipelineName`.
+        func seed(into namespace: String) -> Store.SeedChatbot {
+            Store.SeedChatbot(name: name, pipelineName: pipelineName) { existing, pipelineID in
+                let now = wallClockMicros()
+                return ChatbotRecord(id: existing?.id ?? IDs.make(), namespace: namespace, name: name,
+                                     description: description, pipelineID: pipelineID, pipelineVersion: nil,
+                                     input: input, output: output, deployed: deployed, configs: configs,
+                                     createdAt: existing?.createdAt ?? now,
+                                     modifiedAt: max(now, (existing?.modifiedAt ?? 0) + 1))
+            }
+        }
+    }
+
     /// Everything a fixture folder defines, parsed once and kept in memory: what a namespace starts from.
     struct Contents: Sendable {
         var pipelines: [Pipeline] = []
+        var chatbots: [Chatbot] = []
+        /// Where each chatbot was defined (file, field, name), to name it when its pipeline check fails.
+        var chatbotFields: [(file: String, field: String, name: String)] = []
         /// Scripted answers and fault rules as written in the files (checked when loaded into `default`).
         var llm: [JSONObject] = []
         var faults: [JSONObject] = []
 
-        /// Writes the pipelines into `namespace` (``Store/seedNamespace(_:mode:pipelines:)``), then adds the
+        /// Writes the pipelines and chatbots into `namespace` (``Store/seedNamespace(_:mode:pipelines:chatbots:)``), then adds the
         /// scripted answers and fault rules, which live in memory (an equal rule already there is replaced, so
         /// adding them again does not double them). With `.ifNew` and a namespace seeded already (before a
         /// restart), only the rules are added: the pipelines are as the user left them.
         @discardableResult
         func apply(to namespace: String, mode: Store.SeedMode, app: MockShiftApp) throws -> (pipelines: Int, runs: Int) {
-            let outcome = try app.store.seedNamespace(namespace, mode: mode, pipelines: pipelines.map { $0.seed(into: namespace) })
+            let outcome = try app.store.seedNamespace(namespace, mode: mode, pipelines: pipelines.map { $0.seed(into: namespace) },
+                                                      chatbots: chatbots.map { $0.seed(into: namespace) })
             for rule in llm { try app.llmScripts.add(namespace: namespace, rule) }
             for rule in faults { _ = try app.faults.add(namespace: namespace, rule) }
             return outcome.deleted
@@ -113,6 +149,7 @@ public enum Fixtures {
             try parse(object, file: path, into: &fixtures, rules: &rules)
             summary.files += 1
         }
+        try checkChatbots(&fixtures)
         for entry in rules {
             do {
                 if entry.llm { try app.llmScripts.add(namespace: namespace, entry.rule) } else { _ = try app.faults.add(namespace: namespace, entry.rule) }
@@ -122,8 +159,10 @@ public enum Fixtures {
                 throw LoadError(file: entry.file, field: entry.field, message: error.message)
             }
         }
-        try app.store.seedNamespace(namespace, mode: .always, pipelines: fixtures.pipelines.map { $0.seed(into: namespace) })
+        try app.store.seedNamespace(namespace, mode: .always, pipelines: fixtures.pipelines.map { $0.seed(into: namespace) },
+                                    chatbots: fixtures.chatbots.map { $0.seed(into: namespace) })
         summary.pipelines = fixtures.pipelines.count
+        summary.chatbots = fixtures.chatbots.count
         summary.scripts = fixtures.llm.count
         summary.faults = fixtures.faults.count
         app.fixtureSeeder.install(fixtures, seeded: namespace)
@@ -143,6 +182,8 @@ public enum Fixtures {
 
     static func parse(_ object: JSONObject, file: String, into fixtures: inout Contents,
                       rules: inout [(file: String, field: String, llm: Bool, rule: JSONObject)]) throws {
+        var checks = fixtures.chatbotFields
+        defer { fixtures.chatbotFields = checks }
         func each(_ key: String, _ body: (String, JSONObject) throws -> Void) throws {
             guard let value = object[key] else { return }
             guard let items = value.arrayValue else { throw LoadError(file: file, field: key, message: "must be a list") }
@@ -160,11 +201,19 @@ public enum Fixtures {
             }
             return
         }
-        let known: Set<String> = ["pipelines", "llm", "faults"]
+        let known: Set<String> = ["pipelines", "chatbots", "llm", "faults"]
         if let unknown = object.keys.first(where: { !known.contains($0) }) {
-            throw LoadError(file: file, field: unknown, message: "unknown key (expected pipelines, llm, faults, or a pipeline with nodes)")
+            throw LoadError(file: file, field: unknown, message: "unknown key (expected pipelines, chatbots, llm, faults, or a pipeline with nodes)")
         }
         try each("pipelines") { _, entry in fixtures.pipelines.append(try pipeline(entry)) }
+        try each("chatbots") { field, entry in
+            let bot = try chatbot(entry)
+            if fixtures.chatbots.contains(where: { $0.name == bot.name }) {
+                throw APIError(.badRequest, "a chatbot named '\(bot.name)' is defined twice")
+            }
+            fixtures.chatbots.append(bot)
+            checks.append((file, field, bot.name))
+        }
         try each("llm") { field, entry in
             fixtures.llm.append(entry)
             rules.append((file, field, true, entry))
@@ -172,6 +221,51 @@ public enum Fixtures {
         try each("faults") { field, entry in
             fixtures.faults.append(entry)
             rules.append((file, field, false, entry))
+        }
+    }
+
+    /// A fixture chatbot's own fields (its pipeline is checked once every file is read: ``checkChatbots(_:)``).
+    static func chatbot(_ doc: JSONObject) throws -> Chatbot {
+        if let unknown = doc.keys.sorted().first(where: { !Chatbot.keys.contains($0) }) {
+            throw APIError(.badRequest, "unknown key '\(unknown)' (expected \(Chatbot.keys.sorted().joined(separator: ", ")))")
+        }
+        guard let name = try doc.string("name"), !name.isEmpty else { throw APIError(.badRequest, "name is required") }
+        let pipelineName: String?
+        switch doc["pipeline"] {
+        case let .string(text)?: pipelineName = text
+        case let .object(link)?:
+            pipelineName = try link.string("name")
+            let version = try link.string("version")
+            guard version == nil || version == "latest" else {
+                throw APIError(.badRequest, "pipeline.version: a fixture chatbot runs its pipeline's latest version (\"latest\" or absent)")
+            }
+        default: pipelineName = nil
+        }
+        guard let pipelineName, !pipelineName.isEmpty else {
+            throw APIError(.badRequest, "pipeline is required: the name of a fixture pipeline, or {\"name\": …}")
+        }
+        var configs = JSONObject()
+        for key in ChatbotHandlers.configKeys { configs[key] = .object(try doc.object(key)) }
+        return Chatbot(name: name, pipelineName: pipelineName, input: try doc.string("input") ?? "",
+                       output: try doc.string("output") ?? "", description: try doc.string("description") ?? "",
+                       deployed: try doc.bool("deployed"), configs: configs)
+    }
+
+    /// Each fixture chatbot names a fixture pipeline (the last one of that name, as seeding keeps the last) with
+    /// the input and output nodes it names; empty names are resolved here, once, as `POST /chatbot` resolves them.
+    static func checkChatbots(_ fixtures: inout Contents) throws {
+        for (i, bot) in fixtures.chatbots.enumerated() {
+            let place = fixtures.chatbotFields[i]
+            guard let pipeline = fixtures.pipelines.last(where: { $0.name == bot.pipelineName }) else {
+                throw LoadError(file: place.file, field: place.field,
+                                message: "pipeline '\(bot.pipelineName)' is not a fixture pipeline")
+            }
+            do {
+                fixtures.chatbots[i].input = try ChatbotHandlers.nodeName(bot.input, of: "input", in: pipeline.nodes)
+                fixtures.chatbots[i].output = try ChatbotHandlers.nodeName(bot.output, of: "output", in: pipeline.nodes)
+            } catch let error as APIError {
+                throw LoadError(file: place.file, field: place.field, message: error.message)
+            }
         }
     }
 
@@ -207,7 +301,7 @@ public enum Fixtures {
 /// `MockShiftApp.respond` once the key is known), and `POST /_mock/reset` returns a namespace to them
 /// (``reset(_:app:)``).
 ///
-/// "Seen for the first time" survives restarts through the table `namespaces` (``Store/seedNamespace(_:mode:pipelines:)``):
+/// "Seen for the first time" survives restarts through the table `namespaces` (``Store/seedNamespace(_:mode:pipelines:chatbots:)``):
 /// a namespace recorded there keeps its pipelines as the user left them (deleted ones stay deleted), and only
 /// the scripted answers and fault rules, which live in memory, are added again; a namespace not recorded gets
 /// everything, pipelines matched by name. Fixture files changed between restarts therefore reach `default` (loaded

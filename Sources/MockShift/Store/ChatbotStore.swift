@@ -61,6 +61,47 @@ extension Store {
         }
     }
 
+    /// One chatbot of a namespace's starting state (`serve --fixtures`, issue 12 item 6): its `name`, the name of
+    /// the pipeline it links (a fixture pipeline, seeded in the same transaction), and how to write it given the
+    /// namespace's chatbot of that name (nil when there is none) and the pipeline's id. Called on the writer queue
+    /// inside the transaction: it must not call the store.
+    public struct SeedChatbot: Sendable {
+        public let name: String
+        public let pipelineName: String
+        public let make: @Sendable (_ existing: ChatbotRecord?, _ pipelineID: String) -> ChatbotRecord
+
+        public init(name: String, pipelineName: String,
+                    make: @escaping @Sendable (_ existing: ChatbotRecord?, _ pipelineID: String) -> ChatbotRecord) {
+            self.name = name
+            self.pipelineName = pipelineName
+            self.make = make
+        }
+    }
+
+    /// Writes one seeded chatbot over the namespace's chatbot of the same name (keeping its id, so its
+    /// conversations stay) or as a new one. A pipeline name the namespace lacks skips it: fixtures are checked
+    /// at load, so that happens only if a fixture pipeline failed to be written, and then the transaction fails.
+    static func seed(_ seed: SeedChatbot, namespace: String, in db: SQLiteConnection) throws {
+        guard let pipelineID = try db.query("""
+            SELECT id FROM pipelines WHERE namespace = ? AND name = ? ORDER BY modified_at DESC, rowid DESC LIMIT 1
+            """, [.text(namespace), .text(seed.pipelineName)]).first?[0].text else { return }
+        let existing = try db.query("""
+            SELECT \(Store.chatbotColumns) FROM chatbots WHERE namespace = ? AND name = ?
+            ORDER BY modified_at DESC, rowid DESC LIMIT 1
+            """, [.text(namespace), .text(seed.name)]).first.map(Store.chatbot(from:))
+        let b = seed.make(existing, pipelineID)
+        try db.query("""
+            INSERT INTO chatbots (\(Store.chatbotColumns)) VALUES (?,?,?,?,?,?,?,?,?,?,?,?)
+            ON CONFLICT(id) DO UPDATE SET name = excluded.name, description = excluded.description,
+                pipeline_id = excluded.pipeline_id, pipeline_version = excluded.pipeline_version,
+                input = excluded.input, output = excluded.output, deployed = excluded.deployed,
+                configs = excluded.configs, modified_at = excluded.modified_at
+            """, [.text(b.id), .text(namespace), .text(b.name), .text(b.description), .text(b.pipelineID),
+                  b.pipelineVersion.map(SQLValue.text) ?? .null, .text(b.input), .text(b.output),
+                  .int(b.deployed ? 1 : 0), .text(JSON.object(b.configs).encodedString()),
+                  .int(b.createdAt), .int(b.modifiedAt)])
+    }
+
     // MARK: Conversations
 
     /// Creates an empty conversation of `chatbotID`.

@@ -621,7 +621,7 @@ public final class Store: @unchecked Sendable {
         }
     }
 
-    /// When ``seedNamespace(_:mode:pipelines:)`` writes a namespace's starting pipelines.
+    /// When ``seedNamespace(_:mode:pipelines:chatbots:)`` writes a namespace's starting pipelines.
     public enum SeedMode: Sendable {
         /// Only if the namespace is not recorded as seeded yet (a key seen for the first time).
         case ifNew
@@ -644,15 +644,16 @@ public final class Store: @unchecked Sendable {
         }
     }
 
-    /// Gives `namespace` its starting pipelines (the fixtures, `serve --fixtures`) in one write transaction, and
+    /// Gives `namespace` its starting pipelines and chatbots (the fixtures, `serve --fixtures`; chatbots after the
+    /// pipelines they link, ``SeedChatbot``) in one write transaction, and
     /// records in the table `namespaces` that it was seeded, so that this survives restarts (issue 11 item 8).
     /// Each pipeline is matched by name in the namespace (the most recently modified one), so seeding never
     /// duplicates a pipeline the namespace already has under that name. With ``SeedMode/ifNew`` and a namespace
     /// recorded already, nothing is written. Returns whether the pipelines were written, and what ``SeedMode/reset``
     /// deleted first. Throws ``SQLiteError``, or what a `make` throws (then nothing is written).
     @discardableResult
-    public func seedNamespace(_ namespace: String, mode: SeedMode,
-                              pipelines: [SeedPipeline]) throws -> (seeded: Bool, deleted: (pipelines: Int, runs: Int)) {
+    public func seedNamespace(_ namespace: String, mode: SeedMode, pipelines: [SeedPipeline],
+                              chatbots: [SeedChatbot] = []) throws -> (seeded: Bool, deleted: (pipelines: Int, runs: Int)) {
         try write { db in
             var deleted = (pipelines: 0, runs: 0)
             if mode == .reset { deleted = try Store.deleteNamespace(namespace, in: db) }
@@ -668,6 +669,7 @@ public final class Store: @unchecked Sendable {
                 try Store.upsertPipeline(record, in: db)
                 if let version { try Store.insertVersion(version, in: db) }
             }
+            for seed in chatbots { try Store.seed(seed, namespace: namespace, in: db) }
             return (true, deleted)
         }
     }

@@ -83,7 +83,7 @@ def test_fault_and_script_llm_helpers(mockshift):
 FIXTURE_TESTS = '''
 from vectorshift.pipeline import Pipeline
 
-ALL = ["streaming_chat", "terminate_example", "two_llm_chain"]
+ALL = ["streaming_chat", "support_chat", "terminate_example", "two_llm_chain"]
 
 
 def names():
@@ -93,14 +93,14 @@ def names():
 def test_deletes_one_then_reset_brings_it_back(mockshift):
     assert names() == ALL
     Pipeline.fetch(name="two_llm_chain").delete()
-    assert names() == ["streaming_chat", "terminate_example"]
+    assert names() == ["streaming_chat", "support_chat", "terminate_example"]
     mockshift.reset()
     assert names() == ALL
 
 
 def test_deletes_one(mockshift):
     Pipeline.fetch(name="terminate_example").delete()
-    assert names() == ["streaming_chat", "two_llm_chain"]
+    assert names() == ["streaming_chat", "support_chat", "two_llm_chain"]
 
 
 def test_still_has_every_fixture(mockshift):
