@@ -16,6 +16,8 @@ public final class StreamBody: Sendable {
         /// Bytes of `pending` already handed to libmicrohttpd (compacted now and then, not per read).
         var offset = 0
         var finished = false
+        /// Ends with a dropped connection instead of the chunked terminator (``breakOff(with:)``).
+        var brokenOff = false
         var aborted = false
         var suspended = false
         var closed = false
@@ -53,6 +55,19 @@ public final class StreamBody: Sendable {
             guard !st.finished, !st.closed else { return }
             st.pending.append(contentsOf: bytes)
             st.finished = true
+            wake(&st)
+        }
+    }
+
+    /// Queues `bytes` (may be empty) as the last data, then drops the connection instead of ending the body: the
+    /// client gets those bytes and then a connection closed without the chunked terminator, as when the network
+    /// fails mid-stream (an injected fault). The `onClose` handlers run as for a client that went away.
+    public func breakOff(with bytes: [UInt8] = []) {
+        state.withLock { st in
+            guard !st.finished, !st.closed, !st.aborted else { return }
+            st.pending.append(contentsOf: bytes)
+            st.finished = true
+            st.brokenOff = true
             wake(&st)
         }
     }
@@ -124,6 +139,10 @@ public final class StreamBody: Sendable {
                     st.offset = 0
                 }
                 return n
+            }
+            if st.finished && st.brokenOff {
+                st.aborted = true  // wound up on release like a client that went away
+                return Int(MHD_CONTENT_READER_END_WITH_ERROR)
             }
             if st.finished { return Int(MHD_CONTENT_READER_END_OF_STREAM) }
             guard let connection = st.connection else { return Int(MHD_CONTENT_READER_END_WITH_ERROR) }

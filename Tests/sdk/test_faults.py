@@ -6,7 +6,7 @@ import pytest
 import requests
 from vectorshift.request import ApiConnectionError, InternalServerError, PipelineRunFailedError
 
-from conftest import build_llm_pipeline, build_streaming_pipeline, unique
+from conftest import build_llm_pipeline, build_streaming_pipeline, unique, wait_for
 
 
 def fault(daemon, key, **rule):
@@ -93,3 +93,25 @@ def test_bad_fault_rules_are_400(daemon, api_key):
                           ({"status": 500, "probability": 2}, "probability"), ({"path": "no-slash", "status": 500}, "path")]:
         r = requests.post(f"{daemon.root}/_mock/faults", json=rule, headers=headers)
         assert r.status_code == 400 and message in r.json()["error"], (rule, r.text)
+
+
+def test_stream_cut_fault_drops_a_pipeline_stream_after_n_events(sdk, daemon, api_key):
+    """`cut_stream_after_events`: the client reads the start event and one token, then the connection breaks
+    (no result event); the run itself goes on to completion (SPEC §5: a lost client does not stop it)."""
+    pipeline = build_streaming_pipeline(sdk, unique("cut-fault"))
+    fault(daemon, api_key, method="POST", path="/v1/pipeline/*/run", cut_stream_after_events=2, times=1)
+    chunks = []
+    with pytest.raises(requests.exceptions.ChunkedEncodingError):
+        for chunk in pipeline.stream(inputs={"input_0": "Write 30 words."}):
+            chunks.append(chunk)
+    assert [c.type for c in chunks] == ["start", "stream"], [c.type for c in chunks]
+    run_id = chunks[0].run_id
+    status = wait_for(lambda: (s := pipeline.run_status(run_id))["status"] != "in_progress" and s,
+                      message="the cut run to finish")
+    assert status["status"] == "completed", status
+    # Used up: the next stream ends with its result.
+    assert [c.type for c in pipeline.stream(inputs={"input_0": "Write 3 words."})][-1] == "result"
+    with pytest.raises(requests.HTTPError) as bad:
+        requests.post(f"{daemon.root}/_mock/faults", json={"cut_stream_after_events": -1},
+                      headers={"Authorization": f"Bearer {api_key}"}, timeout=10).raise_for_status()
+    assert bad.value.response.status_code == 400

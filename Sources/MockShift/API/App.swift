@@ -106,18 +106,18 @@ public final class MockShiftApp: HTTPResponder {
                     return
                 }
             }
-            try dispatch(request, namespace: namespace, writer: writer, llmFailures: [])
+            try dispatch(request, namespace: namespace, writer: writer, effect: nil)
         } catch {
             answer(error, request, writer)
         }
     }
 
     /// Routes and runs the handler.
-    private func dispatch(_ request: Request, namespace: String, writer: ReplyWriter,
-                          llmFailures: [RunOptions.LLMFailure]) throws {
+    private func dispatch(_ request: Request, namespace: String, writer: ReplyWriter, effect: Faults.Effect?) throws {
         let (handler, parameters) = try router.match(request.head.method, request.path)
         let context = HandlerContext(app: self, request: request, namespace: namespace, parameters: parameters,
-                                     writer: writer, injectedLLMFailures: llmFailures)
+                                     writer: writer, injectedLLMFailures: effect?.llmFailures ?? [],
+                                     injectedStreamCut: effect?.cutStreamAfter)
         switch try handler(context) {
         case let .json(status, body): writer.send(Self.json(status, body))
         case let .empty(status, headers): writer.send(Response(status: status, headerFields: headers))
@@ -152,14 +152,15 @@ public final class MockShiftApp: HTTPResponder {
     }
 
     /// Applies an injected fault: after its delay (real time, whatever the clock), drop the connection, answer
-    /// with the rule's status and body, or serve the request normally (with LLM failures for the runs it starts).
+    /// with the rule's status and body, or serve the request normally (with LLM failures for the runs it starts,
+    /// and a cut for the stream it opens).
     private func inject(_ effect: Faults.Effect, _ request: Request, namespace: String, writer: ReplyWriter) {
         let proceed: @Sendable () -> Void = { [self] in
             if effect.drop { return writer.send(.dropConnection) }
             if let response = effect.response {
                 return writer.send(Self.json(HTTPResponse.Status(code: response.status), response.body))
             }
-            do { try dispatch(request, namespace: namespace, writer: writer, llmFailures: effect.llmFailures) } catch {
+            do { try dispatch(request, namespace: namespace, writer: writer, effect: effect) } catch {
                 answer(error, request, writer)
             }
         }

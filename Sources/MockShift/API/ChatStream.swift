@@ -13,14 +13,17 @@ final class ChatStream: Sendable {
         var runID = ""
         /// A token of the output went out.
         var streamed = false
+        var cut: StreamCut
     }
-    private let state = Mutex(State())
+    private let state: Mutex<State>
     private let keepAlive: KeepAlive
     private let conversationID: String
     private let output: String
 
-    /// `output`: the chatbot's output node name, the only output whose tokens are sent.
-    init(scheduler: Scheduler, conversationID: String, output: String) {
+    /// `output`: the chatbot's output node name, the only output whose tokens are sent. `cutAfter`: an injected
+    /// fault's event count after which the connection is dropped (``StreamCut``).
+    init(scheduler: Scheduler, conversationID: String, output: String, cutAfter: Int? = nil) {
+        state = Mutex(State(cut: StreamCut(after: cutAfter)))
         keepAlive = KeepAlive(body: body, scheduler: scheduler)
         self.conversationID = conversationID
         self.output = output
@@ -37,13 +40,13 @@ final class ChatStream: Sendable {
         switch event {
         case let .started(run):
             state.withLock { $0.runID = run.id }
-            write(frame("start", ["status": "in_progress", "type": "start", "conversation_id": .string(conversationID),
-                                  "run_id": .string(run.id), "pipeline_run_id": .string(run.id)]))
+            write([frame("start", ["status": "in_progress", "type": "start", "conversation_id": .string(conversationID),
+                                   "run_id": .string(run.id), "pipeline_run_id": .string(run.id)])])
             keepAlive.start()
         case let .tokens(outputs, tokens):
             guard outputs.contains(output) else { return }
             let runID = state.withLock { s in s.streamed = true; return s.runID }
-            write(tokens.flatMap { token in
+            write(tokens.map { token in
                 frame("stream", ["type": "stream", "output_value": .string(token), "conversation_id": .string(conversationID),
                                  "run_id": .string(runID)])
             })
@@ -56,10 +59,10 @@ final class ChatStream: Sendable {
     /// `result` event, and ends the body.
     func finish(_ run: RunRecord, answer: String) {
         let streamed = state.withLock { s in s.runID = run.id; return s.streamed }
-        var bytes: [UInt8] = []
+        var frames: [[UInt8]] = []
         if run.status == .completed && !streamed && !answer.isEmpty {
-            bytes += frame("stream", ["type": "stream", "output_value": .string(answer), "conversation_id": .string(conversationID),
-                                      "run_id": .string(run.id)])
+            frames.append(frame("stream", ["type": "stream", "output_value": .string(answer), "conversation_id": .string(conversationID),
+                                      "run_id": .string(run.id)]))
         }
         var result: JSONObject
         switch run.status {
@@ -75,9 +78,10 @@ final class ChatStream: Sendable {
         }
         result["run_id"] = .string(run.id)
         result["pipeline_run_id"] = .string(run.id)
-        bytes += frame("result", result)
+        frames.append(frame("result", result))
         keepAlive.stop()
-        body.finish(with: bytes)
+        let (bytes, breakOff) = state.withLock { $0.cut.pass(frames) }
+        if breakOff { body.breakOff(with: bytes) } else { body.finish(with: bytes) }
     }
 
     private func frame(_ type: String, _ fields: JSONObject) -> [UInt8] {
@@ -87,8 +91,9 @@ final class ChatStream: Sendable {
         return bytes
     }
 
-    private func write(_ bytes: [UInt8]) {
+    private func write(_ frames: [[UInt8]]) {
         keepAlive.wrote()
-        body.write(bytes)
+        let (bytes, breakOff) = state.withLock { $0.cut.pass(frames) }
+        if breakOff { body.breakOff(with: bytes) } else { body.write(bytes) }
     }
 }

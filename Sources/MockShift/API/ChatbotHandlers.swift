@@ -206,7 +206,8 @@ enum ChatbotHandlers {
             let end = TurnEnd(app: app, conversationID: conversationID, output: output, userText: text, startedAt: wallClockMicros())
             let engine = app.engine
             if stream {
-                let events = ChatStream(scheduler: app.keepAliveScheduler, conversationID: conversationID, output: output)
+                let events = ChatStream(scheduler: app.keepAliveScheduler, conversationID: conversationID, output: output,
+                                        cutAfter: c.injectedStreamCut)
                 let run = try engine.start(namespace: namespace, pipelineID: pipeline.id, nodes: nodes, version: version,
                                            inputs: [input: .string(text)], options: options, mode: .stream,
                                            observer: { event in

@@ -12,11 +12,17 @@ final class EventStream: Sendable {
         var runID = ""
         /// Per output name: the bytes before and after a token's JSON string in its `stream` event.
         var tokenFrames: [String: (prefix: [UInt8], suffix: [UInt8])] = [:]
+        var cut: StreamCut
     }
-    private let state = Mutex(State())
+    private let state: Mutex<State>
     private let keepAlive: KeepAlive
+    /// Set once, at creation: the hot token path checks it without the lock.
+    private let cutArmed: Bool
 
-    init(scheduler: Scheduler) {
+    /// `cutAfter`: an injected fault's event count after which the connection is dropped (``StreamCut``).
+    init(scheduler: Scheduler, cutAfter: Int? = nil) {
+        state = Mutex(State(cut: StreamCut(after: cutAfter)))
+        cutArmed = cutAfter != nil
         keepAlive = KeepAlive(body: body, scheduler: scheduler)
         body.onClose { [keepAlive] in keepAlive.stop() }
     }
@@ -37,6 +43,11 @@ final class EventStream: Sendable {
             // The hot path (one call per token tick): splice each token between cached bytes instead of
             // building a JSON object per event; the bytes are the same as frame("stream", ...) would give.
             let parts = outputs.map(tokenFrame)
+            if cutArmed {  // a fault counts events: hand them over one by one
+                return write(tokens.flatMap { token in
+                    parts.map { $0.prefix + JSON.string(token).encoded() + $0.suffix }
+                })
+            }
             var bytes: [UInt8] = []
             bytes.reserveCapacity(tokens.count * outputs.count * 160)
             for token in tokens {
@@ -64,7 +75,9 @@ final class EventStream: Sendable {
         }
         state.withLock { $0.runID = run.id }
         keepAlive.stop()
-        body.finish(with: frame("result", fields))
+        let result = frame("result", fields)  // outside the lock: `frame` takes it
+        let (bytes, breakOff) = state.withLock { $0.cut.pass([result]) }
+        if breakOff { body.breakOff(with: bytes) } else { body.finish(with: bytes) }
     }
 
     private func tokenFrame(_ output: String) -> (prefix: [UInt8], suffix: [UInt8]) {
@@ -95,6 +108,7 @@ final class EventStream: Sendable {
 
     private func write(_ frames: [[UInt8]]) {
         keepAlive.wrote()
-        body.write(Array(frames.joined()))
+        let (bytes, breakOff) = state.withLock { $0.cut.pass(frames) }
+        if breakOff { body.breakOff(with: bytes) } else { body.write(bytes) }
     }
 }

@@ -22,6 +22,8 @@ final class Faults: Sendable {
         let llmNode: String?
         let llmFailAfter: Int?
         let llmMessage: String
+        /// Streams (SSE) of the request: events sent before the connection is dropped.
+        let cutStreamAfter: Int?
         var remaining: Int?
         let probability: Double
         let json: JSONObject
@@ -33,6 +35,8 @@ final class Faults: Sendable {
         var response: (status: Int, body: JSON)?
         var drop = false
         var llmFailures: [RunOptions.LLMFailure] = []
+        /// A stream the request opens is cut (connection dropped, no terminal event) after this many events.
+        var cutStreamAfter: Int?
     }
 
     private let book = RuleBook<Rule>()
@@ -43,7 +47,8 @@ final class Faults: Sendable {
 
     /// Parses and stores a rule; throws `.badRequest` naming the field.
     static let fields: Set<String> = ["method", "path", "pipeline_id", "status", "body", "delay_ms", "drop",
-                                      "node_id", "llm_fail_after_tokens", "message", "times", "probability"]
+                                      "node_id", "llm_fail_after_tokens", "message", "cut_stream_after_events", "times",
+                                      "probability"]
 
     func add(namespace: String, _ body: JSONObject) throws -> Rule {
         if let unknown = body.keys.first(where: { !Faults.fields.contains($0) }) {
@@ -73,6 +78,11 @@ final class Faults: Sendable {
             guard let n = raw.intValue, n >= 0 else { throw APIError(.badRequest, "llm_fail_after_tokens must be a whole number >= 0") }
             failAfter = Int(n)
         }
+        var cutAfter: Int?
+        if let raw = body["cut_stream_after_events"], raw != .null {
+            guard let n = raw.intValue, n >= 0 else { throw APIError(.badRequest, "cut_stream_after_events must be a whole number >= 0") }
+            cutAfter = Int(n)
+        }
         var times: Int?
         if let raw = body["times"], raw != .null {
             guard let n = raw.intValue, n >= 1 else { throw APIError(.badRequest, "times must be a whole number >= 1") }
@@ -81,8 +91,8 @@ final class Faults: Sendable {
         guard let probability = number("probability", default: 1), (0...1).contains(probability) else {
             throw APIError(.badRequest, "probability must be a number from 0 to 1")
         }
-        guard status != nil || drop || failAfter != nil || delay > 0 else {
-            throw APIError(.badRequest, "a fault needs one of status, delay_ms, drop, llm_fail_after_tokens")
+        guard status != nil || drop || failAfter != nil || cutAfter != nil || delay > 0 else {
+            throw APIError(.badRequest, "a fault needs one of status, delay_ms, drop, llm_fail_after_tokens, cut_stream_after_events")
         }
         let id = IDs.make()
         var echo = body
@@ -90,7 +100,7 @@ final class Faults: Sendable {
         let rule = Rule(id: id, namespace: namespace, method: method, path: path, pipelineID: try body.string("pipeline_id"),
                         status: status, body: body["body"], delayMs: delay, drop: drop, llmNode: try body.string("node_id"),
                         llmFailAfter: failAfter, llmMessage: try body.string("message") ?? "injected LLM failure",
-                        remaining: times, probability: probability, json: echo)
+                        cutStreamAfter: cutAfter, remaining: times, probability: probability, json: echo)
         try book.add(rule)
         return rule
     }
@@ -121,7 +131,7 @@ final class Faults: Sendable {
                     if draw >= rule.probability { continue }
                 }
                 if let r = rule.remaining { rules[i].remaining = r - 1 }
-                var effect = Effect(delayMs: rule.delayMs, drop: rule.drop)
+                var effect = Effect(delayMs: rule.delayMs, drop: rule.drop, cutStreamAfter: rule.cutStreamAfter)
                 if let status = rule.status {
                     effect.response = (status, rule.body ?? ["status": "failed", "error": .string("injected fault \(rule.id)")])
                 }

@@ -457,6 +457,7 @@ enum OpenAPI {
             Field("delay_ms", nullable(["type": "number", "minimum": 0, "maximum": 600_000]), form: string),
             Field.flag("drop", "close the connection without an answer"), Field.text("node_id"),
             Field("llm_fail_after_tokens", nullable(["type": "integer", "minimum": 0]), form: string),
+            Field("cut_stream_after_events", nullable(["type": "integer", "minimum": 0]), form: string),
             Field.text("message"), Field("times", nullable(["type": "integer", "minimum": 1]), form: string),
             Field("probability", nullable(["type": "number", "minimum": 0, "maximum": 1]), form: string),
         ]

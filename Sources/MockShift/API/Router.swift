@@ -22,6 +22,8 @@ public struct HandlerContext: Sendable {
     public let writer: ReplyWriter
     /// LLM failures an injected fault adds to the runs this request starts.
     public var injectedLLMFailures: [RunOptions.LLMFailure] = []
+    /// An injected fault's `cut_stream_after_events`: a stream this request opens is cut after that many events.
+    public var injectedStreamCut: Int? = nil
 
     /// True for a `HEAD` request, which the router gives to the `GET` handler (RFC 9110 §9.3.2: the same status
     /// and headers, no body; the transport leaves the body out). A handler that would start something for the

@@ -33,7 +33,7 @@ enum RunHandlers {
         let (nodes, version) = try runnableNodes(c, pipeline, body)
         let engine = c.app.engine
         if try body.bool("stream") {
-            let stream = EventStream(scheduler: c.app.keepAliveScheduler)
+            let stream = EventStream(scheduler: c.app.keepAliveScheduler, cutAfter: c.injectedStreamCut)
             let run = try engine.start(namespace: c.namespace, pipelineID: pipeline.id, nodes: nodes, version: version,
                                        inputs: inputs, options: options, mode: .stream,
                                        observer: { stream.send($0) }, onFinish: { stream.finish($0) })
