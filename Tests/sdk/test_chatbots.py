@@ -518,6 +518,23 @@ def test_a_stream_cut_by_a_fault_loses_the_connection_after_n_events(new_daemon,
     assert [k for k, _ in nxt][-1] == "result"
 
 
+def test_huge_text_is_413_and_changes_nothing_while_a_large_one_is_a_turn(new_daemon, api_key):
+    daemon = new_daemon("--max-body-mb", "1", "--time-scale", "0")
+    Pipeline = point_sdk(daemon, api_key)
+    http = Http(daemon, api_key)
+    bot = Chatbot.new(name=unique("bot"), description="", pipeline_id=build_llm_pipeline(Pipeline, unique("cb-huge")).id)
+    with pytest.raises(VectorshiftApiError) as e:
+        bot.run("x" * (2 << 20))
+    assert e.value.status_code == 413, e.value
+    assert http("GET", "/_mock/conversations").json()["conversations"] == []
+    assert http("GET", "/_mock/runs").json()["runs"] == []
+    large = "word " * 100_000  # 500 KB: under the limit, a turn like any other
+    answer = bot.run(large)
+    assert answer["status"] == "success"
+    [turn] = stored_turns(daemon, api_key, answer["conversation_id"], 1)
+    assert turn["user_text"] == large and turn["outcome"] == "completed"
+
+
 @pytest.mark.parametrize("how", ["delete", "reset"])
 def test_turns_racing_a_chatbot_delete_or_a_reset_are_stopped_never_answered_success(new_daemon, api_key, how):
     """Found by review: a turn still being set up when its chatbot was deleted (or the key reset) ran on and
