@@ -261,7 +261,7 @@ public final class MockShiftApp: HTTPResponder {
     /// (plus `run_id` when a run is concerned) for everything else (API.md §2).
     public static func render(_ error: APIError) -> Response {
         var body: JSONObject
-        if error.kind == .unauthorized {
+        if error.kind == .unauthorized || error.plainBody {
             body = ["error": .string(error.message)]
         } else {
             body = ["status": "failed", "error": .string(error.message)]

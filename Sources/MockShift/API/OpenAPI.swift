@@ -144,7 +144,7 @@ enum OpenAPI {
             item[method] = operation
             paths[path] = .object(item)
         }
-        for (method, path, op) in pipelineOperations() + runOperations() + chatbotOperations() + controlOperations() { add(method, path, op) }
+        for (method, path, op) in pipelineOperations() + runOperations() + chatbotOperations() + agentOperations() + controlOperations() { add(method, path, op) }
         return [
             "openapi": "3.0.3",
             "info": [
@@ -158,6 +158,7 @@ enum OpenAPI {
                 ["name": "pipelines", "description": "Pipeline CRUD (API.md §3)"],
                 ["name": "runs", "description": "Runs, status, terminate, pause, resume (API.md §4–5, SPEC §3–4)"],
                 ["name": "chatbots", "description": "Chatbots, their turns and Stop generating (API-CHAT.md §1, SPEC §9)"],
+                ["name": "agents", "description": "Agents and their functional runs (API-CHAT.md §3, SPEC §11); 4xx bodies are {\"error\": …}"],
                 ["name": "controls", "description": "Test controls outside /v1 (SPEC §7)"],
                 ["name": "dashboard", "description": "The live dashboard's files (issue 7), public"],
             ],
@@ -387,6 +388,57 @@ enum OpenAPI {
                 errors: ["400", "404"])),
             ("post", "/v1/pipeline/{id}/bulk-run", bulkOp),
             ("post", "/v1/pipeline/{id}/bulk_run", bulkOp),
+        ]
+    }
+
+    static func agentOperations() -> [(String, String, JSON)] {
+        let agentID = path("id", "Agent id (24 lowercase hex characters; any other text is simply unknown: 404).")
+        let io: JSON = ["type": "object", "additionalProperties": object([("name", string), ("io_type", string), ("description", nullable(string))])]
+        let fields = [Field.text("name", "non-empty", required: true),
+                      Field.jsonObject("llm_client_key", object([("provider", string), ("model_id", string)], required: ["provider", "model_id"]), "the model"),
+                      Field.text("agent_type", "functional (default) or conversational"), Field.text("instructions"),
+                      Field("tools", nullable(["anyOf": [anyObject, array(anyValue)]]), form: described(string, "JSON text")),
+                      Field.jsonObject("inputs", io, "keyed by the ids the SDK mints"), Field.jsonObject("outputs", io, "keyed by the ids the SDK mints"),
+                      Field.jsonObject("memory_config", anyObject, "stored as sent")]
+        /// The agent routes answer 400 and 404 as `{"error": …}` (API-CHAT §3.4).
+        func agentOp(_ summary: String, _ description: String, parameters: [JSON] = [], body: JSON? = nil, ok: JSON,
+                     errors: [String]) -> JSON {
+            var op = operation("agents", summary, description, parameters: parameters, body: body, ok: ok, errors: errors).objectValue!
+            var responses = op["responses"]!.objectValue!
+            if errors.contains("400") { responses["400"] = json("Malformed or missing fields.", ref("AuthError")) }
+            if errors.contains("404") { responses["404"] = json("Unknown agent (also another key's).", ref("AuthError")) }
+            op["responses"] = .object(responses)
+            return .object(op)
+        }
+        return [
+            ("post", "/v1/agent", agentOp("Create an agent (Agent.new)", "Kept as sent; Agent.new then fetches it.",
+                                          body: body(fields, required: ["name", "llm_client_key"]),
+                                          ok: json("Created.", success([("id", string)], required: ["id"])), errors: ["400"])),
+            ("get", "/v1/agent", agentOp("Fetch an agent (Agent.fetch)", "By `id` (and `name`: they must agree) or by `name`.",
+                                         parameters: [query("id", string, "agent id"), query("name", string, "agent name"),
+                                                      query("username", string, "ignored"), query("org_name", string, "ignored")],
+                                         ok: json("The agent as saved, plus _id, mainBranch, agent_type, timestamps.", success([("object", anyObject)], required: ["object"])),
+                                         errors: ["400", "404"])),
+            ("get", "/v1/agents", agentOp("List agents (Agent.list)", "Newest first; `objects` with verbose=true, else `object_ids`.",
+                                          parameters: [query("include_shared", string, "ignored"), query("verbose", string, "true: objects"),
+                                                       query("offset", integer, ">= 0"), query("limit", integer, ">= 0 (at most 10000 are returned)")],
+                                          ok: json("The caller's agents.", success([("objects", array(anyObject)), ("object_ids", array(string))])),
+                                          errors: ["400"])),
+            ("post", "/v1/update/agent/{id}", agentOp("Save an agent (agent.save)", "Replaces it; deploy=true also snapshots a version (SPEC §8).",
+                                                      parameters: [agentID],
+                                                      body: body(fields + [Field.flag("deploy", "snapshot a version"), Field.text("bump", "major, minor or patch"),
+                                                                           Field.text("branch_id", "ignored"), Field.text("description")], required: ["name", "llm_client_key"]),
+                                                      ok: json("Saved.", success([("id", string), ("version", string)], required: ["id"])),
+                                                      errors: ["400", "404"])),
+            ("delete", "/v1/agent/{id}", agentOp("Delete an agent", "With its versions.", parameters: [agentID],
+                                                 ok: json("Deleted.", ref("Success")), errors: ["404"])),
+            ("post", "/v1/agent/{id}/run", agentOp(
+                "Run a functional agent (Agent.run)",
+                "Waits the simulated LLM time; outputs keyed by output id. 500 `Failed to run agent: …` when the run fails.",
+                parameters: [agentID],
+                body: body([Field.jsonObject("inputs", anyObject, "values by input name"), Field.text("additional_instructions")], files: true),
+                ok: json("The outputs.", success([("run_id", string), ("outputs", anyObject)], required: ["run_id", "outputs"])),
+                errors: ["400", "404", "500", "503"])),
         ]
     }
 

@@ -32,6 +32,13 @@ extension Router {
         r.add(.delete, "/v1/chatbot/:id", ChatbotHandlers.delete)
         r.add(.post, "/v1/chatbot/:id/run", ChatbotHandlers.run)
         r.add(.post, "/v1/chatbot/:id/terminate", ChatbotHandlers.terminate)
+        // Agents (API-CHAT.md §3, SPEC §11; AgentHandlers.swift)
+        r.add(.post, "/v1/agent", AgentHandlers.create)
+        r.add(.get, "/v1/agent", AgentHandlers.fetch)
+        r.add(.get, "/v1/agents", AgentHandlers.list)
+        r.add(.post, "/v1/update/agent/:id", AgentHandlers.update)
+        r.add(.delete, "/v1/agent/:id", AgentHandlers.delete)
+        r.add(.post, "/v1/agent/:id/run", AgentHandlers.run)
         // This API's own description (OpenAPI.swift), public
         r.add(.get, "/openapi.json", MockHandlers.openAPI)
         // The live dashboard (DashboardHandlers.swift), public: files without data

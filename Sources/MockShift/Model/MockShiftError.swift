@@ -37,6 +37,9 @@ public struct APIError: Error, Sendable, Equatable, CustomStringConvertible {
     public var details: JSONObject = [:]
     /// For `.methodNotAllowed`: the methods the path does answer (sent as the `Allow` header).
     public var allowedMethods: [String] = []
+    /// Rendered as `{"error": message}` (the real agent routes' 4xx format, API-CHAT §3.4 "FORMAT 1") instead of
+    /// `{"status":"failed","error":…}`.
+    public var plainBody = false
 
     public init(_ kind: Kind, _ message: String, runID: String? = nil) {
         self.kind = kind

@@ -228,3 +228,34 @@ public struct ConversationRecord: Sendable, Equatable {
     public var createdAt: Int64
     public var turns: [ChatTurn]
 }
+
+/// An agent (SPEC §11, API-CHAT §3): what `Agent.new`/`save` sent, kept as the SDK's own document
+/// (`llm_client_key`, `agent_type`, `tools`, `instructions`, `inputs`/`outputs` keyed by the ids the SDK minted,
+/// `memory_config`, …) so that `GET /agent` gives it back for `Agent.from_json`. Stored per API key.
+public struct AgentRecord: Sendable, Equatable {
+    /// 24 lowercase hex characters.
+    public var id: String
+    public var namespace: String
+    public var name: String
+    /// The saved fields, without `name` and the save-only keys (`deploy`, `bump`, `branch_id`).
+    public var document: JSONObject
+    /// The last deployed version (`MAJOR.MINOR.PATCH`, SPEC §8), nil before the first deploy.
+    public var currentVersion: String?
+    /// Microseconds since 1970.
+    public var createdAt: Int64
+    public var modifiedAt: Int64
+
+    public init(id: String, namespace: String, name: String, document: JSONObject, currentVersion: String?,
+                createdAt: Int64, modifiedAt: Int64) {
+        self.id = id
+        self.namespace = namespace
+        self.name = name
+        self.document = document
+        self.currentVersion = currentVersion
+        self.createdAt = createdAt
+        self.modifiedAt = modifiedAt
+    }
+
+    /// `conversational` or `functional` (the SDK's default, and what any other value means: API-CHAT §3.3).
+    public var isConversational: Bool { document["agent_type"]?.stringValue?.lowercased() == "conversational" }
+}

@@ -247,6 +247,26 @@ public final class Store: @unchecked Sendable {
         );
         CREATE INDEX conversation_turns_by_run ON conversation_turns(run_id);
         """,
+        // 10: agents (SPEC §11, issue 13): the SDK's document as saved, and a snapshot per deploy.
+        """
+        CREATE TABLE agents (
+            id TEXT PRIMARY KEY,
+            namespace TEXT NOT NULL,
+            name TEXT NOT NULL,
+            document TEXT NOT NULL,
+            current_version TEXT,
+            created_at INTEGER NOT NULL,
+            modified_at INTEGER NOT NULL
+        );
+        CREATE INDEX agents_by_namespace ON agents(namespace, created_at);
+        CREATE TABLE agent_versions (
+            agent_id TEXT NOT NULL REFERENCES agents(id) ON DELETE CASCADE,
+            version TEXT NOT NULL,
+            document TEXT NOT NULL,
+            created_at INTEGER NOT NULL,
+            PRIMARY KEY (agent_id, version)
+        );
+        """,
     ]
 
     static func migrate(_ db: SQLiteConnection) throws {
@@ -610,6 +630,7 @@ public final class Store: @unchecked Sendable {
         try db.query("DELETE FROM namespaces WHERE name = ?", [.text(namespace)])
         // Chatbots go with their conversations and turns (ON DELETE CASCADE).
         try db.query("DELETE FROM chatbots WHERE namespace = ?", [.text(namespace)])
+        try db.query("DELETE FROM agents WHERE namespace = ?", [.text(namespace)])
         return (pipelines, runs)
     }
 
