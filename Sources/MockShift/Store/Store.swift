@@ -247,6 +247,26 @@ public final class Store: @unchecked Sendable {
         );
         CREATE INDEX conversation_turns_by_run ON conversation_turns(run_id);
         """,
+        // 10: files uploaded to chatbot conversations, with their bytes (SPEC §9 "Files", issue 12 item 5), and
+        // each conversation's "temporary knowledge base" id, given by its first upload (API-CHAT §1.2). Files go
+        // with their conversation (and so with its chatbot, and with a reset of the namespace).
+        """
+        ALTER TABLE conversations ADD COLUMN knowledge_base_id TEXT;
+        CREATE TABLE conversation_files (
+            document_id TEXT PRIMARY KEY,
+            namespace TEXT NOT NULL,
+            conversation_id TEXT NOT NULL REFERENCES conversations(id) ON DELETE CASCADE,
+            position INTEGER NOT NULL,
+            name TEXT NOT NULL,
+            mime_type TEXT NOT NULL,
+            size INTEGER NOT NULL,
+            sha256 TEXT NOT NULL,
+            bytes BLOB NOT NULL,
+            message_index INTEGER NOT NULL,
+            created_at INTEGER NOT NULL
+        );
+        CREATE UNIQUE INDEX conversation_files_in_order ON conversation_files(conversation_id, position);
+        """,
     ]
 
     static func migrate(_ db: SQLiteConnection) throws {
