@@ -157,8 +157,13 @@ final class LiveDaemon {
         let isJSON = answer.headers["content-type"]?.hasPrefix("application/json") ?? false
         if answer.status >= 400 || isJSON {
             guard let body = try? JSON.parse(answer.body) else { return found + ["\(what): body is not JSON: \(answer.text.prefix(300))"] }
-            if answer.status == 401, !(body.objectValue?.keys == ["error"] && body["error"]?.stringValue != nil) {
+            let plain = body.objectValue?.keys == ["error"] && body["error"]?.stringValue != nil
+            // The agent routes answer their 400 and 404 as `{"error": …}` (API-CHAT §3.4).
+            let agentRoute = what.contains("/v1/agent") || what.contains("/v1/update/agent")
+            if answer.status == 401, !plain {
                 found.append("\(what): 401 body \(answer.text.prefix(200))")
+            } else if agentRoute, [400, 404].contains(answer.status), plain {
+                // the agent format
             } else if answer.status >= 400, answer.status != 401, !(body["status"] == "failed" && body["error"]?.stringValue != nil) {
                 found.append("\(what): error body \(answer.text.prefix(200))")
             }

@@ -202,6 +202,8 @@ enum ChatbotHandlers {
             options.llmFailures = c.injectedLLMFailures
             options.llmScripts = app.llmScripts.scripts(namespace: namespace, pipeline: pipeline)
             options.chatHistory = history(turns, current: text)
+            options.chatFiles = requested.isEmpty ? [] : try ChatFileHandlers.readerFiles(app, namespace: namespace,
+                                                                                         conversationID: conversationID, nodes: nodes)
             options.recorded = ["chatbot_id": .string(chatbot.id), "conversation_id": .string(conversationID)]
             let end = TurnEnd(app: app, conversationID: conversationID, output: output, userText: text, startedAt: wallClockMicros())
             let engine = app.engine
@@ -336,7 +338,8 @@ enum ChatbotHandlers {
         return .json(.ok, ["status": "success", "conversations": .array(all.map { render($0, c.app) })])
     }
 
-    /// `GET /_mock/conversations/{id}`: one conversation with its turns (user text, answer, run id, outcome).
+    /// `GET /_mock/conversations/{id}`: one conversation with its turns (user text, answer, run id, outcome) and its
+    /// uploaded files (``ChatFileHandlers/render(_:)``: no bytes).
     static func conversation(_ c: HandlerContext) throws -> Reply {
         guard let conversation = try c.app.store.conversation(namespace: c.namespace, id: c.parameter("id")) else {
             throw APIError(.notFound, "Conversation \(c.parameter("id")) not found")
@@ -356,7 +359,8 @@ enum ChatbotHandlers {
         return ["id": .string(conversation.id), "chatbot_id": .string(conversation.chatbotID),
                 "created_at": .string(iso8601(micros: conversation.createdAt)),
                 "turn_in_progress": app.chatTurns.liveRun(conversation.id).map(JSON.string) ?? .null,
-                "turns": .array(turns)]
+                "turns": .array(turns), "knowledge_base_id": conversation.knowledgeBaseID.map(JSON.string) ?? .null,
+                "files": .array(conversation.files.map(ChatFileHandlers.render))]
     }
 }
 

@@ -263,6 +263,9 @@ enum OpenAPI {
                 ("turns", array(object([("index", integer), ("user_text", string), ("answer", string), ("run_id", string),
                                         ("outcome", enumeration(["completed", "stopped", "failed"])), ("error", string),
                                         ("created_at", timestamp), ("ended_at", timestamp)]))),
+                ("knowledge_base_id", nullable(described(string, "given by the first upload"))),
+                ("files", array(object([("document_id", string), ("name", string), ("mime_type", string), ("size", integer),
+                                        ("sha256", string), ("message_index", integer), ("created_at", timestamp)]))),
             ], required: ["id", "chatbot_id", "turns"]),
         ]
     }
@@ -464,6 +467,22 @@ enum OpenAPI {
                             Field.text("conversation_id", "absent or empty: a new conversation"),
                             Field.flag("stream", "answer Server-Sent Events")])
         let stop = body([Field.text("pipeline_run_id", "the turn's run id"), Field.text("run_id", "the same, if pipeline_run_id is absent")])
+        // Written out rather than built by `body(…)`: only the parts named `files` are files, and in JSON they are a
+        // list of base64 objects (the docs' shape), not form fields.
+        let jsonFile = object([("type", enumeration(["file"])), ("raw_bytes", described(string, "the bytes, base64")),
+                               ("name", string), ("mime_type", string),
+                               ("metadata", object([("name", string), ("mime_type", string)]))], required: ["raw_bytes"])
+        let messageIndex = described(["anyOf": [integer, string]], "a whole number >= 0; default 0")
+        let formUpload = object([("files", described(array(["type": "string", "format": "binary"]), "one part per file")),
+                                 ("conversation_id", string), ("message_index", string)])
+        let uploadBody: JSON = ["required": false, "content": [
+            "application/json": ["schema": object([("files", array(jsonFile)), ("conversation_id", nullable(string)),
+                                                   ("message_index", nullable(messageIndex))])],
+            "multipart/form-data": ["schema": formUpload],
+            "application/x-www-form-urlencoded": ["schema": formUpload],
+        ]]
+        let uploaded = object([("name", string), ("mime_type", string), ("size", integer), ("document_id", string)],
+                              required: ["name", "mime_type", "document_id"])
         return [
             ("post", "/v1/chatbot", operation(
                 "chatbots", "Create a chatbot (Chatbot.new)",
@@ -496,6 +515,14 @@ enum OpenAPI {
                 parameters: [chatbotID], body: stop,
                 ok: json("Terminated.", success([("run_id", string), ("pipeline_run_id", string), ("run_status", enumeration(["terminated"]))],
                                                 required: ["run_id", "run_status"])),
+                errors: ["400", "404"])),
+            ("post", "/v1/chatbot/{id}/upload", operation(
+                "chatbots", "Upload files to a conversation (Chatbot.upload_files)",
+                "Multipart parts named `files` (the SDK), or JSON `files[{type, raw_bytes}]` (the docs). Without `conversation_id` a new conversation is created. The conversation's later turns hand the files to `chat_file_reader` nodes. 400 for no files or invalid base64; 404 for an unknown chatbot or conversation; 413 for one file over 10^9 bytes.",
+                parameters: [chatbotID], body: uploadBody,
+                ok: json("Stored.", success([("errors", array(string)), ("conversation_id", string), ("knowledge_base_id", string),
+                                             ("uploaded_files", array(uploaded))],
+                                            required: ["errors", "conversation_id", "knowledge_base_id", "uploaded_files"])),
                 errors: ["400", "404"])),
         ]
     }

@@ -2,7 +2,7 @@ import HTTPTypes
 
 /// The whole served API, one line a route (API.md §0, SPEC §2). Read top to bottom to see what MockShift
 /// answers (every `GET` route also answers `HEAD`, and every path `OPTIONS`: see `Router.match`); handlers live in `PipelineHandlers.swift`, `RunHandlers.swift`,
-/// `ChatbotHandlers.swift`, `MockHandlers.swift` and `DashboardHandlers.swift`.
+/// `ChatbotHandlers.swift`, `ChatFileHandlers.swift`, `MockHandlers.swift` and `DashboardHandlers.swift`.
 extension Router {
     static func vectorShiftRoutes() -> Router {
         var r = Router()
@@ -32,6 +32,7 @@ extension Router {
         r.add(.delete, "/v1/chatbot/:id", ChatbotHandlers.delete)
         r.add(.post, "/v1/chatbot/:id/run", ChatbotHandlers.run)
         r.add(.post, "/v1/chatbot/:id/terminate", ChatbotHandlers.terminate)
+        r.add(.post, "/v1/chatbot/:id/upload", ChatFileHandlers.upload)  // files of a conversation (ChatFileHandlers.swift)
         // Agents (API-CHAT.md §3, SPEC §11; AgentHandlers.swift)
         r.add(.post, "/v1/agent", AgentHandlers.create)
         r.add(.get, "/v1/agent", AgentHandlers.fetch)

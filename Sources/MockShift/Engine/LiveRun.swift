@@ -24,10 +24,13 @@ final class LiveRun: Sendable {
     let scripts: [LLMScript]
     /// The conversation history its `chat_memory` nodes show (a chatbot turn), or nil.
     let chat: ChatHistory?
+    /// The conversation's files its `chat_file_reader` nodes read (a chatbot turn), or nil.
+    let files: [ChatFile]?
 
     init(graph: PipelineGraph, record: RunRecord, streamAll: Bool, streaming: Bool, failures: [RunOptions.LLMFailure] = [],
-         scripts: [LLMScript] = [], chat: ChatHistory? = nil) {
+         scripts: [LLMScript] = [], chat: ChatHistory? = nil, files: [ChatFile]? = nil) {
         self.chat = chat
+        self.files = files
         self.failures = failures
         self.scripts = scripts
         self.graph = graph

@@ -16,11 +16,13 @@ enum NodeEvaluation {
 /// declares, or, with `strict`, cannot run.
 enum NodeEvaluator {
     /// Evaluates `node` with its inputs already template-resolved. `runInputs` are the run's inputs keyed by
-    /// input-node name; `chat` the conversation a chatbot turn hands over (for `chat_memory`).
+    /// input-node name; `chat` the conversation a chatbot turn hands over (for `chat_memory`), `files` its uploaded
+    /// files (for `chat_file_reader`).
     static func evaluate(_ node: GraphNode, resolvedInputs inputs: JSONObject, runInputs: JSONObject, seed: UInt64,
-                         strict: Bool = false, chat: ChatHistory? = nil) -> NodeEvaluation {
+                         strict: Bool = false, chat: ChatHistory? = nil, files: [ChatFile]? = nil) -> NodeEvaluation {
         do {
-            return try evaluateChecked(node, resolvedInputs: inputs, runInputs: runInputs, seed: seed, strict: strict, chat: chat)
+            return try evaluateChecked(node, resolvedInputs: inputs, runInputs: runInputs, seed: seed, strict: strict,
+                                       chat: chat, files: files)
         } catch {
             return .failed("node \(node.id): \(error.message)")
         }
@@ -31,7 +33,7 @@ enum NodeEvaluator {
     static let longestWaitMilliseconds: Double = 30 * 86_400_000
 
     private static func evaluateChecked(_ node: GraphNode, resolvedInputs inputs: JSONObject, runInputs: JSONObject, seed: UInt64,
-                                        strict: Bool, chat: ChatHistory?) throws(NodeInputError) -> NodeEvaluation {
+                                        strict: Bool, chat: ChatHistory?, files: [ChatFile]?) throws(NodeInputError) -> NodeEvaluation {
         switch node.type {
         case "chat_memory":
             // SPEC §9: the conversation's earlier messages; a run outside a conversation has none.
@@ -39,6 +41,9 @@ enum NodeEvaluator {
             let history = chat ?? ChatHistory(messages: [], currentText: "")
             let memory = ChatMemory.memory(history, type: inputs["memory_type"]?.stringValue, window: window)
             return .done(["memory": .string(memory), "complete": .bool(true)])
+        case "chat_file_reader":
+            // SPEC §9 "Files": the conversation's files, one text each; a run outside a conversation has none.
+            return .done(ChatFileReader.outputs(files))
         case "input":
             let value = inputValue(node, inputs, runInputs: runInputs)
             var outputs = JSONObject()

@@ -72,6 +72,9 @@ public struct RunOptions: Sendable {
     /// The conversation a chatbot turn belongs to, for `chat_memory` nodes (SPEC §9); nil for plain runs, whose
     /// `chat_memory` nodes output an empty memory.
     public var chatHistory: ChatHistory?
+    /// The files uploaded to that conversation before the turn started, in upload order, for `chat_file_reader`
+    /// nodes (SPEC §9 "Files"); nil for plain runs, whose `chat_file_reader` nodes output no documents.
+    public var chatFiles: [ChatFile]?
 
     /// An LLM node that fails after emitting `afterTokens` tokens: the run fails with `message`.
     public struct LLMFailure: Sendable {
@@ -266,7 +269,7 @@ public final class RunEngine: Sendable {
             createdAt: now, startedAt: now, endedAt: nil, nodes: graph.nodes.map { ($0.id, .pending) })
         let run = LiveRun(graph: graph, record: record, streamAll: options.streamAllOutputs, streaming: observer != nil,
                           failures: options.llmFailures, scripts: options.llmScripts,
-                          chat: options.chatHistory)
+                          chat: options.chatHistory, files: options.chatFiles)
         run.state.withLock { st in
             st.feed = feed
             if let onFinish { st.waiters.append(onFinish) }

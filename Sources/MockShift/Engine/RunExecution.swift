@@ -29,7 +29,7 @@ extension RunEngine {
                     st.outputs[run.graph.nodeID(for: reference.node)]?[reference.field]
                 }.objectValue ?? [:]
                 switch NodeEvaluator.evaluate(node, resolvedInputs: resolved, runInputs: st.record.inputs, seed: settings.seed,
-                                              strict: settings.strictNodes, chat: run.chat) {
+                                              strict: settings.strictNodes, chat: run.chat, files: run.files) {
                 case let .failed(message):
                     st.record.nodes[index].state = .running
                     stopLocked(run, &st, status: .failed, error: message)

@@ -1,3 +1,4 @@
+import Crypto
 import Foundation
 
 /// Run status values (SPEC §3). `completed`, `failed` and `terminated` are final and never change again.
@@ -227,6 +228,51 @@ public struct ConversationRecord: Sendable, Equatable {
     public var chatbotID: String
     public var createdAt: Int64
     public var turns: [ChatTurn]
+    /// The conversation's "temporary knowledge base" (API-CHAT §1.2), given by its first upload; nil before.
+    public var knowledgeBaseID: String? = nil
+    /// Files uploaded to the conversation, in upload order, without their bytes (``ConversationFile/bytes`` nil).
+    public var files: [ConversationFile] = []
+}
+
+/// A file uploaded to a chatbot conversation (`POST /chatbot/{id}/upload`, API-CHAT §1.2; SPEC §9 "Files").
+public struct ConversationFile: Sendable, Equatable {
+    /// 24 lowercase hex characters, like every id.
+    public var documentID: String
+    /// The file name as uploaded (the multipart part's `filename`, or JSON `name`).
+    public var name: String
+    public var mimeType: String
+    /// Length of the content in bytes.
+    public var size: Int
+    /// SHA-256 of the content, lowercase hex: lets a test check the bytes arrived intact without reading them.
+    public var sha256: String
+    /// `message_index` as sent (the SDK's default is 0).
+    public var messageIndex: Int64
+    /// Microseconds since 1970.
+    public var createdAt: Int64
+    /// The content; nil when read as a listing (``Store/conversation(namespace:id:)``).
+    public var bytes: [UInt8]?
+
+    public init(documentID: String, name: String, mimeType: String, size: Int, sha256: String, messageIndex: Int64,
+                createdAt: Int64, bytes: [UInt8]?) {
+        self.documentID = documentID
+        self.name = name
+        self.mimeType = mimeType
+        self.size = size
+        self.sha256 = sha256
+        self.messageIndex = messageIndex
+        self.createdAt = createdAt
+        self.bytes = bytes
+    }
+
+    /// A new upload of `bytes`: a fresh document id, the size and the SHA-256 computed here.
+    public init(name: String, mimeType: String, bytes: [UInt8], messageIndex: Int64, createdAt: Int64) {
+        let digest = SHA256.hash(data: bytes).map { byte in
+            let hex = String(byte, radix: 16)
+            return byte < 16 ? "0" + hex : hex
+        }.joined()
+        self.init(documentID: IDs.make(), name: name, mimeType: mimeType, size: bytes.count, sha256: digest,
+                  messageIndex: messageIndex, createdAt: createdAt, bytes: bytes)
+    }
 }
 
 /// An agent (SPEC §11, API-CHAT §3): what `Agent.new`/`save` sent, kept as the SDK's own document

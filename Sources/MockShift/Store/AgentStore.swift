@@ -1,4 +1,4 @@
-/// Agents in SQLite (SPEC §11, issue 13; schema: migration 10 in ``Store/migrations``). Every query names the
+/// Agents in SQLite (SPEC §11, issue 13; schema: migration 11 in ``Store/migrations``). Every query names the
 /// namespace, so another key's agents do not exist for a caller.
 extension Store {
     private static let agentColumns = "id, namespace, name, document, current_version, created_at, modified_at"

@@ -140,28 +140,33 @@ extension Store {
     /// Conversation `id` of `namespace` with its turns, oldest first; nil when there is none.
     public func conversation(namespace: String, id: String) throws -> ConversationRecord? {
         try read { db in
-            guard let row = try db.query("SELECT id, chatbot_id, created_at FROM conversations WHERE namespace = ? AND id = ?",
-                                         [.text(namespace), .text(id)]).first else { return nil }
-            return ConversationRecord(id: row[0].text ?? "", namespace: namespace, chatbotID: row[1].text ?? "",
-                                      createdAt: row[2].int ?? 0, turns: try Store.turns(of: id, in: db))
+            guard let row = try db.query("""
+                SELECT id, chatbot_id, created_at, knowledge_base_id FROM conversations WHERE namespace = ? AND id = ?
+                """, [.text(namespace), .text(id)]).first else { return nil }
+            return try Store.conversation(from: row, namespace: namespace, in: db)
         }
     }
 
     /// The conversations of `namespace` (only `chatbotID`'s when given), oldest first, with their turns.
     public func conversations(namespace: String, chatbotID: String?) throws -> [ConversationRecord] {
         try read { db in
-            var sql = "SELECT id, chatbot_id, created_at FROM conversations WHERE namespace = ?"
+            var sql = "SELECT id, chatbot_id, created_at, knowledge_base_id FROM conversations WHERE namespace = ?"
             var parameters: [SQLValue] = [.text(namespace)]
             if let chatbotID {
                 sql += " AND chatbot_id = ?"
                 parameters.append(.text(chatbotID))
             }
             sql += " ORDER BY created_at, rowid"
-            return try db.query(sql, parameters).map { row in
-                ConversationRecord(id: row[0].text ?? "", namespace: namespace, chatbotID: row[1].text ?? "",
-                                   createdAt: row[2].int ?? 0, turns: try Store.turns(of: row[0].text ?? "", in: db))
-            }
+            return try db.query(sql, parameters).map { row in try Store.conversation(from: row, namespace: namespace, in: db) }
         }
+    }
+
+    /// A conversation row (`id, chatbot_id, created_at, knowledge_base_id`) with its turns and its files' metadata.
+    private static func conversation(from row: [SQLValue], namespace: String, in db: SQLiteConnection) throws -> ConversationRecord {
+        let id = row[0].text ?? ""
+        return ConversationRecord(id: id, namespace: namespace, chatbotID: row[1].text ?? "", createdAt: row[2].int ?? 0,
+                                  turns: try Store.turns(of: id, in: db), knowledgeBaseID: row[3].text,
+                                  files: try Store.files(of: id, withBytes: false, in: db))
     }
 
     /// The chatbot and conversation a stored turn's run belongs to, in `namespace`; nil for any other run.
@@ -182,6 +187,78 @@ extension Store {
             ChatTurn(userText: row[0].text ?? "", answer: row[1].text ?? "", runID: row[2].text ?? "",
                      outcome: TurnOutcome(rawValue: row[3].text ?? "") ?? .failed, error: row[4].text,
                      createdAt: row[5].int ?? 0, endedAt: row[6].int ?? 0)
+        }
+    }
+
+    // MARK: Conversation files
+
+    /// What ``addConversationFiles(namespace:chatbotID:conversationID:create:knowledgeBaseID:files:at:)`` did.
+    public enum FileUpload: Equatable, Sendable {
+        /// Stored; the conversation's knowledge base id (the one it had, or the one given, on its first upload).
+        case stored(knowledgeBaseID: String)
+        /// The chatbot does not exist in the namespace (nothing stored).
+        case chatbotNotFound
+        /// The conversation does not exist in the namespace, or belongs to another chatbot (nothing stored).
+        case conversationNotFound
+    }
+
+    /// Stores `files` (each with its ``ConversationFile/bytes``) after the conversation's earlier files, in one
+    /// transaction with the checks, so a chatbot deleted or a namespace reset meanwhile stores nothing. `create`:
+    /// the conversation `conversationID` is new (an upload without `conversation_id`) and is created for
+    /// `chatbotID` first, created at `micros`. `knowledgeBaseID` becomes the conversation's when it has none yet.
+    public func addConversationFiles(namespace: String, chatbotID: String, conversationID: String, create: Bool,
+                                     knowledgeBaseID: String, files: [ConversationFile], at micros: Int64) throws -> FileUpload {
+        try write { db in
+            guard try !db.query("SELECT 1 FROM chatbots WHERE namespace = ? AND id = ?",
+                                [.text(namespace), .text(chatbotID)]).isEmpty else { return .chatbotNotFound }
+            var kb = knowledgeBaseID
+            if create {
+                try db.query("""
+                    INSERT INTO conversations (id, namespace, chatbot_id, created_at, knowledge_base_id) VALUES (?,?,?,?,?)
+                    """, [.text(conversationID), .text(namespace), .text(chatbotID), .int(micros), .text(kb)])
+            } else {
+                guard let row = try db.query("""
+                    SELECT knowledge_base_id FROM conversations WHERE namespace = ? AND id = ? AND chatbot_id = ?
+                    """, [.text(namespace), .text(conversationID), .text(chatbotID)]).first else { return .conversationNotFound }
+                if let existing = row[0].text {
+                    kb = existing
+                } else {
+                    try db.query("UPDATE conversations SET knowledge_base_id = ? WHERE id = ?", [.text(kb), .text(conversationID)])
+                }
+            }
+            let next = try db.query("SELECT COALESCE(MAX(position) + 1, 0) FROM conversation_files WHERE conversation_id = ?",
+                                    [.text(conversationID)]).first?.first?.int ?? 0
+            for (offset, file) in files.enumerated() {
+                try db.query("""
+                    INSERT INTO conversation_files (document_id, namespace, conversation_id, position, name, mime_type, size,
+                                                    sha256, bytes, message_index, created_at)
+                    VALUES (?,?,?,?,?,?,?,?,?,?,?)
+                    """, [.text(file.documentID), .text(namespace), .text(conversationID), .int(next + Int64(offset)),
+                          .text(file.name), .text(file.mimeType), .int(Int64(file.size)), .text(file.sha256),
+                          .blob(file.bytes ?? []), .int(file.messageIndex), .int(file.createdAt)])
+            }
+            return .stored(knowledgeBaseID: kb)
+        }
+    }
+
+    /// The files of conversation `conversationID` in `namespace`, in upload order, with their bytes (what a chatbot
+    /// turn's `chat_file_reader` nodes read); empty for an unknown conversation.
+    public func conversationFiles(namespace: String, conversationID: String) throws -> [ConversationFile] {
+        try read { db in
+            guard try !db.query("SELECT 1 FROM conversations WHERE namespace = ? AND id = ?",
+                                [.text(namespace), .text(conversationID)]).isEmpty else { return [] }
+            return try Store.files(of: conversationID, withBytes: true, in: db)
+        }
+    }
+
+    private static func files(of conversationID: String, withBytes: Bool, in db: SQLiteConnection) throws -> [ConversationFile] {
+        try db.query("""
+            SELECT document_id, name, mime_type, size, sha256, message_index, created_at\(withBytes ? ", bytes" : "")
+            FROM conversation_files WHERE conversation_id = ? ORDER BY position
+            """, [.text(conversationID)]).map { row in
+            ConversationFile(documentID: row[0].text ?? "", name: row[1].text ?? "", mimeType: row[2].text ?? "",
+                             size: Int(row[3].int ?? 0), sha256: row[4].text ?? "", messageIndex: row[5].int ?? 0,
+                             createdAt: row[6].int ?? 0, bytes: withBytes ? (row[7].blob ?? []) : nil)
         }
     }
 }

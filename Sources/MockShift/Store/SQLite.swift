@@ -7,9 +7,12 @@ public enum SQLValue: Sendable, Equatable {
     case int(Int64)
     case double(Double)
     case text(String)
+    /// Bytes kept as they are (a `BLOB`): uploaded files, which need not be UTF-8.
+    case blob([UInt8])
 
     var text: String? { if case let .text(s) = self { s } else { nil } }
     var int: Int64? { if case let .int(i) = self { i } else { nil } }
+    var blob: [UInt8]? { if case let .blob(b) = self { b } else { nil } }
 }
 
 /// A SQLite failure: the extended result code and SQLite's message.
@@ -99,6 +102,12 @@ final class SQLiteConnection: @unchecked Sendable {  // one thread at a time, se
                         csqlite_bind_text_copy(statement, index, $0, Int32(v.utf8.count))
                     }
                 }
+            case let .blob(v):
+                // SQLite copies the bytes (SQLITE_TRANSIENT); a zero-length blob still needs a valid pointer.
+                // Callers keep blobs under SQLite's length limit (10^9 bytes), far below Int32.max.
+                rc = (v.isEmpty ? [0] : v).withUnsafeBytes { buffer in
+                    csqlite_bind_blob_copy(statement, index, buffer.baseAddress, Int32(v.count))
+                }
             }
             guard rc == SQLITE_OK else { throw error(rc) }
         }
@@ -115,6 +124,13 @@ final class SQLiteConnection: @unchecked Sendable {  // one thread at a time, se
                 case SQLITE_INTEGER: row.append(.int(sqlite3_column_int64(statement, c)))
                 case SQLITE_FLOAT: row.append(.double(sqlite3_column_double(statement, c)))
                 case SQLITE_NULL: row.append(.null)
+                case SQLITE_BLOB:
+                    let count = Int(sqlite3_column_bytes(statement, c))
+                    if count > 0, let bytes = sqlite3_column_blob(statement, c) {
+                        row.append(.blob(Array(UnsafeRawBufferPointer(start: bytes, count: count))))
+                    } else {
+                        row.append(.blob([]))
+                    }
                 default:
                     let count = Int(sqlite3_column_bytes(statement, c))
                     if let text = sqlite3_column_text(statement, c) {

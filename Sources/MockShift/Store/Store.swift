@@ -247,7 +247,27 @@ public final class Store: @unchecked Sendable {
         );
         CREATE INDEX conversation_turns_by_run ON conversation_turns(run_id);
         """,
-        // 10: agents (SPEC §11, issue 13): the SDK's document as saved, and a snapshot per deploy.
+        // 10: files uploaded to chatbot conversations, with their bytes (SPEC §9 "Files", issue 12 item 5), and
+        // each conversation's "temporary knowledge base" id, given by its first upload (API-CHAT §1.2). Files go
+        // with their conversation (and so with its chatbot, and with a reset of the namespace).
+        """
+        ALTER TABLE conversations ADD COLUMN knowledge_base_id TEXT;
+        CREATE TABLE conversation_files (
+            document_id TEXT PRIMARY KEY,
+            namespace TEXT NOT NULL,
+            conversation_id TEXT NOT NULL REFERENCES conversations(id) ON DELETE CASCADE,
+            position INTEGER NOT NULL,
+            name TEXT NOT NULL,
+            mime_type TEXT NOT NULL,
+            size INTEGER NOT NULL,
+            sha256 TEXT NOT NULL,
+            bytes BLOB NOT NULL,
+            message_index INTEGER NOT NULL,
+            created_at INTEGER NOT NULL
+        );
+        CREATE UNIQUE INDEX conversation_files_in_order ON conversation_files(conversation_id, position);
+        """,
+        // 11: agents (SPEC §11, issue 13): the SDK's document as saved, and a snapshot per deploy.
         """
         CREATE TABLE agents (
             id TEXT PRIMARY KEY,
