@@ -256,9 +256,20 @@ enum OpenAPI {
                 ("deployment_options", anyObject), ("access_config", anyObject), ("twilio_config", anyObject),
                 ("slack_config", anyObject), ("created_at", timestamp), ("modified_at", timestamp),
             ], required: ["_id", "id", "name", "pipeline", "input", "output", "deployed"]),
+            "ChatbotActivity": object([
+                ("_id", string), ("id", string), ("name", string), ("description", string),
+                ("pipeline", object([("object_id", string), ("id", string), ("version", string)])),
+                ("input", string), ("output", string), ("deployed", boolean),
+                ("deployment_options", anyObject), ("access_config", anyObject), ("twilio_config", anyObject),
+                ("slack_config", anyObject), ("created_at", timestamp), ("modified_at", timestamp),
+                ("conversations", integer), ("turns", integer), ("live_turns", integer),
+                ("last_activity_at", nullable(timestamp)),
+            ], required: ["id", "name", "pipeline", "output", "conversations", "turns", "live_turns", "last_activity_at"]),
             "Conversation": object([
                 ("id", string), ("chatbot_id", string), ("created_at", timestamp),
                 ("turn_in_progress", nullable(described(string, "the run of the turn going on"))),
+                ("live_turn", nullable(object([("run_id", string), ("user_text", string), ("started_at", timestamp)],
+                                              required: ["run_id", "user_text", "started_at"]))),
                 ("turns", array(object([("index", integer), ("user_text", string), ("answer", string), ("run_id", string),
                                         ("outcome", enumeration(["completed", "stopped", "failed"])), ("error", string),
                                         ("created_at", timestamp), ("ended_at", timestamp)]))),
@@ -551,6 +562,12 @@ enum OpenAPI {
             ("get", "/_mock/llm", operation(
                 "controls", "List scripted LLM answers", "", ok: json("Rules.", success([("scripts", array(anyObject))], required: ["scripts"])), errors: [])),
             ("delete", "/_mock/llm", operation("controls", "Remove scripted LLM answers", "", ok: cleared, errors: [])),
+            ("get", "/_mock/chatbots", operation(
+                "controls", "The caller's chatbots with their activity",
+                "Newest first, each as `GET /v1/chatbot` returns it plus `conversations`, `turns` (stored), `live_turns` (in progress) and `last_activity_at` (null without conversations). The dashboard's chatbot list.",
+                parameters: [limit, query("offset", integer, ">= 0")],
+                ok: json("Chatbots.", success([("chatbots", array(ref("ChatbotActivity")))], required: ["chatbots"])),
+                errors: ["400"])),
             ("get", "/_mock/conversations", operation(
                 "controls", "The caller's chatbot conversations", "Oldest first, each with its turns (user text, answer, run id, outcome: completed, stopped or failed).",
                 parameters: [query("chatbot_id", string, "only this chatbot's")],

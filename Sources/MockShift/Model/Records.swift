@@ -228,3 +228,15 @@ public struct ConversationRecord: Sendable, Equatable {
     public var createdAt: Int64
     public var turns: [ChatTurn]
 }
+
+/// How much a chatbot has been used, from what is stored (``Store/chatbotActivity(namespace:offset:limit:)``): the
+/// dashboard's chatbot list (issue 12 item 7). Turns in progress are not stored yet, so not counted here.
+public struct ChatbotActivity: Sendable, Equatable {
+    public var chatbot: ChatbotRecord
+    /// Its conversations.
+    public var conversations: Int
+    /// Finished turns over all its conversations.
+    public var turns: Int
+    /// Microseconds since 1970: the newest conversation start or turn end; nil while it has no conversation.
+    public var lastActivity: Int64?
+}
