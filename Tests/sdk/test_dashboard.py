@@ -10,6 +10,7 @@ or $MOCKSHIFT_SCREENSHOTS). The README shows copies of them committed in docs/sc
 Without chromium or chromedriver the test is skipped, except in CI (`CI` set), where it fails: `.ci/run`
 installs them.
 """
+import json
 import os
 import pathlib
 import shutil
@@ -331,3 +332,166 @@ def test_long_names_and_a_key_switch_do_not_break_the_page(new_daemon, browser):
     width = driver.execute_script("return document.documentElement.scrollWidth")
     inner = driver.execute_script("return window.innerWidth")
     assert width <= inner + 2, f"page is {width} px wide in a {inner} px window"
+
+
+def test_a_conversation_streams_its_live_turn_and_stop_generating_keeps_the_partial_answer(new_daemon, browser):
+    """Issue 12 item 7. A manual clock: tokens come only when the test moves it, so "no token after the stop"
+    is shown by moving it on and seeing nothing change. Through the SDK: a chatbot, a streamed turn (read as the
+    SDK hands lines over) and later a plain turn; through the page: the chatbot list, the conversation list, the
+    conversation with its live turn, Stop generating."""
+    import queue
+    import threading
+
+    from selenium.common.exceptions import TimeoutException
+    from selenium.webdriver.common.by import By
+    from selenium.webdriver.support.ui import WebDriverWait
+    from vectorshift.chatbot import Chatbot
+
+    d = new_daemon("--clock", "manual", "--tokens-per-second", "10", "--ttft-ms", "500")
+    key = unique("browser-chat")
+    headers = {"Authorization": f"Bearer {key}"}
+    Pipeline = point_sdk(d, key)
+    pipeline = build_streaming_pipeline(Pipeline, "support-chat")
+    bot = Chatbot.new(name="support-bot", description="", pipeline_id=pipeline.id)
+
+    def advance(ms):
+        answer = requests.post(f"{d.root}/_mock/clock/advance", headers=headers, json={"ms": ms}, timeout=30)
+        assert answer.status_code == 200, answer.text
+
+    def stored(cid):
+        return requests.get(f"{d.root}/_mock/conversations/{cid}", headers=headers, timeout=10).json()["conversation"]
+
+    driver = browser
+    inner = driver.execute_script("return [window.innerWidth, window.innerHeight]")
+    driver.set_window_size(1280 + 1280 - inner[0], 800 + 800 - inner[1])
+    wait = WebDriverWait(driver, 20, poll_frequency=0.05)
+    css = lambda selector: driver.find_element(By.CSS_SELECTOR, selector)  # noqa: E731
+    text_of = lambda selector: css(selector).get_attribute("textContent")  # noqa: E731  (exact, spaces kept)
+
+    driver.get(d.root + "/")
+    css("#api-key").send_keys(key)
+    css("#key-save").click()
+    wait.until(lambda _: css("#feed-state").get_attribute("data-state") == "live")
+    bot_row = f'#chatbots-table tr[data-chatbot-id="{bot.id}"]'
+    wait.until(lambda _: driver.find_elements(By.CSS_SELECTOR, bot_row)
+               and text_of(bot_row + ' td[data-cell="pipeline"]') == "support-chat")
+    assert "support-bot" in css(bot_row + " th").text and text_of(bot_row + ' td[data-cell="conversations"]') == "0"
+
+    # A streamed turn over the SDK, on a thread: its first event names the run and the conversation.
+    received = queue.Queue()
+
+    def read_turn():
+        for line in bot.run(ESSAY, stream=True):
+            if line.startswith(b"data: "):
+                received.put(json.loads(line[len(b"data: "):]))
+
+    threading.Thread(target=read_turn, daemon=True).start()
+    start = received.get(timeout=10)
+    assert start["type"] == "start", start
+    run_id, cid = start["run_id"], start["conversation_id"]
+
+    # The chatbot list counts the new conversation by itself; its conversations, then the conversation, open.
+    wait.until(lambda _: text_of(bot_row + ' td[data-cell="conversations"]') == "1")
+    css(bot_row + " th button").click()
+    conversation_row = f'#conversations-table tr[data-conversation-id="{cid}"]'
+    wait.until(lambda _: driver.find_elements(By.CSS_SELECTOR, conversation_row)
+               and css(conversation_row).get_attribute("data-state") == "generating")
+    assert "support-bot" in css("#conversations-title").text
+    css(conversation_row + " th button").click()
+    wait.until(lambda _: css("#conversation").is_displayed() and css("#conversation-id").text == cid)
+    assert not css("#detail").is_displayed(), "the run detail and the conversation share the column"
+    turn = f'#conversation-turns li[data-run-id="{run_id}"]'
+    answer = turn + ' p[data-role="answer"]'
+    wait.until(lambda _: driver.find_elements(By.CSS_SELECTOR, turn)
+               and css(turn).get_attribute("data-outcome") == "generating")
+    wait.until(lambda _: text_of(turn + ' p[data-role="user"]') == ESSAY)
+    assert text_of(answer) == "" and "generating" in css(turn + " .outcome").text
+    stop = css("#conversation-stop")
+    assert stop.tag_name == "button" and stop.text == "Stop generating"
+    wait.until(lambda _: stop.is_enabled())
+
+    # Tokens arrive as the clock moves: first token at 500 ms, then 10 a second.
+    advance(1500)
+    wait.until(lambda _: len(text_of(answer).split()) >= 8, "tokens in the conversation view")
+    SHOTS.mkdir(parents=True, exist_ok=True)
+    driver.save_screenshot(str(SHOTS / "dashboard-chat-live.png"))
+    css("#conversation").screenshot(str(SHOTS / "conversation-live.png"))
+    css("#chatbots").screenshot(str(SHOTS / "chatbots.png"))
+    before = text_of(answer)
+    advance(1000)
+    wait.until(lambda _: len(text_of(answer)) > len(before), "more tokens as the clock moves on")
+    assert text_of(answer).startswith(before), "the answer grows at its end"
+    seen = text_of(answer)
+
+    # Stop generating: the turn shows its partial answer marked stopped.
+    stop.click()
+    wait.until(lambda _: css(turn).get_attribute("data-outcome") == "stopped")
+    assert "stopped" in css(turn + " .outcome").text, "the outcome is written, not only coloured"
+    assert "partial answer" in css(turn + " .turn-note").text
+    wait.until(lambda _: not stop.is_enabled())
+    shown = text_of(answer)
+    assert shown.startswith(seen), (seen, shown)
+
+    # Over the API: the run is terminated, the stream ended stopped, the stored turn holds the text the page shows.
+    status = requests.get(f"{d.url}/pipeline/{pipeline.id}/run/status/{run_id}", headers=headers, timeout=10).json()
+    assert status["status"] == "terminated", status
+    result = received.get(timeout=10)
+    while result["type"] != "result":
+        result = received.get(timeout=10)
+    assert result["status"] == "terminated" and result["output_message"] == shown, result
+    turns = stored(cid)["turns"]
+    assert [(t["run_id"], t["outcome"], t["answer"]) for t in turns] == [(run_id, "stopped", shown)]
+
+    # No token afterwards, however far the clock moves (it would bring 30 more).
+    advance(3000)
+    try:
+        WebDriverWait(driver, 1.5, poll_frequency=0.05).until(lambda _: text_of(answer) != shown)
+        raise AssertionError(f"the answer changed after Stop generating: {text_of(answer)[len(shown):]!r}")
+    except TimeoutException:
+        pass
+    assert requests.get(f"{d.url}/pipeline/{pipeline.id}/run/status/{run_id}", headers=headers,
+                        timeout=10).json()["output_tokens"] == status["output_tokens"]
+    assert css(conversation_row).get_attribute("data-state") == "stopped"
+    css("#conversation").screenshot(str(SHOTS / "conversation-stopped.png"))
+
+    # A plain turn in the same conversation: it appears by itself (the feed), then shows its whole answer.
+    replies = queue.Queue()
+    threading.Thread(target=lambda: replies.put(bot.run("Write 5 words.", conversation_id=cid)), daemon=True).start()
+    items = "#conversation-turns li"
+    wait.until(lambda _: len(driver.find_elements(By.CSS_SELECTOR, items)) == 2, "the new turn in the view")
+    second = driver.find_elements(By.CSS_SELECTOR, items)[1]
+    assert second.get_attribute("data-outcome") == "generating"
+    wait.until(lambda _: second.find_element(By.CSS_SELECTOR, 'p[data-role="user"]').text == "Write 5 words.")
+    deadline = time.monotonic() + 20
+    while replies.empty():
+        assert time.monotonic() < deadline, "the second turn did not end"
+        advance(500)
+    reply = replies.get()
+    assert reply["status"] == "success", reply
+    wait.until(lambda _: second.get_attribute("data-outcome") == "completed")
+    wait.until(lambda _: second.find_element(By.CSS_SELECTOR, 'p[data-role="answer"]').get_attribute("textContent")
+               == reply["output_message"])
+    turns = stored(cid)["turns"]
+    assert [t["outcome"] for t in turns] == ["stopped", "completed"] and turns[1]["answer"] == reply["output_message"]
+    assert len(reply["output_message"].split()) >= 3
+    wait.until(lambda _: css("#conversation-turn-count").text == "2")
+    wait.until(lambda _: text_of(conversation_row + ' td[data-cell="turns"]') == "2"
+               and css(conversation_row).get_attribute("data-state") == "completed")
+    assert text_of(answer) == shown, "the stopped turn keeps its partial answer"
+    assert not css("#conversation-stop").is_enabled()
+
+    # The turn's run opens from the conversation, and links back to it.
+    css(turn + " .who a").click()
+    wait.until(lambda _: css("#detail").is_displayed() and css("#detail-id").text == run_id)
+    assert not css("#conversation").is_displayed()
+    assert css("#detail-chat-link").get_attribute("href").endswith("#conversation=" + cid)
+    css("#detail-chat-link").click()
+    wait.until(lambda _: css("#conversation").is_displayed() and driver.find_elements(By.CSS_SELECTOR, answer)
+               and text_of(answer) == shown)
+
+    # Narrow window: one column, nothing wider than the window.
+    driver.set_window_size(420, 900)
+    wait.until(lambda _: driver.execute_script("return document.documentElement.scrollWidth <= window.innerWidth + 1"))
+    assert css("#conversation-stop").is_displayed() and css(bot_row).is_displayed()
+    driver.execute_script("document.getElementById('conversation').scrollIntoView()")
+    driver.save_screenshot(str(SHOTS / "dashboard-chat-narrow.png"))

@@ -492,7 +492,7 @@ enum OpenAPI {
             ("get", "/_mock/ui", operation(
                 "dashboard", "The live dashboard", "The same page as `/`.", ok: page("The page."), errors: [], secured: false)),
             ("get", "/_mock/ui/{file}", operation(
-                "dashboard", "A file of the dashboard", "`index.html`, `app.js` or `style.css`; 404 for any other name.",
+                "dashboard", "A file of the dashboard", "`index.html`, `app.js`, `chat.js` or `style.css`; 404 for any other name.",
                 parameters: [path("file", "File name.")],
                 ok: ["description": "The file.",
                      "content": ["text/html": ["schema": string], "text/javascript": ["schema": string], "text/css": ["schema": string]]],
