@@ -495,3 +495,98 @@ def test_a_conversation_streams_its_live_turn_and_stop_generating_keeps_the_part
     assert css("#conversation-stop").is_displayed() and css(bot_row).is_displayed()
     driver.execute_script("document.getElementById('conversation').scrollIntoView()")
     driver.save_screenshot(str(SHOTS / "dashboard-chat-narrow.png"))
+
+
+def test_a_conversation_opened_by_its_link_mid_answer_shows_a_failed_turn_and_the_rest_of_the_live_one(new_daemon, browser):
+    """A conversation opened from a link (`#conversation=ID`) while a turn streams: the page says it joined
+    mid-answer, shows the tokens from then on and the whole answer once the turn ends; an earlier turn failed by an
+    injected LLM fault shows as failed with its error. Manual clock, as above."""
+    import queue
+    import threading
+
+    from selenium.webdriver.common.by import By
+    from selenium.webdriver.support.ui import WebDriverWait
+    from vectorshift.chatbot import Chatbot
+
+    d = new_daemon("--clock", "manual", "--tokens-per-second", "10", "--ttft-ms", "500")
+    key = unique("browser-join")
+    headers = {"Authorization": f"Bearer {key}"}
+    Pipeline = point_sdk(d, key)
+    pipeline = build_streaming_pipeline(Pipeline, "join-chat")
+    bot = Chatbot.new(name="join-bot", description="", pipeline_id=pipeline.id)
+    fault = requests.post(f"{d.root}/_mock/faults", headers=headers, timeout=10, json={
+        "path": f"/v1/chatbot/{bot.id}/run", "llm_fail_after_tokens": 2, "message": "provider overloaded", "times": 1})
+    assert fault.status_code == 200, fault.text
+
+    def advance(ms):
+        answer = requests.post(f"{d.root}/_mock/clock/advance", headers=headers, json={"ms": ms}, timeout=30)
+        assert answer.status_code == 200, answer.text
+
+    def streamed_turn(text, **kw):
+        events = queue.Queue()
+
+        def read():
+            for line in bot.run(text, stream=True, **kw):
+                if line.startswith(b"data: "):
+                    events.put(json.loads(line[len(b"data: "):]))
+
+        threading.Thread(target=read, daemon=True).start()
+        return events
+
+    def until_result(events):
+        deadline = time.monotonic() + 30
+        while True:
+            assert time.monotonic() < deadline, "the turn did not end"
+            try:
+                event = events.get(timeout=0.05)
+            except queue.Empty:
+                advance(2000)
+                continue
+            if event["type"] == "result":
+                return event
+
+    first = streamed_turn("Write 20 words.")
+    start = first.get(timeout=10)
+    cid, failed_run = start["conversation_id"], start["run_id"]
+    failed = until_result(first)
+    assert failed["status"] == "failed" and "provider overloaded" in failed["error"], failed
+
+    driver = browser
+    driver.set_window_size(1280, 800)
+    wait = WebDriverWait(driver, 20, poll_frequency=0.05)
+    css = lambda selector: driver.find_element(By.CSS_SELECTOR, selector)  # noqa: E731
+    text_of = lambda selector: css(selector).get_attribute("textContent")  # noqa: E731
+    driver.get(d.root + "/")
+    css("#api-key").send_keys(key)
+    css("#key-save").click()
+    wait.until(lambda _: css("#feed-state").get_attribute("data-state") == "live")
+    driver.get("about:blank")  # the page is gone while the next turn begins
+
+    second = streamed_turn(ESSAY, conversation_id=cid)
+    live_run = second.get(timeout=10)["run_id"]
+    advance(1500)  # about 10 tokens the page never sees
+    driver.get(f"{d.root}/#conversation={cid}")
+    wait.until(lambda _: css("#conversation").is_displayed() and css("#conversation-id").text == cid)
+    failed_turn, live_turn = (f'#conversation-turns li[data-run-id="{r}"]' for r in (failed_run, live_run))
+    wait.until(lambda _: driver.find_elements(By.CSS_SELECTOR, live_turn)
+               and css(live_turn).get_attribute("data-outcome") == "generating")
+    assert css(failed_turn).get_attribute("data-outcome") == "failed" and "failed" in css(failed_turn + " .outcome").text
+    assert "provider overloaded" in css(failed_turn + " .turn-note").text
+    assert text_of(live_turn + ' p[data-role="user"]') == ESSAY
+    assert "Joined mid-answer" in css(live_turn + " .turn-note").text
+    assert text_of(live_turn + ' p[data-role="answer"]') == "", "tokens from before the page are not invented"
+    assert css("#conversation-stop").is_enabled()
+
+    advance(1000)
+    wait.until(lambda _: len(text_of(live_turn + ' p[data-role="answer"]').split()) >= 5, "tokens after joining")
+    joined_part = text_of(live_turn + ' p[data-role="answer"]')
+    result = until_result(second)
+    assert result["status"] == "success", result
+    wait.until(lambda _: css(live_turn).get_attribute("data-outcome") == "completed")
+    whole = text_of(live_turn + ' p[data-role="answer"]')
+    stored = requests.get(f"{d.root}/_mock/conversations/{cid}", headers=headers, timeout=10).json()["conversation"]
+    assert [t["outcome"] for t in stored["turns"]] == ["failed", "completed"]
+    assert whole == stored["turns"][1]["answer"] == result["output_message"]
+    assert joined_part in whole and not whole.startswith(joined_part), "the whole answer, not only what was seen"
+    assert not css(live_turn + " .turn-note").is_displayed()
+    assert not css("#conversation-stop").is_enabled()

@@ -12,8 +12,8 @@
 // `conversation_id`), its `stream` events carry the tokens (app.js collects them per run, and the live turn's
 // answer is read from there, keyed by the turn's run id), and on the `created` and final events of a chatbot's
 // runs this page refetches the chatbot counts, that chatbot's conversation list (when shown) and the open
-// conversation (when it is that run's). An event of the open conversation's run that the last fetch did not know
-// yet (a turn announced before the daemon recorded it) asks for one more fetch.
+// conversation (when it is that run's). An event of a run the last fetch of the list or the open conversation did
+// not know yet (a turn announced before the daemon recorded it as in progress) asks for one more fetch.
 "use strict";
 
 const chat = {
@@ -101,10 +101,15 @@ function chatFeedEvent(type, run) {
   if (!run.chatbot_id) return;
   const boundary = type === "created" || FINAL.has(type);  // a turn began or ended
   if (boundary || !chat.bots.has(run.chatbot_id)) loadChatbots();
-  if (boundary && chat.listFor === run.chatbot_id) loadConversationList();
+  if (chat.listFor === run.chatbot_id && (boundary || !listKnows(run))) loadConversationList();
   if (run.conversation_id && run.conversation_id === chat.openId && (boundary || !conversationKnows(run.run_id))) {
     loadConversation();
   }
+}
+
+function listKnows(run) {
+  const c = chat.list && chat.list.find((item) => item.id === run.conversation_id);
+  return !!c && (c.turn_in_progress === run.run_id || c.turns.some((turn) => turn.run_id === run.run_id));
 }
 
 function conversationKnows(runId) {
