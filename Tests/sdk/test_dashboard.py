@@ -3,6 +3,8 @@
 The daemon runs with a slow LLM (10 tokens/s), so a run's tokens stream for half a minute. Through the page
 only: enter the key, start a streaming run with the form, wait for tokens, pause and resume, press "Stop
 generating"; then the page and `GET …/run/status/{id}` both say `terminated`, and no token appears afterwards.
+Chatbots (issue 12 item 7), on a manual clock: a conversation's live turn streams into the page and its Stop
+generating keeps the partial answer; a conversation opened mid-answer, and a failed turn.
 Screenshots of the run list and the run detail (live, then stopped) go to Tests/sdk/screenshots/ (ignored by git;
 or $MOCKSHIFT_SCREENSHOTS). The README shows copies of them committed in docs/screenshots/:
 `MOCKSHIFT_SCREENSHOTS=docs/screenshots scripts/test` refreshes those.
@@ -334,6 +336,25 @@ def test_long_names_and_a_key_switch_do_not_break_the_page(new_daemon, browser):
     assert width <= inner + 2, f"page is {width} px wide in a {inner} px window"
 
 
+def manual_clock_chatbot(new_daemon, name):
+    """A daemon on a manual clock with a slow LLM (first token at 500 ms, then 10 a second), a key of its own, a
+    streaming pipeline `NAME-chat` and its chatbot `NAME-bot`. Returns the daemon, the key, the pipeline, the chatbot
+    and `advance(ms)`, which moves the clock and returns once all that fell due has happened."""
+    from vectorshift.chatbot import Chatbot
+
+    d = new_daemon("--clock", "manual", "--tokens-per-second", "10", "--ttft-ms", "500")
+    key = unique(f"browser-{name}")
+    pipeline = build_streaming_pipeline(point_sdk(d, key), f"{name}-chat")
+    bot = Chatbot.new(name=f"{name}-bot", description="", pipeline_id=pipeline.id)
+
+    def advance(ms):
+        answer = requests.post(f"{d.root}/_mock/clock/advance", headers={"Authorization": f"Bearer {key}"},
+                               json={"ms": ms}, timeout=30)
+        assert answer.status_code == 200, answer.text
+
+    return d, key, pipeline, bot, advance
+
+
 def test_a_conversation_streams_its_live_turn_and_stop_generating_keeps_the_partial_answer(new_daemon, browser):
     """Issue 12 item 7. A manual clock: tokens come only when the test moves it, so "no token after the stop"
     is shown by moving it on and seeing nothing change. Through the SDK: a chatbot, a streamed turn (read as the
@@ -345,18 +366,9 @@ def test_a_conversation_streams_its_live_turn_and_stop_generating_keeps_the_part
     from selenium.common.exceptions import TimeoutException
     from selenium.webdriver.common.by import By
     from selenium.webdriver.support.ui import WebDriverWait
-    from vectorshift.chatbot import Chatbot
 
-    d = new_daemon("--clock", "manual", "--tokens-per-second", "10", "--ttft-ms", "500")
-    key = unique("browser-chat")
+    d, key, pipeline, bot, advance = manual_clock_chatbot(new_daemon, "support")
     headers = {"Authorization": f"Bearer {key}"}
-    Pipeline = point_sdk(d, key)
-    pipeline = build_streaming_pipeline(Pipeline, "support-chat")
-    bot = Chatbot.new(name="support-bot", description="", pipeline_id=pipeline.id)
-
-    def advance(ms):
-        answer = requests.post(f"{d.root}/_mock/clock/advance", headers=headers, json={"ms": ms}, timeout=30)
-        assert answer.status_code == 200, answer.text
 
     def stored(cid):
         return requests.get(f"{d.root}/_mock/conversations/{cid}", headers=headers, timeout=10).json()["conversation"]
@@ -506,21 +518,12 @@ def test_a_conversation_opened_by_its_link_mid_answer_shows_a_failed_turn_and_th
 
     from selenium.webdriver.common.by import By
     from selenium.webdriver.support.ui import WebDriverWait
-    from vectorshift.chatbot import Chatbot
 
-    d = new_daemon("--clock", "manual", "--tokens-per-second", "10", "--ttft-ms", "500")
-    key = unique("browser-join")
+    d, key, pipeline, bot, advance = manual_clock_chatbot(new_daemon, "join")
     headers = {"Authorization": f"Bearer {key}"}
-    Pipeline = point_sdk(d, key)
-    pipeline = build_streaming_pipeline(Pipeline, "join-chat")
-    bot = Chatbot.new(name="join-bot", description="", pipeline_id=pipeline.id)
     fault = requests.post(f"{d.root}/_mock/faults", headers=headers, timeout=10, json={
         "path": f"/v1/chatbot/{bot.id}/run", "llm_fail_after_tokens": 2, "message": "provider overloaded", "times": 1})
     assert fault.status_code == 200, fault.text
-
-    def advance(ms):
-        answer = requests.post(f"{d.root}/_mock/clock/advance", headers=headers, json={"ms": ms}, timeout=30)
-        assert answer.status_code == 200, answer.text
 
     def streamed_turn(text, **kw):
         events = queue.Queue()

@@ -412,6 +412,13 @@ function setText(node, text) {
   if (node.textContent !== text) node.textContent = text;
 }
 
+// Makes `nodes` the children of `parent`, in order, moving only what is out of place: rows kept across renders keep
+// their focus and selection.
+function placeChildren(parent, nodes) {
+  nodes.forEach((node, i) => { if (parent.children[i] !== node) parent.insertBefore(node, parent.children[i] || null); });
+  while (parent.children.length > nodes.length) parent.lastElementChild.remove();
+}
+
 // Rows are rebuilt only when the pipelines changed, so that a focused button is not replaced under the user.
 function renderPipelines() {
   if (state.renderedPipelines === state.pipelinesVersion) return;
@@ -484,8 +491,7 @@ function renderRuns() {
   const runs = visibleRuns();
   const body = $("runs-table").tBodies[0];
   const rows = runs.map(runRow);
-  rows.forEach((tr, i) => { if (body.children[i] !== tr) body.insertBefore(tr, body.children[i] || null); });
-  while (body.children.length > rows.length) body.lastElementChild.remove();
+  placeChildren(body, rows);
   for (const id of [...runRows.keys()]) if (!state.runs.has(id)) runRows.delete(id);
   $("runs-empty").hidden = runs.length > 0;
   if (runs.length === 0) $("runs-empty").textContent = "No runs match.";

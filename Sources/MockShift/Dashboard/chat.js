@@ -1,5 +1,6 @@
 // MockShift's live dashboard: chatbots and their conversations (issue 12 item 7). Loaded after app.js, whose
-// helpers and state it uses (api, el, $, setText, statusBadge, formatTime, pipelineName, state, FINAL).
+// helpers and state it uses (api, el, $, setText, placeChildren, statusBadge, formatTime, pipelineName, refreshRun,
+// state, FINAL).
 //
 // - The chatbot list: GET /_mock/chatbots (each chatbot with its linked pipeline and its number of conversations).
 // - A chatbot's conversations: GET /_mock/conversations?chatbot_id= (turn count and last activity of each).
@@ -315,8 +316,7 @@ function renderChatbots() {
     row.open.setAttribute("aria-expanded", chat.listFor === bot.id ? "true" : "false");
     return row.tr;
   });
-  rows.forEach((tr, i) => { if (body.children[i] !== tr) body.insertBefore(tr, body.children[i] || null); });
-  while (body.children.length > rows.length) body.lastElementChild.remove();
+  placeChildren(body, rows);
   for (const id of [...botRows.keys()]) if (!chat.bots.has(id)) botRows.delete(id);
   $("chatbots-note").hidden = bots.length === 0;
   const empty = $("chatbots-empty");
@@ -362,8 +362,7 @@ function renderConversationList() {
     row.tr.classList.toggle("selected", chat.openId === c.id);
     return row.tr;
   });
-  rows.forEach((tr, i) => { if (body.children[i] !== tr) body.insertBefore(tr, body.children[i] || null); });
-  while (body.children.length > rows.length) body.lastElementChild.remove();
+  placeChildren(body, rows);
   const ids = new Set(list.map(({c}) => c.id));
   for (const id of [...conversationRows.keys()]) if (!ids.has(id)) conversationRows.delete(id);
   const empty = $("conversations-empty");
@@ -390,8 +389,7 @@ function renderConversation() {
   // Follow new tokens and turns while the chat shows its end; a reader who scrolled up keeps their place.
   const atEnd = chat.scrollToEnd || list.scrollHeight - list.scrollTop - list.clientHeight <= 8;
   const items = turns.map(turnItem);
-  items.forEach((li, i) => { if (list.children[i] !== li) list.insertBefore(li, list.children[i] || null); });
-  while (list.children.length > items.length) list.lastElementChild.remove();
+  placeChildren(list, items);
   const shown = new Set(turns.map((turn) => turn.run_id));
   for (const id of [...turnItems.keys()]) if (!shown.has(id)) turnItems.delete(id);
   if (atEnd) list.scrollTop = list.scrollHeight;
