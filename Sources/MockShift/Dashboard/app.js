@@ -2,6 +2,8 @@
 // served it, with the API key in the Authorization header of every request (never in a URL), and follows the
 // namespace's run events on GET /_mock/events, read with fetch() streaming and a small Server-Sent-Events parser
 // (EventSource cannot send headers). The feed reconnects by itself, with backoff, after a daemon restart.
+// The chatbot views (issue 12 item 7) are in chat.js, loaded after this file; app.js calls its hooks (chatFeedEvent,
+// chatReload, renderChat, chatReset, chatInit, openConversation, closeConversation).
 "use strict";
 
 const KEY_STORAGE = "mockshift.apiKey";
