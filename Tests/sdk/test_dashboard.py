@@ -3,6 +3,8 @@
 The daemon runs with a slow LLM (10 tokens/s), so a run's tokens stream for half a minute. Through the page
 only: enter the key, start a streaming run with the form, wait for tokens, pause and resume, press "Stop
 generating"; then the page and `GET …/run/status/{id}` both say `terminated`, and no token appears afterwards.
+Chatbots (issue 12 item 7), on a manual clock: a conversation's live turn streams into the page and its Stop
+generating keeps the partial answer; a conversation opened mid-answer, and a failed turn.
 Screenshots of the run list and the run detail (live, then stopped) go to Tests/sdk/screenshots/ (ignored by git;
 or $MOCKSHIFT_SCREENSHOTS). The README shows copies of them committed in docs/screenshots/:
 `MOCKSHIFT_SCREENSHOTS=docs/screenshots scripts/test` refreshes those.
@@ -10,6 +12,7 @@ or $MOCKSHIFT_SCREENSHOTS). The README shows copies of them committed in docs/sc
 Without chromium or chromedriver the test is skipped, except in CI (`CI` set), where it fails: `.ci/run`
 installs them.
 """
+import json
 import os
 import pathlib
 import shutil
@@ -331,3 +334,262 @@ def test_long_names_and_a_key_switch_do_not_break_the_page(new_daemon, browser):
     width = driver.execute_script("return document.documentElement.scrollWidth")
     inner = driver.execute_script("return window.innerWidth")
     assert width <= inner + 2, f"page is {width} px wide in a {inner} px window"
+
+
+def manual_clock_chatbot(new_daemon, name):
+    """A daemon on a manual clock with a slow LLM (first token at 500 ms, then 10 a second), a key of its own, a
+    streaming pipeline `NAME-chat` and its chatbot `NAME-bot`. Returns the daemon, the key, the pipeline, the chatbot
+    and `advance(ms)`, which moves the clock and returns once all that fell due has happened."""
+    from vectorshift.chatbot import Chatbot
+
+    d = new_daemon("--clock", "manual", "--tokens-per-second", "10", "--ttft-ms", "500")
+    key = unique(f"browser-{name}")
+    pipeline = build_streaming_pipeline(point_sdk(d, key), f"{name}-chat")
+    bot = Chatbot.new(name=f"{name}-bot", description="", pipeline_id=pipeline.id)
+
+    def advance(ms):
+        answer = requests.post(f"{d.root}/_mock/clock/advance", headers={"Authorization": f"Bearer {key}"},
+                               json={"ms": ms}, timeout=30)
+        assert answer.status_code == 200, answer.text
+
+    return d, key, pipeline, bot, advance
+
+
+def test_a_conversation_streams_its_live_turn_and_stop_generating_keeps_the_partial_answer(new_daemon, browser):
+    """Issue 12 item 7. A manual clock: tokens come only when the test moves it, so "no token after the stop"
+    is shown by moving it on and seeing nothing change. Through the SDK: a chatbot, a streamed turn (read as the
+    SDK hands lines over) and later a plain turn; through the page: the chatbot list, the conversation list, the
+    conversation with its live turn, Stop generating."""
+    import queue
+    import threading
+
+    from selenium.common.exceptions import TimeoutException
+    from selenium.webdriver.common.by import By
+    from selenium.webdriver.support.ui import WebDriverWait
+
+    d, key, pipeline, bot, advance = manual_clock_chatbot(new_daemon, "support")
+    headers = {"Authorization": f"Bearer {key}"}
+
+    def stored(cid):
+        return requests.get(f"{d.root}/_mock/conversations/{cid}", headers=headers, timeout=10).json()["conversation"]
+
+    driver = browser
+    inner = driver.execute_script("return [window.innerWidth, window.innerHeight]")
+    driver.set_window_size(1280 + 1280 - inner[0], 800 + 800 - inner[1])
+    wait = WebDriverWait(driver, 20, poll_frequency=0.05)
+    css = lambda selector: driver.find_element(By.CSS_SELECTOR, selector)  # noqa: E731
+    text_of = lambda selector: css(selector).get_attribute("textContent")  # noqa: E731  (exact, spaces kept)
+
+    driver.get(d.root + "/")
+    css("#api-key").send_keys(key)
+    css("#key-save").click()
+    wait.until(lambda _: css("#feed-state").get_attribute("data-state") == "live")
+    bot_row = f'#chatbots-table tr[data-chatbot-id="{bot.id}"]'
+    wait.until(lambda _: driver.find_elements(By.CSS_SELECTOR, bot_row)
+               and text_of(bot_row + ' td[data-cell="pipeline"]') == "support-chat")
+    assert "support-bot" in css(bot_row + " th").text and text_of(bot_row + ' td[data-cell="conversations"]') == "0"
+
+    # A streamed turn over the SDK, on a thread: its first event names the run and the conversation.
+    received = queue.Queue()
+
+    def read_turn():
+        for line in bot.run(ESSAY, stream=True):
+            if line.startswith(b"data: "):
+                received.put(json.loads(line[len(b"data: "):]))
+
+    threading.Thread(target=read_turn, daemon=True).start()
+    start = received.get(timeout=10)
+    assert start["type"] == "start", start
+    run_id, cid = start["run_id"], start["conversation_id"]
+
+    # The chatbot list counts the new conversation by itself; its conversations, then the conversation, open.
+    wait.until(lambda _: text_of(bot_row + ' td[data-cell="conversations"]') == "1")
+    css(bot_row + " th button").click()
+    conversation_row = f'#conversations-table tr[data-conversation-id="{cid}"]'
+    wait.until(lambda _: driver.find_elements(By.CSS_SELECTOR, conversation_row)
+               and css(conversation_row).get_attribute("data-state") == "generating")
+    assert "support-bot" in css("#conversations-title").text
+    css(conversation_row + " th button").click()
+    wait.until(lambda _: css("#conversation").is_displayed() and css("#conversation-id").text == cid)
+    assert not css("#detail").is_displayed(), "the run detail and the conversation share the column"
+    turn = f'#conversation-turns li[data-run-id="{run_id}"]'
+    answer = turn + ' p[data-role="answer"]'
+    wait.until(lambda _: driver.find_elements(By.CSS_SELECTOR, turn)
+               and css(turn).get_attribute("data-outcome") == "generating")
+    wait.until(lambda _: text_of(turn + ' p[data-role="user"]') == ESSAY)
+    assert text_of(answer) == "" and "generating" in css(turn + " .outcome").text
+    stop = css("#conversation-stop")
+    assert stop.tag_name == "button" and stop.text == "Stop generating"
+    wait.until(lambda _: stop.is_enabled())
+
+    # Tokens arrive as the clock moves: first token at 500 ms, then 10 a second.
+    advance(1500)
+    wait.until(lambda _: len(text_of(answer).split()) >= 8, "tokens in the conversation view")
+    SHOTS.mkdir(parents=True, exist_ok=True)
+    driver.save_screenshot(str(SHOTS / "dashboard-chat-live.png"))
+    css("#conversation").screenshot(str(SHOTS / "conversation-live.png"))
+    css("#chatbots").screenshot(str(SHOTS / "chatbots.png"))
+    before = text_of(answer)
+    advance(1000)
+    wait.until(lambda _: len(text_of(answer)) > len(before), "more tokens as the clock moves on")
+    assert text_of(answer).startswith(before), "the answer grows at its end"
+    seen = text_of(answer)
+
+    # Stop generating: the turn shows its partial answer marked stopped.
+    stop.click()
+    wait.until(lambda _: css(turn).get_attribute("data-outcome") == "stopped")
+    assert "stopped" in css(turn + " .outcome").text, "the outcome is written, not only coloured"
+    assert "partial answer" in css(turn + " .turn-note").text
+    wait.until(lambda _: not stop.is_enabled())
+    shown = text_of(answer)
+    assert shown.startswith(seen), (seen, shown)
+
+    # Over the API: the run is terminated, the stream ended stopped, the stored turn holds the text the page shows.
+    status = requests.get(f"{d.url}/pipeline/{pipeline.id}/run/status/{run_id}", headers=headers, timeout=10).json()
+    assert status["status"] == "terminated", status
+    result = received.get(timeout=10)
+    while result["type"] != "result":
+        result = received.get(timeout=10)
+    assert result["status"] == "terminated" and result["output_message"] == shown, result
+    turns = stored(cid)["turns"]
+    assert [(t["run_id"], t["outcome"], t["answer"]) for t in turns] == [(run_id, "stopped", shown)]
+
+    # No token afterwards, however far the clock moves (it would bring 30 more).
+    advance(3000)
+    try:
+        WebDriverWait(driver, 1.5, poll_frequency=0.05).until(lambda _: text_of(answer) != shown)
+        raise AssertionError(f"the answer changed after Stop generating: {text_of(answer)[len(shown):]!r}")
+    except TimeoutException:
+        pass
+    assert requests.get(f"{d.url}/pipeline/{pipeline.id}/run/status/{run_id}", headers=headers,
+                        timeout=10).json()["output_tokens"] == status["output_tokens"]
+    assert css(conversation_row).get_attribute("data-state") == "stopped"
+    css("#conversation").screenshot(str(SHOTS / "conversation-stopped.png"))
+
+    # A plain turn in the same conversation: it appears by itself (the feed), then shows its whole answer.
+    replies = queue.Queue()
+    threading.Thread(target=lambda: replies.put(bot.run("Write 5 words.", conversation_id=cid)), daemon=True).start()
+    items = "#conversation-turns li"
+    wait.until(lambda _: len(driver.find_elements(By.CSS_SELECTOR, items)) == 2, "the new turn in the view")
+    second = driver.find_elements(By.CSS_SELECTOR, items)[1]
+    assert second.get_attribute("data-outcome") == "generating"
+    wait.until(lambda _: second.find_element(By.CSS_SELECTOR, 'p[data-role="user"]').text == "Write 5 words.")
+    deadline = time.monotonic() + 20
+    while replies.empty():
+        assert time.monotonic() < deadline, "the second turn did not end"
+        advance(500)
+    reply = replies.get()
+    assert reply["status"] == "success", reply
+    wait.until(lambda _: second.get_attribute("data-outcome") == "completed")
+    wait.until(lambda _: second.find_element(By.CSS_SELECTOR, 'p[data-role="answer"]').get_attribute("textContent")
+               == reply["output_message"])
+    turns = stored(cid)["turns"]
+    assert [t["outcome"] for t in turns] == ["stopped", "completed"] and turns[1]["answer"] == reply["output_message"]
+    assert len(reply["output_message"].split()) >= 3
+    wait.until(lambda _: css("#conversation-turn-count").text == "2")
+    wait.until(lambda _: text_of(conversation_row + ' td[data-cell="turns"]') == "2"
+               and css(conversation_row).get_attribute("data-state") == "completed")
+    assert text_of(answer) == shown, "the stopped turn keeps its partial answer"
+    assert not css("#conversation-stop").is_enabled()
+
+    # The turn's run opens from the conversation, and links back to it.
+    css(turn + " .who a").click()
+    wait.until(lambda _: css("#detail").is_displayed() and css("#detail-id").text == run_id)
+    assert not css("#conversation").is_displayed()
+    assert css("#detail-chat-link").get_attribute("href").endswith("#conversation=" + cid)
+    css("#detail-chat-link").click()
+    wait.until(lambda _: css("#conversation").is_displayed() and driver.find_elements(By.CSS_SELECTOR, answer)
+               and text_of(answer) == shown)
+
+    # Narrow window: one column, nothing wider than the window.
+    driver.set_window_size(420, 900)
+    wait.until(lambda _: driver.execute_script("return document.documentElement.scrollWidth <= window.innerWidth + 1"))
+    assert css("#conversation-stop").is_displayed() and css(bot_row).is_displayed()
+    driver.execute_script("document.getElementById('conversation').scrollIntoView()")
+    driver.save_screenshot(str(SHOTS / "dashboard-chat-narrow.png"))
+
+
+def test_a_conversation_opened_by_its_link_mid_answer_shows_a_failed_turn_and_the_rest_of_the_live_one(new_daemon, browser):
+    """A conversation opened from a link (`#conversation=ID`) while a turn streams: the page says it joined
+    mid-answer, shows the tokens from then on and the whole answer once the turn ends; an earlier turn failed by an
+    injected LLM fault shows as failed with its error. Manual clock, as above."""
+    import queue
+    import threading
+
+    from selenium.webdriver.common.by import By
+    from selenium.webdriver.support.ui import WebDriverWait
+
+    d, key, pipeline, bot, advance = manual_clock_chatbot(new_daemon, "join")
+    headers = {"Authorization": f"Bearer {key}"}
+    fault = requests.post(f"{d.root}/_mock/faults", headers=headers, timeout=10, json={
+        "path": f"/v1/chatbot/{bot.id}/run", "llm_fail_after_tokens": 2, "message": "provider overloaded", "times": 1})
+    assert fault.status_code == 200, fault.text
+
+    def streamed_turn(text, **kw):
+        events = queue.Queue()
+
+        def read():
+            for line in bot.run(text, stream=True, **kw):
+                if line.startswith(b"data: "):
+                    events.put(json.loads(line[len(b"data: "):]))
+
+        threading.Thread(target=read, daemon=True).start()
+        return events
+
+    def until_result(events):
+        deadline = time.monotonic() + 30
+        while True:
+            assert time.monotonic() < deadline, "the turn did not end"
+            try:
+                event = events.get(timeout=0.05)
+            except queue.Empty:
+                advance(2000)
+                continue
+            if event["type"] == "result":
+                return event
+
+    first = streamed_turn("Write 20 words.")
+    start = first.get(timeout=10)
+    cid, failed_run = start["conversation_id"], start["run_id"]
+    failed = until_result(first)
+    assert failed["status"] == "failed" and "provider overloaded" in failed["error"], failed
+
+    driver = browser
+    driver.set_window_size(1280, 800)
+    wait = WebDriverWait(driver, 20, poll_frequency=0.05)
+    css = lambda selector: driver.find_element(By.CSS_SELECTOR, selector)  # noqa: E731
+    text_of = lambda selector: css(selector).get_attribute("textContent")  # noqa: E731
+    driver.get(d.root + "/")
+    css("#api-key").send_keys(key)
+    css("#key-save").click()
+    wait.until(lambda _: css("#feed-state").get_attribute("data-state") == "live")
+    driver.get("about:blank")  # the page is gone while the next turn begins
+
+    second = streamed_turn(ESSAY, conversation_id=cid)
+    live_run = second.get(timeout=10)["run_id"]
+    advance(1500)  # about 10 tokens the page never sees
+    driver.get(f"{d.root}/#conversation={cid}")
+    wait.until(lambda _: css("#conversation").is_displayed() and css("#conversation-id").text == cid)
+    failed_turn, live_turn = (f'#conversation-turns li[data-run-id="{r}"]' for r in (failed_run, live_run))
+    wait.until(lambda _: driver.find_elements(By.CSS_SELECTOR, live_turn)
+               and css(live_turn).get_attribute("data-outcome") == "generating")
+    assert css(failed_turn).get_attribute("data-outcome") == "failed" and "failed" in css(failed_turn + " .outcome").text
+    assert "provider overloaded" in css(failed_turn + " .turn-note").text
+    assert text_of(live_turn + ' p[data-role="user"]') == ESSAY
+    assert "Joined mid-answer" in css(live_turn + " .turn-note").text
+    assert text_of(live_turn + ' p[data-role="answer"]') == "", "tokens from before the page are not invented"
+    assert css("#conversation-stop").is_enabled()
+
+    advance(1000)
+    wait.until(lambda _: len(text_of(live_turn + ' p[data-role="answer"]').split()) >= 5, "tokens after joining")
+    joined_part = text_of(live_turn + ' p[data-role="answer"]')
+    result = until_result(second)
+    assert result["status"] == "success", result
+    wait.until(lambda _: css(live_turn).get_attribute("data-outcome") == "completed")
+    whole = text_of(live_turn + ' p[data-role="answer"]')
+    stored = requests.get(f"{d.root}/_mock/conversations/{cid}", headers=headers, timeout=10).json()["conversation"]
+    assert [t["outcome"] for t in stored["turns"]] == ["failed", "completed"]
+    assert whole == stored["turns"][1]["answer"] == result["output_message"]
+    assert joined_part in whole and not whole.startswith(joined_part), "the whole answer, not only what was seen"
+    assert not css(live_turn + " .turn-note").is_displayed()
+    assert not css("#conversation-stop").is_enabled()

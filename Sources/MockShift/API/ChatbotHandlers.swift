@@ -186,7 +186,8 @@ enum ChatbotHandlers {
             }
         }
         let conversationID = requested.isEmpty ? IDs.make() : requested
-        switch app.chatTurns.reserve(conversationID, namespace: namespace, chatbotID: chatbot.id) {
+        switch app.chatTurns.reserve(conversationID, namespace: namespace, chatbotID: chatbot.id, userText: text,
+                                     at: wallClockMicros()) {
         case .reserved: break
         case .busy: throw APIError(.conflict, "conversation \(conversationID) has a turn in progress")
         case .gone: throw APIError(.notFound, "Chatbot not found")
@@ -327,7 +328,8 @@ enum ChatbotHandlers {
 
     // MARK: Test controls
 
-    /// `GET /_mock/conversations[?chatbot_id=…]`: the caller's conversations, oldest first, with their turns.
+    /// `GET /_mock/conversations[?chatbot_id=…]`: the caller's conversations, oldest first, with their turns and
+    /// the turn in progress (`turn_in_progress`, its run id; `live_turn`, also its user text and start).
     /// A trailing slash is the one-conversation route with an empty id (what `/_mock/conversations/%20` becomes
     /// once the transport trims the request line): 404, never the whole list.
     static func conversations(_ c: HandlerContext) throws -> Reply {
@@ -336,6 +338,28 @@ enum ChatbotHandlers {
         if chatbotID?.isEmpty == true { chatbotID = nil }
         let all = try c.app.store.conversations(namespace: c.namespace, chatbotID: chatbotID)
         return .json(.ok, ["status": "success", "conversations": .array(all.map { render($0, c.app) })])
+    }
+
+    /// `GET /_mock/chatbots[?limit=&offset=]`: the caller's chatbots, newest first, each as `GET /chatbot` renders it
+    /// plus how much it is used: `conversations`, `turns` (stored), `live_turns` (in progress now) and
+    /// `last_activity_at` (the newest conversation start, turn end or live turn start; null when none). The
+    /// dashboard's chatbot list (issue 12 item 7): counts without loading every turn.
+    static func activity(_ c: HandlerContext) throws -> Reply {
+        let offset = try PipelineHandlers.intQuery(c, "offset") ?? 0
+        let limit = try PipelineHandlers.intQuery(c, "limit") ?? 1000
+        guard offset >= 0, limit >= 0 else { throw APIError(.badRequest, "offset and limit must not be negative") }
+        let all = try c.app.store.chatbotActivity(namespace: c.namespace, offset: offset, limit: min(limit, 10_000))
+        let items = all.map { item -> JSON in
+            var o = render(item.chatbot).objectValue ?? [:]
+            let live = c.app.chatTurns.liveTurns(namespace: c.namespace, chatbotID: item.chatbot.id)
+            o["conversations"] = .int(Int64(item.conversations))
+            o["turns"] = .int(Int64(item.turns))
+            o["live_turns"] = .int(Int64(live.count))
+            let last = ([item.lastActivity] + live.map(\.startedAt)).compactMap { $0 }.max()
+            o["last_activity_at"] = last.map { .string(iso8601(micros: $0)) } ?? .null
+            return .object(o)
+        }
+        return .json(.ok, ["status": "success", "chatbots": .array(items)])
     }
 
     /// `GET /_mock/conversations/{id}`: one conversation with its turns (user text, answer, run id, outcome) and its
@@ -359,8 +383,14 @@ enum ChatbotHandlers {
         return ["id": .string(conversation.id), "chatbot_id": .string(conversation.chatbotID),
                 "created_at": .string(iso8601(micros: conversation.createdAt)),
                 "turn_in_progress": app.chatTurns.liveRun(conversation.id).map(JSON.string) ?? .null,
+                "live_turn": app.chatTurns.liveTurn(conversation.id).map(render) ?? .null,
                 "turns": .array(turns), "knowledge_base_id": conversation.knowledgeBaseID.map(JSON.string) ?? .null,
                 "files": .array(conversation.files.map(ChatFileHandlers.render))]
+    }
+
+    /// A turn in progress (its run started, not stored yet): `run_id`, `user_text`, `started_at`.
+    static func render(_ turn: ChatTurns.LiveTurn) -> JSON {
+        ["run_id": .string(turn.runID), "user_text": .string(turn.userText), "started_at": .string(iso8601(micros: turn.startedAt))]
     }
 }
 
@@ -427,7 +457,20 @@ final class ChatTurns: Sendable {
         let namespace: String
         let chatbotID: String
         let generation: Int
+        /// What the user sent, and when the turn was claimed (microseconds since 1970): the dashboard shows the
+        /// turn before it is stored.
+        let userText: String
+        let startedAt: Int64
         var runID: String?
+    }
+
+    /// A turn in progress whose run has started (``liveTurn(_:)``, ``liveTurns(namespace:chatbotID:)``).
+    struct LiveTurn {
+        let conversationID: String
+        let runID: String
+        let userText: String
+        /// Microseconds since 1970.
+        let startedAt: Int64
     }
     private struct State {
         var turns: [String: Turn] = [:]
@@ -457,13 +500,14 @@ final class ChatTurns: Sendable {
 
     enum Reservation { case reserved, busy, gone }
 
-    /// Claims `conversationID` for a new turn: `.busy` when a turn of it is in progress, `.gone` when the chatbot
-    /// was deleted meanwhile.
-    func reserve(_ conversationID: String, namespace: String, chatbotID: String) -> Reservation {
+    /// Claims `conversationID` for a new turn of `userText`: `.busy` when a turn of it is in progress, `.gone` when
+    /// the chatbot was deleted meanwhile.
+    func reserve(_ conversationID: String, namespace: String, chatbotID: String, userText: String, at micros: Int64) -> Reservation {
         state.withLock { s in
             if s.closed.contains(chatbotID) { return .gone }
             guard s.turns[conversationID] == nil else { return .busy }
-            s.turns[conversationID] = Turn(namespace: namespace, chatbotID: chatbotID, generation: s.generations[namespace] ?? 0)
+            s.turns[conversationID] = Turn(namespace: namespace, chatbotID: chatbotID, generation: s.generations[namespace] ?? 0,
+                                           userText: userText, startedAt: micros)
             return .reserved
         }
     }
@@ -514,5 +558,23 @@ final class ChatTurns: Sendable {
     /// The run of the conversation's turn in progress, if any.
     func liveRun(_ conversationID: String) -> String? {
         state.withLock { $0.turns[conversationID]?.runID }
+    }
+
+    /// The conversation's turn in progress, once its run has started.
+    func liveTurn(_ conversationID: String) -> LiveTurn? {
+        state.withLock { s in s.turns[conversationID].flatMap { Self.live(conversationID, $0) } }
+    }
+
+    /// `chatbotID`'s turns in progress whose runs have started.
+    func liveTurns(namespace: String, chatbotID: String) -> [LiveTurn] {
+        state.withLock { s in
+            s.turns.compactMap { id, turn in
+                turn.namespace == namespace && turn.chatbotID == chatbotID ? Self.live(id, turn) : nil
+            }
+        }
+    }
+
+    private static func live(_ conversationID: String, _ turn: Turn) -> LiveTurn? {
+        turn.runID.map { LiveTurn(conversationID: conversationID, runID: $0, userText: turn.userText, startedAt: turn.startedAt) }
     }
 }

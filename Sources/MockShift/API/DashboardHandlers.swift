@@ -1,10 +1,10 @@
 import HTTPTypes
 import MockShiftHTTP
 
-/// The live dashboard (issue 7): `Sources/MockShift/Dashboard/index.html`, `app.js` and `style.css`, kept as
-/// plain files in the repository and compiled into the binary by SwiftPM (`resources: [.embedInCode(…)]` in
-/// Package.swift generates `PackageResources` byte arrays), so the executable serves them from anywhere, with
-/// no bundle on disk, no build step and no network.
+/// The live dashboard (issue 7): `Sources/MockShift/Dashboard/index.html`, `app.js`, `chat.js` (chatbots and
+/// their conversations, issue 12 item 7) and `style.css`, kept as plain files in the repository and compiled into
+/// the binary by SwiftPM (`resources: [.embedInCode(…)]` in Package.swift generates `PackageResources` byte
+/// arrays), so the executable serves them from anywhere, with no bundle on disk, no build step and no network.
 ///
 /// Served without authentication, also with `--api-key` (see `MockShiftApp.isPublic`): the files are the same
 /// for everyone and hold no data. The page asks for the key and sends it in the `Authorization` header of every
@@ -14,6 +14,7 @@ enum DashboardHandlers {
     static let files: [String: (bytes: [UInt8], type: String)] = [
         "index.html": (PackageResources.index_html, "text/html; charset=utf-8"),
         "app.js": (PackageResources.app_js, "text/javascript; charset=utf-8"),
+        "chat.js": (PackageResources.chat_js, "text/javascript; charset=utf-8"),
         "style.css": (PackageResources.style_css, "text/css; charset=utf-8"),
     ]
 

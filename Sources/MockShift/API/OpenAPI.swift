@@ -257,9 +257,20 @@ enum OpenAPI {
                 ("deployment_options", anyObject), ("access_config", anyObject), ("twilio_config", anyObject),
                 ("slack_config", anyObject), ("created_at", timestamp), ("modified_at", timestamp),
             ], required: ["_id", "id", "name", "pipeline", "input", "output", "deployed"]),
+            "ChatbotActivity": object([
+                ("_id", string), ("id", string), ("name", string), ("description", string),
+                ("pipeline", object([("object_id", string), ("id", string), ("version", string)])),
+                ("input", string), ("output", string), ("deployed", boolean),
+                ("deployment_options", anyObject), ("access_config", anyObject), ("twilio_config", anyObject),
+                ("slack_config", anyObject), ("created_at", timestamp), ("modified_at", timestamp),
+                ("conversations", integer), ("turns", integer), ("live_turns", integer),
+                ("last_activity_at", nullable(timestamp)),
+            ], required: ["id", "name", "pipeline", "output", "conversations", "turns", "live_turns", "last_activity_at"]),
             "Conversation": object([
                 ("id", string), ("chatbot_id", string), ("created_at", timestamp),
                 ("turn_in_progress", nullable(described(string, "the run of the turn going on"))),
+                ("live_turn", nullable(object([("run_id", string), ("user_text", string), ("started_at", timestamp)],
+                                              required: ["run_id", "user_text", "started_at"]))),
                 ("turns", array(object([("index", integer), ("user_text", string), ("answer", string), ("run_id", string),
                                         ("outcome", enumeration(["completed", "stopped", "failed"])), ("error", string),
                                         ("created_at", timestamp), ("ended_at", timestamp)]))),
@@ -561,7 +572,7 @@ enum OpenAPI {
             ("get", "/_mock/ui", operation(
                 "dashboard", "The live dashboard", "The same page as `/`.", ok: page("The page."), errors: [], secured: false)),
             ("get", "/_mock/ui/{file}", operation(
-                "dashboard", "A file of the dashboard", "`index.html`, `app.js` or `style.css`; 404 for any other name.",
+                "dashboard", "A file of the dashboard", "`index.html`, `app.js`, `chat.js` or `style.css`; 404 for any other name.",
                 parameters: [path("file", "File name.")],
                 ok: ["description": "The file.",
                      "content": ["text/html": ["schema": string], "text/javascript": ["schema": string], "text/css": ["schema": string]]],
@@ -609,7 +620,7 @@ enum OpenAPI {
                 errors: ["404"])),
             ("get", "/_mock/events", operation(
                 "controls", "The live run feed (Server-Sent Events)",
-                "Never ends while the daemon runs (it ends at shutdown). `event: TYPE` + `data: {json}` frames: first `ready`, then the caller's run events as they happen: `created`, `node_started`, `node_completed`, `node_skipped`, `first_token`, `stream` (tokens of streaming outputs: `node`, `outputs`, `text`, `tokens`), `tokens` (count), `paused`, `resumed`, and the final `completed` (with `result`), `failed` (with `error`) or `terminated`; each with `run_id`, `pipeline_id`, `type`, `clock_ms` and `at`. A `: keep-alive` comment after 15 s of silence. Read it with `fetch()` to send the key in the Authorization header (the dashboard does).",
+                "Never ends while the daemon runs (it ends at shutdown). `event: TYPE` + `data: {json}` frames: first `ready`, then the caller's run events as they happen: `created` (with `mode`, `nodes`, and what the run recorded: a chatbot turn's `chatbot_id` and `conversation_id`), `node_started`, `node_completed`, `node_skipped`, `first_token`, `stream` (tokens of streaming outputs: `node`, `outputs`, `text`, `tokens`), `tokens` (count), `paused`, `resumed`, and the final `completed` (with `result`), `failed` (with `error`) or `terminated`; each with `run_id`, `pipeline_id`, `type`, `clock_ms` and `at`. A `: keep-alive` comment after 15 s of silence. Read it with `fetch()` to send the key in the Authorization header (the dashboard does).",
                 ok: ["description": "Server-Sent Events, without end.",
                      "content": ["text/event-stream": ["schema": described(string, "event: TYPE / data: {json} frames")]]],
                 errors: ["503"])),
@@ -631,6 +642,12 @@ enum OpenAPI {
             ("get", "/_mock/llm", operation(
                 "controls", "List scripted LLM answers", "", ok: json("Rules.", success([("scripts", array(anyObject))], required: ["scripts"])), errors: [])),
             ("delete", "/_mock/llm", operation("controls", "Remove scripted LLM answers", "", ok: cleared, errors: [])),
+            ("get", "/_mock/chatbots", operation(
+                "controls", "The caller's chatbots with their activity",
+                "Newest first, each as `GET /v1/chatbot` returns it plus `conversations`, `turns` (stored), `live_turns` (in progress) and `last_activity_at` (null without conversations). The dashboard's chatbot list.",
+                parameters: [limit, query("offset", integer, ">= 0")],
+                ok: json("Chatbots.", success([("chatbots", array(ref("ChatbotActivity")))], required: ["chatbots"])),
+                errors: ["400"])),
             ("get", "/_mock/conversations", operation(
                 "controls", "The caller's chatbot conversations", "Oldest first, each with its turns (user text, answer, run id, outcome: completed, stopped or failed).",
                 parameters: [query("chatbot_id", string, "only this chatbot's")],

@@ -63,6 +63,7 @@ extension Router {
         r.add(.post, "/_mock/llm", MockHandlers.addLLMScript)
         r.add(.get, "/_mock/llm", MockHandlers.listLLMScripts)
         r.add(.delete, "/_mock/llm", MockHandlers.clearLLMScripts)
+        r.add(.get, "/_mock/chatbots", ChatbotHandlers.activity)  // the dashboard's chatbot list, with counts
         r.add(.get, "/_mock/conversations", ChatbotHandlers.conversations)
         r.add(.get, "/_mock/conversations/:id", ChatbotHandlers.conversation)
         r.add(.get, "/_mock/clock", MockHandlers.clock)

@@ -2,6 +2,8 @@
 // served it, with the API key in the Authorization header of every request (never in a URL), and follows the
 // namespace's run events on GET /_mock/events, read with fetch() streaming and a small Server-Sent-Events parser
 // (EventSource cannot send headers). The feed reconnects by itself, with backoff, after a daemon restart.
+// The chatbot views (issue 12 item 7) are in chat.js, loaded after this file; app.js calls its hooks (chatFeedEvent,
+// chatReload, renderChat, chatReset, chatInit, openConversation, closeConversation).
 "use strict";
 
 const KEY_STORAGE = "mockshift.apiKey";
@@ -9,11 +11,13 @@ const RUN_LIMIT = 200;
 const STATUS_TEXT = {
   in_progress: "in progress", paused: "paused", completed: "completed", failed: "failed", terminated: "terminated",
   pending: "pending", running: "running", skipped: "skipped",
+  stopped: "stopped", generating: "generating…",  // chatbot turns (chat.js)
 };
 // A shape beside each status, so that it never rests on colour alone (the text is there too).
 const STATUS_MARK = {
   in_progress: "▶", paused: "Ⅱ", completed: "✓", failed: "✗", terminated: "■",
   pending: "○", running: "▶", skipped: "–",
+  stopped: "■", generating: "▶",
 };
 const FINAL = new Set(["completed", "failed", "terminated"]);
 
@@ -177,7 +181,8 @@ function onFeedEvent(type, event) {
   let run = state.runs.get(event.run_id);
   if (!run) {
     run = upsertRun({run_id: event.run_id, pipeline_id: event.pipeline_id, status: event.status || "in_progress",
-                     created_at: event.at, started_at: event.at});
+                     created_at: event.at, started_at: event.at, chatbot_id: event.chatbot_id,
+                     conversation_id: event.conversation_id});
     if (type !== "created") refreshRun(run.run_id);  // joined mid-run: fetch what came before
     if (!state.pipelines.has(event.pipeline_id)) loadPipelines();
   }
@@ -185,6 +190,7 @@ function onFeedEvent(type, event) {
     case "created":
       run.mode = event.mode || run.mode;
       run.status = "in_progress";
+      run.fromStart = true;  // every token of it reaches this page (chat.js says when not)
       if (Array.isArray(event.nodes)) {
         for (const id of event.nodes) if (!run.nodes[id]) run.nodes[id] = "pending";
       }
@@ -210,13 +216,15 @@ function onFeedEvent(type, event) {
     state.timeline.push(timelineEntry(type, event));
     state.timelineVersion += 1;
   }
+  chatFeedEvent(type, run);
   scheduleRender();
 }
 
 function timelineEntry(type, event) {
   const entry = {event: type, at: event.at, clock_ms: event.clock_ms};
   for (const [k, v] of Object.entries(event)) {
-    if (!["type", "run_id", "pipeline_id", "at", "clock_ms", "status", "nodes", "mode"].includes(k)) entry[k] = v;
+    if (!["type", "run_id", "pipeline_id", "at", "clock_ms", "status", "nodes", "mode", "chatbot_id",
+          "conversation_id"].includes(k)) entry[k] = v;
   }
   return entry;
 }
@@ -229,12 +237,13 @@ function upsertRun(record) {
   if (!run) {
     run = {run_id: record.run_id, pipeline_id: record.pipeline_id, status: "in_progress", mode: null, nodes: {},
            outputs: {}, liveTokens: 0, output_tokens: undefined, created_at: null, started_at: null, ended_at: null,
-           error: null, final: null};
+           error: null, final: null, fromStart: false, chatbot_id: null, conversation_id: null};
     state.runs.set(record.run_id, run);
   }
   // A final status never changes (SPEC §3): an answer sent before the end must not bring the run back to life.
   if (FINAL.has(run.status) && record.status && !FINAL.has(record.status)) return run;
-  for (const key of ["pipeline_id", "status", "mode", "created_at", "started_at", "ended_at", "error", "output_tokens"]) {
+  for (const key of ["pipeline_id", "status", "mode", "created_at", "started_at", "ended_at", "error", "output_tokens",
+                     "chatbot_id", "conversation_id"]) {
     if (record[key] !== undefined && record[key] !== null) run[key] = record[key];
   }
   if (record.nodes && typeof record.nodes === "object" && !Array.isArray(record.nodes)) {
@@ -329,6 +338,7 @@ async function loadTimeline(id) {
 function reloadAll() {
   loadPipelines();
   loadRuns();
+  chatReload();
   if (state.detailId) openRun(state.detailId, {focus: false});
 }
 
@@ -344,6 +354,7 @@ function render() {
   renderPipelines();
   renderRuns();
   renderDetail();
+  renderChat();
 }
 
 function el(tag, attrs, ...children) {
@@ -401,6 +412,13 @@ function pipelineName(id) {
 
 function setText(node, text) {
   if (node.textContent !== text) node.textContent = text;
+}
+
+// Makes `nodes` the children of `parent`, in order, moving only what is out of place: rows kept across renders keep
+// their focus and selection.
+function placeChildren(parent, nodes) {
+  nodes.forEach((node, i) => { if (parent.children[i] !== node) parent.insertBefore(node, parent.children[i] || null); });
+  while (parent.children.length > nodes.length) parent.lastElementChild.remove();
 }
 
 // Rows are rebuilt only when the pipelines changed, so that a focused button is not replaced under the user.
@@ -475,8 +493,7 @@ function renderRuns() {
   const runs = visibleRuns();
   const body = $("runs-table").tBodies[0];
   const rows = runs.map(runRow);
-  rows.forEach((tr, i) => { if (body.children[i] !== tr) body.insertBefore(tr, body.children[i] || null); });
-  while (body.children.length > rows.length) body.lastElementChild.remove();
+  placeChildren(body, rows);
   for (const id of [...runRows.keys()]) if (!state.runs.has(id)) runRows.delete(id);
   $("runs-empty").hidden = runs.length > 0;
   if (runs.length === 0) $("runs-empty").textContent = "No runs match.";
@@ -504,6 +521,12 @@ function renderDetail() {
   $("detail-stop").disabled = state.busy || !live;
   $("detail-pause").disabled = state.busy || run.status !== "in_progress";
   $("detail-resume").disabled = state.busy || run.status !== "paused";
+  // A chatbot turn links to its conversation (chat.js).
+  $("detail-chat").hidden = !run.conversation_id;
+  if (run.conversation_id) {
+    $("detail-chat-link").href = "#conversation=" + run.conversation_id;
+    setText($("detail-chat-link"), "conversation " + run.conversation_id.slice(0, 10) + "…");
+  }
   $("detail-error").hidden = !run.error;
   $("detail-error").textContent = run.error ? "Error: " + run.error : "";
 
@@ -767,10 +790,14 @@ function started(runId, pipelineId, mode) {
 // ---------------------------------------------------------------------------------------------------------------
 // Wiring
 
+// The hash names what the right column shows: a run (#run=ID) or a conversation (#conversation=ID, chat.js).
 function onHash() {
   const match = /^#run=([0-9a-zA-Z_-]+)$/.exec(location.hash);
+  const conversation = /^#conversation=([0-9a-zA-Z_-]+)$/.exec(location.hash);
+  if (!conversation) closeConversation();
   if (match) openRun(match[1], {focus: true});
   else if (state.detailId) { state.detailId = null; scheduleRender(); }
+  if (conversation) openConversation(conversation[1], {focus: true});
 }
 
 function init() {
@@ -783,6 +810,7 @@ function init() {
     if (state.key) localStorage.setItem(KEY_STORAGE, state.key); else localStorage.removeItem(KEY_STORAGE);
     state.pipelines.clear();
     state.runs.clear();
+    chatReset();
     closeRun();
     restartFeed();
   });
@@ -800,6 +828,7 @@ function init() {
   $("detail-stop").addEventListener("click", () => control("terminate"));
   $("detail-pause").addEventListener("click", () => control("pause"));
   $("detail-resume").addEventListener("click", () => control("resume"));
+  chatInit();
   window.addEventListener("hashchange", onHash);
   // Durations of live runs move on their own.
   setInterval(() => {

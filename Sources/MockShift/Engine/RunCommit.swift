@@ -43,6 +43,9 @@ extension RunEngine {
                 o["mode"] = .string(run.record.mode.rawValue)
                 if let version = run.record.version { o["version"] = .string(version) }
                 o["nodes"] = .array(run.record.nodes.map { .string($0.id) })
+                // What the run recorded, as its status shows it: a chatbot turn's `chatbot_id` and
+                // `conversation_id` (the dashboard's conversation view follows its turns by them), `trace_id`, …
+                for (k, v) in run.record.options ?? [:] where o[k] == nil { o[k] = v }
             case "paused": o["status"] = .string(RunStatus.paused.rawValue)
             case "resumed": o["status"] = .string(RunStatus.inProgress.rawValue)
             case RunStatus.completed.rawValue, RunStatus.failed.rawValue, RunStatus.terminated.rawValue:

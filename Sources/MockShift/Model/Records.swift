@@ -305,3 +305,15 @@ public struct AgentRecord: Sendable, Equatable {
     /// `conversational` or `functional` (the SDK's default, and what any other value means: API-CHAT §3.3).
     public var isConversational: Bool { document["agent_type"]?.stringValue?.lowercased() == "conversational" }
 }
+
+/// How much a chatbot has been used, from what is stored (``Store/chatbotActivity(namespace:offset:limit:)``): the
+/// dashboard's chatbot list (issue 12 item 7). Turns in progress are not stored yet, so not counted here.
+public struct ChatbotActivity: Sendable, Equatable {
+    public var chatbot: ChatbotRecord
+    /// Its conversations.
+    public var conversations: Int
+    /// Finished turns over all its conversations.
+    public var turns: Int
+    /// Microseconds since 1970: the newest conversation start or turn end; nil while it has no conversation.
+    public var lastActivity: Int64?
+}

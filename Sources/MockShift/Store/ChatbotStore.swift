@@ -53,6 +53,30 @@ extension Store {
         }
     }
 
+    /// Chatbots of `namespace`, newest first, each with its number of conversations and stored turns and the
+    /// newest conversation start or turn end (the dashboard's chatbot list: one query, counted by SQLite).
+    public func chatbotActivity(namespace: String, offset: Int, limit: Int) throws -> [ChatbotActivity] {
+        let columns = Store.chatbotColumns.split(separator: ",").map { "b." + $0.filter { $0 != " " } }
+        return try read { db in
+            try db.query("""
+                SELECT \(columns.joined(separator: ", ")),
+                    (SELECT COUNT(*) FROM conversations c WHERE c.chatbot_id = b.id),
+                    (SELECT COUNT(*) FROM conversation_turns t JOIN conversations c ON c.id = t.conversation_id
+                        WHERE c.chatbot_id = b.id),
+                    (SELECT MAX(c.created_at) FROM conversations c WHERE c.chatbot_id = b.id),
+                    (SELECT MAX(t.ended_at) FROM conversation_turns t JOIN conversations c ON c.id = t.conversation_id
+                        WHERE c.chatbot_id = b.id)
+                FROM chatbots b WHERE b.namespace = ?
+                ORDER BY b.created_at DESC, b.rowid DESC LIMIT ? OFFSET ?
+                """, [.text(namespace), .int(Int64(limit)), .int(Int64(offset))]).map { row in
+                let n = columns.count
+                let last = [row[n + 2].int, row[n + 3].int].compactMap { $0 }.max()
+                return ChatbotActivity(chatbot: try Store.chatbot(from: row), conversations: Int(row[n].int ?? 0),
+                                       turns: Int(row[n + 1].int ?? 0), lastActivity: last)
+            }
+        }
+    }
+
     /// Deletes a chatbot with its conversations and their turns; false when it did not exist.
     public func deleteChatbot(namespace: String, id: String) throws -> Bool {
         try write { db in
