@@ -86,7 +86,9 @@ public enum WebSocketHandshake {
 /// comes on that socket's own serial queue, in order: ``webSocketDidOpen(_:)`` first, then one
 /// ``webSocket(_:didReceiveText:)`` per complete text message, then ``webSocketDidClose(_:code:)`` exactly once.
 /// Never on the socket thread, so a handler may take its time (a database write) without holding other sockets.
-/// The socket keeps the handler until after ``webSocketDidClose(_:code:)``, then lets it go.
+/// The client's Close is answered once the handler has handled every message that came before it, so what those
+/// messages changed is done when the client sees the connection closed. The socket keeps the handler until after
+/// ``webSocketDidClose(_:code:)``, then lets it go.
 public protocol WebSocketHandler: AnyObject, Sendable {
     /// The upgrade went through; `socket` can send from now on.
     func webSocketDidOpen(_ socket: WebSocket)
@@ -173,6 +175,8 @@ public final class WebSocket: @unchecked Sendable {
         var inbound = 0
         /// Reading is paused until the handler catches up (``WebSocketLimits/maxInboundBacklogBytes``).
         var readPaused = false
+        /// The handler has handled every message that came before the client's Close: it may be answered.
+        var closeReleased = false
     }
     let outgoing = Mutex(Outgoing())
 
@@ -185,6 +189,9 @@ public final class WebSocket: @unchecked Sendable {
     var interest: UInt32 = 0
     /// When the closing handshake must be over (DispatchTime nanoseconds); nil while open.
     var closeDeadline: UInt64?
+    /// The client's Close came in and wslay queued the answer, which waits until the handler has handled the
+    /// messages sent before it (so a `terminate_session` followed by Close is stored when the Close is answered).
+    var closeHeld = false
 
     init(id: UInt64, fd: Int32, upgradeHandle: OpaquePointer, extraIn: [UInt8], handler: any WebSocketHandler,
          limits: WebSocketLimits, loop: WebSocketLoop) {
@@ -274,6 +281,17 @@ public final class WebSocket: @unchecked Sendable {
                 return schedule(&st)
             }
             if resume { loop.wake() }
+        }
+    }
+
+    /// Queued behind every message delivered so far: lets the socket thread answer the client's Close.
+    func releaseCloseAfterPendingMessages() {
+        queue.async { [self] in
+            let wake = outgoing.withLock { st -> Bool in
+                st.closeReleased = true
+                return schedule(&st)
+            }
+            if wake { loop.wake() }
         }
     }
 

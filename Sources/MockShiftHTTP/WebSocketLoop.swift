@@ -202,9 +202,11 @@ final class WebSocketLoop: @unchecked Sendable {
     private func handle(_ socket: WebSocket, events: UInt32) {
         guard let context = socket.context else { return }
         let readable = events & (EPOLLIN.rawValue | EPOLLHUP.rawValue | EPOLLERR.rawValue) != 0
-        if socket.outgoing.withLock({ $0.readPaused }) {
-            // Not reading for now (the handler is behind); a hang-up is still reported, and would be forever.
-            if events & (EPOLLHUP.rawValue | EPOLLERR.rawValue) != 0 { return finish(socket) }
+        let hangup = events & (EPOLLHUP.rawValue | EPOLLERR.rawValue) != 0
+        if socket.outgoing.withLock({ $0.readPaused }) || socket.closeHeld {
+            // Neither reading (the handler is behind) nor writing (the Close answer waits for the handler) for
+            // now; a hang-up would still be reported, again and again: the client is gone, end it.
+            if hangup { return finish(socket) }
         } else if readable && wslay_event_want_read(context) != 0 {
             if wslay_event_recv(context) != 0 { return finish(socket) }  // the client went away, or a read failed
         }
@@ -215,6 +217,7 @@ final class WebSocketLoop: @unchecked Sendable {
     private func flush(_ socket: WebSocket) {
         let (messages, close) = socket.outgoing.withLock { st -> ([[UInt8]], (code: UInt16, reason: [UInt8])?) in
             st.scheduled = false
+            if st.closeReleased { socket.closeHeld = false }
             let messages = st.messages
             st.messages = []
             st.inWslay += st.messageBytes
@@ -241,7 +244,9 @@ final class WebSocketLoop: @unchecked Sendable {
     /// epoll interest equal to what wslay wants.
     private func service(_ socket: WebSocket) {
         guard let context = socket.context else { return }
-        if wslay_event_want_write(context) != 0 && wslay_event_send(context) != 0 { return finish(socket) }
+        if !socket.closeHeld && wslay_event_want_write(context) != 0 && wslay_event_send(context) != 0 {
+            return finish(socket)
+        }
         let queued = wslay_event_get_queued_msg_length(context)
         socket.outgoing.withLock { $0.inWslay = queued }
         let wantRead = wslay_event_want_read(context) != 0, wantWrite = wslay_event_want_write(context) != 0
@@ -250,7 +255,7 @@ final class WebSocketLoop: @unchecked Sendable {
         // 1009): the handshake has begun, bounded like our own.
         if !wantRead { beginClosing(socket, deadline: graceDeadline()) }
         let paused = socket.outgoing.withLock { $0.readPaused }
-        let interest = (wantRead && !paused ? EPOLLIN.rawValue : 0) | (wantWrite ? EPOLLOUT.rawValue : 0)
+        let interest = (wantRead && !paused ? EPOLLIN.rawValue : 0) | (wantWrite && !socket.closeHeld ? EPOLLOUT.rawValue : 0)
         if interest != socket.interest {
             var event = epoll_event()
             event.events = interest
@@ -277,8 +282,12 @@ final class WebSocketLoop: @unchecked Sendable {
             socket.outgoing.withLock { $0.closing = true }
             queueClose(socket, context, code: 1003, reason: Array("binary frames are not accepted: send JSON text".utf8))
             beginClosing(socket, deadline: graceDeadline())
+        case CWSLAY_CONNECTION_CLOSE:
+            // wslay queued the answer; it goes out once the handler has handled what came before the Close.
+            socket.closeHeld = true
+            socket.releaseCloseAfterPendingMessages()
         default:
-            break  // Close, PING, PONG: wslay answered what needs an answer
+            break  // PING, PONG: wslay answered what needs an answer
         }
     }
 
