@@ -21,11 +21,16 @@ let package = Package(
                        providers: [.apt(["libmicrohttpd-dev"])]),
         .systemLibrary(name: "CSQLite3", pkgConfig: "sqlite3",
                        providers: [.apt(["libsqlite3-dev"])]),
-        // HTTP transport: libmicrohttpd, request/response values, suspend/resume. Knows nothing of pipelines.
+        // WebSocket framing (SPEC §10). Debian's libwslay-dev has no pkg-config file: the module map links it.
+        .systemLibrary(name: "CWslay", providers: [.apt(["libwslay-dev"])]),
+        // HTTP transport: libmicrohttpd, request/response values, suspend/resume, WebSocket upgrades (handshake
+        // with swift-crypto's SHA-1, framing by wslay, one epoll thread for every upgraded socket). Knows nothing
+        // of pipelines or sessions.
         .target(name: "MockShiftHTTP", dependencies: [
-            "CMicroHTTPD",
+            "CMicroHTTPD", "CWslay",
             .product(name: "HTTPTypes", package: "swift-http-types"),
             .product(name: "Logging", package: "swift-log"),
+            .product(name: "Crypto", package: "swift-crypto"),
         ]),
         // API (routes, handlers) → Engine (runs, scheduler, LLM simulation) → Store (SQLite); Model is shared.
         // The dashboard's files (Sources/MockShift/Dashboard) are compiled in as byte arrays (`PackageResources`):

@@ -1,7 +1,7 @@
 #ifndef CMICROHTTPD_SHIM_H
 #define CMICROHTTPD_SHIM_H
-/* Helpers for what Swift cannot call directly: the variadic MHD_start_daemon and MHD_get_daemon_info,
- * and macros that do not import. No logic beyond argument marshalling lives here. */
+/* Helpers for what Swift cannot call directly: the variadic MHD_start_daemon, MHD_get_daemon_info and
+ * MHD_upgrade_action, and macros that do not import. No logic beyond argument marshalling lives here. */
 #include <stdint.h>
 #include <string.h>
 #include <stdio.h>
@@ -70,6 +70,12 @@ static inline int cmhd_connection_fd(struct MHD_Connection *connection) {
 /* Sets one connection's idle timeout in seconds (MHD_set_connection_option is variadic). */
 static inline void cmhd_set_connection_timeout(struct MHD_Connection *connection, unsigned int seconds) {
     MHD_set_connection_option(connection, MHD_CONNECTION_OPTION_TIMEOUT, seconds);
+}
+
+/* Hands an upgraded (WebSocket) connection's socket back to libmicrohttpd, which closes it and then sends the
+ * request's completion notice (MHD_upgrade_action is variadic). Never close() the socket directly. */
+static inline enum MHD_Result cmhd_upgrade_close(struct MHD_UpgradeResponseHandle *urh) {
+    return MHD_upgrade_action(urh, MHD_UPGRADE_ACTION_CLOSE);
 }
 
 /* Number of open connections (for stats). */

@@ -280,7 +280,9 @@ struct Serve: ParsableCommand {
         app.reportTransportStats { [server] in
             ["open_streams": .int(Int64(server.openStreams)), "parked_requests": .int(Int64(server.parkedRequests)),
              "requests_in_flight": .int(Int64(server.requestsInFlight)),
-             "connections": .int(Int64(server.currentConnections))]
+             "connections": .int(Int64(server.currentConnections)),
+             "open_websockets": .int(Int64(server.openWebSockets)),
+             "closing_websockets": .int(Int64(server.closingWebSockets))]
         }
         responder.serve(with: app)
 

@@ -31,6 +31,8 @@ public struct HTTPServerConfiguration: Sendable {
     public var errorLog = false
     /// Answer given to requests still parked when the server stops.
     public var shutdownResponse = Response(status: .serviceUnavailable)
+    /// Limits of upgraded (WebSocket) connections: message size, queued bytes, closing handshake time.
+    public var webSocketLimits = WebSocketLimits()
 
     public init() {}
 }
@@ -55,6 +57,10 @@ public enum HTTPServerError: Error, CustomStringConvertible {
 /// there would cost keep-alive, TECH-NOTES P2), later calls carry body pieces, the last call has none. A
 /// responder that does not answer at once parks the connection (`MHD_suspend_connection`) until
 /// ``ResponseWriter/send(_:)`` resumes it, so waiting requests hold no thread.
+///
+/// A response made with ``Response/webSocketUpgrade(accept:handler:)`` turns its connection into a WebSocket
+/// (libmicrohttpd's upgrade support, `MHD_ALLOW_UPGRADE`): after the 101, the socket is served by one thread of
+/// ours (`WebSocketLoop`) and its handler gets a ``WebSocket``.
 public final class HTTPServer: @unchecked Sendable {
     // @unchecked: `daemon` is written only by start() and stop(), before and after the daemon's threads run.
     let configuration: HTTPServerConfiguration
@@ -66,6 +72,8 @@ public final class HTTPServer: @unchecked Sendable {
     let live = Mutex<[ObjectIdentifier: RequestContext]>([:])
     /// Notices clients that hang up on a parked stream.
     let hangups = HangupWatcher()
+    /// The upgraded sockets' thread, started with the first upgrade.
+    private let webSocketLoop = Mutex<WebSocketLoop?>(nil)
 
     /// The bound port (the kernel's choice when configured with 0), valid after ``start()``.
     public private(set) var port: UInt16 = 0
@@ -79,7 +87,8 @@ public final class HTTPServer: @unchecked Sendable {
     /// Starts listening. Throws ``HTTPServerError/cannotStart(host:port:)``.
     public func start() throws {
         let flags = MHD_USE_INTERNAL_POLLING_THREAD.rawValue | MHD_USE_EPOLL.rawValue
-            | MHD_ALLOW_SUSPEND_RESUME.rawValue | (configuration.errorLog ? MHD_USE_ERROR_LOG.rawValue : 0)
+            | MHD_ALLOW_SUSPEND_RESUME.rawValue | MHD_ALLOW_UPGRADE.rawValue
+            | (configuration.errorLog ? MHD_USE_ERROR_LOG.rawValue : 0)
         let me = Unmanaged.passRetained(self)  // released in stop(), after MHD_stop_daemon
         let d = cmhd_start(UInt32(flags), configuration.host, configuration.port,
                            accessHandler, me.toOpaque(), requestCompleted, me.toOpaque(),
@@ -96,16 +105,23 @@ public final class HTTPServer: @unchecked Sendable {
     }
 
     /// Stops accepting new connections (`MHD_quiesce_daemon`); open ones keep being served until ``stop(drainSeconds:)``.
+    /// Open WebSockets start their closing handshake now (Close 1001 "server shutting down", SPEC §1 and §10), so
+    /// that their clients have answered by the time ``stop(drainSeconds:)`` runs.
     public func stopAccepting() {
         guard let d = daemon else { return }
         let fd = MHD_quiesce_daemon(d)
         if fd >= 0 { close(fd) }  // quiesce hands the listening socket back to us
+        webSocketLoop.withLock { $0 }?.beginClosingAll(code: 1001, reason: "server shutting down",
+                                                       graceSeconds: configuration.webSocketLimits.closeGraceSeconds)
     }
 
     /// Stops the daemon: parked requests get the configured shutdown response first (libmicrohttpd must not be
     /// stopped with suspended connections, TECH-NOTES P7), then waits up to `drainSeconds` for them to go out.
     public func stop(drainSeconds: Double = 1.0) {
         guard let d = daemon else { return }
+        // WebSockets first: each gets Close 1001 (unless stopAccepting() sent it) and at most `drainSeconds` to
+        // answer; libmicrohttpd must get every upgraded socket back before it stops.
+        webSocketLoop.withLock { $0 }?.shutdown(code: 1001, reason: "server shutting down", waitingAtMost: drainSeconds)
         let parked = live.withLock { Array($0.values) }
         for context in parked { ResponseWriter(context: context).send(configuration.shutdownResponse) }
         let deadline = Date().addingTimeInterval(drainSeconds)
@@ -132,6 +148,12 @@ public final class HTTPServer: @unchecked Sendable {
 
     /// Number of streaming responses whose client is still connected.
     public var openStreams: Int { hangups.count }
+
+    /// Number of open WebSockets (upgraded connections not yet handed back to libmicrohttpd).
+    public var openWebSockets: Int { webSocketLoop.withLock { $0 }?.openCount.load(ordering: .relaxed) ?? 0 }
+
+    /// Of ``openWebSockets``, those whose closing handshake has begun (a Close sent or received).
+    public var closingWebSockets: Int { webSocketLoop.withLock { $0 }?.closingCount.load(ordering: .relaxed) ?? 0 }
 
     /// Number of open connections, for statistics.
     public var currentConnections: Int {
@@ -192,10 +214,11 @@ public final class HTTPServer: @unchecked Sendable {
             return nil
         }
         guard let ready else { return .YES }
-        return queue(ready, on: context.connection)
+        return queue(ready, for: context)
     }
 
-    private func queue(_ response: Response, on connection: OpaquePointer) -> MHD_Result {
+    private func queue(_ response: Response, for context: RequestContext) -> MHD_Result {
+        let connection = context.connection
         let created: OpaquePointer?
         switch response.body {
         case .dropConnection:
@@ -218,6 +241,13 @@ public final class HTTPServer: @unchecked Sendable {
             created = MHD_create_response_from_callback(CMHD_SIZE_UNKNOWN, 16 * 1024, streamReader,
                                                         retained.toOpaque(), streamReleased)
             if created == nil { retained.release() }
+        case let .webSocket(upgrade):
+            // The callback's closure is this server (alive while the daemon runs); the handler waits in the
+            // request's context, which libmicrohttpd hands back to the callback (its `con_cls`) and keeps until
+            // the upgraded socket is closed. A client gone before the 101 went out: no callback, the context
+            // (and the handler with it) is released as for any request.
+            context.upgrade = upgrade
+            created = MHD_create_response_for_upgrade(webSocketUpgraded, Unmanaged.passUnretained(self).toOpaque())
         }
         guard let r = created else { return .NO }
         for field in response.head.headerFields {
@@ -270,6 +300,25 @@ public final class HTTPServer: @unchecked Sendable {
         return collector.fields
     }
 
+    /// libmicrohttpd sent the 101 and hands the socket over (on its thread; must not block).
+    func upgraded(context: RequestContext, extraIn: UnsafeBufferPointer<UInt8>, fd: Int32, handle: OpaquePointer) {
+        // No longer a request in flight: from here on it counts as an open WebSocket. Its completion notice comes
+        // when the socket is handed back (cmhd_upgrade_close), and releases the context then.
+        live.withLock { _ = $0.removeValue(forKey: ObjectIdentifier(context)) }
+        guard let upgrade = context.upgrade else {
+            _ = cmhd_upgrade_close(handle)
+            return
+        }
+        context.upgrade = nil
+        let loop = webSocketLoop.withLock { loop in
+            if let loop { return loop }
+            let started = WebSocketLoop(limits: configuration.webSocketLimits, logger: logger)
+            loop = started
+            return started
+        }
+        loop.add(fd: fd, upgradeHandle: handle, extraIn: Array(extraIn), handler: upgrade.handler)
+    }
+
     func completed(contextSlot: UnsafeMutablePointer<UnsafeMutableRawPointer?>?) {
         guard let contextSlot, let raw = contextSlot.pointee else { return }
         let unmanaged = Unmanaged<RequestContext>.fromOpaque(raw)
@@ -295,6 +344,8 @@ final class RequestContext: @unchecked Sendable {
     var body: [UInt8] = []
     var tooLarge = false
     var dispatched = false
+    /// The WebSocket upgrade queued for this request, until libmicrohttpd hands the socket over.
+    var upgrade: WebSocketUpgrade?
     let state = Mutex(Shared())
 
     init(connection: OpaquePointer) { self.connection = connection }
@@ -387,6 +438,21 @@ let accessHandler: MHD_AccessHandlerCallback = { cls, connection, url, method, _
     let server = Unmanaged<HTTPServer>.fromOpaque(cls).takeUnretainedValue()
     return server.handle(connection: connection, url: String(cString: url), method: String(cString: method),
                          upload: upload, uploadSize: uploadSize, contextSlot: contextSlot)
+}
+
+/// libmicrohttpd's upgrade callback: `cls` is the server (unretained, see `queue`), `requestSlot` the request's
+/// context (retained on the first handler call, released in `requestCompleted`).
+let webSocketUpgraded: MHD_UpgradeHandler = { cls, _, requestSlot, extraIn, extraInSize, fd, handle in
+    guard let cls, let handle else { return }
+    let server = Unmanaged<HTTPServer>.fromOpaque(cls).takeUnretainedValue()
+    guard let requestSlot else {
+        _ = cmhd_upgrade_close(handle)
+        return
+    }
+    let context = Unmanaged<RequestContext>.fromOpaque(requestSlot).takeUnretainedValue()
+    let bytes = extraIn.map { UnsafeRawPointer($0).assumingMemoryBound(to: UInt8.self) }
+    server.upgraded(context: context, extraIn: UnsafeBufferPointer(start: bytes, count: bytes == nil ? 0 : extraInSize),
+                    fd: fd, handle: handle)
 }
 
 let requestCompleted: MHD_RequestCompletedCallback = { cls, _, contextSlot, _ in

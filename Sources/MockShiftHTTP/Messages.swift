@@ -58,7 +58,7 @@ public struct FormField: Sendable, Equatable {
 public struct Response: Sendable {
     /// Status and header fields.
     public var head: HTTPResponse
-    /// The body: complete bytes, or a ``StreamBody`` written over time (sent chunked).
+    /// The body: complete bytes, a ``StreamBody`` written over time (sent chunked), or a WebSocket upgrade.
     public var body: Body
 
     public enum Body: Sendable {
@@ -66,6 +66,9 @@ public struct Response: Sendable {
         case stream(StreamBody)
         /// No answer at all: the transport closes the connection (a simulated network failure).
         case dropConnection
+        /// `101 Switching Protocols`, after which the connection is a WebSocket served by the upgrade's handler
+        /// (``Response/webSocketUpgrade(accept:handler:)``).
+        case webSocket(WebSocketUpgrade)
     }
 
     /// A "response" that closes the connection without answering.

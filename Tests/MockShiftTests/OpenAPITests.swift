@@ -33,7 +33,8 @@ import Testing
                     .compactMap { $0["name"]?.stringValue })
                 #expect(declared == inPath, "\(method) \(path): path parameters \(declared.sorted()), expected \(inPath.sorted())")
                 let responses = try #require(operation["responses"]?.objectValue, "\(method) \(path) has no responses")
-                #expect(responses["200"] != nil || responses["204"] != nil, "\(method) \(path) lists no 200 (or 204)")
+                #expect(responses["200"] != nil || responses["204"] != nil || responses["101"] != nil,
+                        "\(method) \(path) lists no 200 (or 204, or 101 for the WebSocket upgrade)")
                 #expect(responses["413"] != nil, "\(method) \(path) lists no 413 (the body limit applies to every route)")
                 let secured = operation["security"] != .array([])
                 #expect((responses["401"] != nil) == secured, "\(method) \(path): 401 exactly when secured")

@@ -248,6 +248,7 @@ public final class MockShiftApp: HTTPResponder {
         case .forbidden: .forbidden
         case .notFound: .notFound
         case .methodNotAllowed: .methodNotAllowed
+        case .upgradeRequired: HTTPResponse.Status(code: 426, reasonPhrase: "Upgrade Required")
         case .conflict: .conflict
         case .payloadTooLarge: .contentTooLarge
         case .unprocessable: .unprocessableContent
@@ -273,6 +274,7 @@ public final class MockShiftApp: HTTPResponder {
             response.head.headerFields[.allow] = error.allowedMethods.joined(separator: ", ")
         }
         if error.kind == .unavailable { response.head.headerFields[.retryAfter] = "1" }
+        if error.kind == .upgradeRequired { response.head.headerFields[.secWebSocketVersion] = WebSocketHandshake.version }
         return response
     }
 }

@@ -144,7 +144,10 @@ enum OpenAPI {
             item[method] = operation
             paths[path] = .object(item)
         }
-        for (method, path, op) in pipelineOperations() + runOperations() + chatbotOperations() + agentOperations() + controlOperations() { add(method, path, op) }
+        for (method, path, op) in pipelineOperations() + runOperations() + chatbotOperations() + agentOperations()
+            + sessionOperations() + controlOperations() {
+            add(method, path, op)
+        }
         return [
             "openapi": "3.0.3",
             "info": [
@@ -159,6 +162,7 @@ enum OpenAPI {
                 ["name": "runs", "description": "Runs, status, terminate, pause, resume (API.md §4–5, SPEC §3–4)"],
                 ["name": "chatbots", "description": "Chatbots, their turns and Stop generating (API-CHAT.md §1, SPEC §9)"],
                 ["name": "agents", "description": "Agents and their functional runs (API-CHAT.md §3, SPEC §11); 4xx bodies are {\"error\": …}"],
+                ["name": "sessions", "description": "Sessions over WebSocket (API-CHAT.md §2, SPEC §10)"],
                 ["name": "controls", "description": "Test controls outside /v1 (SPEC §7)"],
                 ["name": "dashboard", "description": "The live dashboard's files (issue 7), public"],
             ],
@@ -202,6 +206,11 @@ enum OpenAPI {
             "409": json("A synchronous run that was terminated before it ended (SPEC §3); carries run_id.", pipelineError),
             "413": json("Request body over the limit (--max-body-mb, default 32 MiB).", pipelineError),
             "422": json("Semantically invalid pipeline: a cycle, or a template naming a missing node.", pipelineError),
+            "426": [
+                "description": "A WebSocket upgrade for a protocol version other than 13 (RFC 6455 §4.4).",
+                "headers": ["Sec-WebSocket-Version": ["description": "The version served.", "schema": enumeration(["13"])]],
+                "content": ["application/json": ["schema": pipelineError]],
+            ],
             "500": json("A synchronous run whose node failed: `executor task failed: …`, with run_id (SPEC §3).", pipelineError),
             "503": json("The daemon is shutting down (or, for /_mock/ready, still loading fixtures).", pipelineError),
         ]
@@ -536,6 +545,17 @@ enum OpenAPI {
                                             required: ["errors", "conversation_id", "knowledge_base_id", "uploaded_files"])),
                 errors: ["400", "404"])),
         ]
+    }
+
+    /// The WebSocket upgrade, at the SDK's default URL and at `VECTORSHIFT_WS_URL`'s (no `/v1`). What follows
+    /// the 101 is not HTTP, so it is described in words only.
+    static func sessionOperations() -> [(String, String, JSON)] {
+        let upgrade = operation(
+            "sessions", "Open a session WebSocket (Session.connect)",
+            "RFC 6455 upgrade (version 13; no extensions, no subprotocol): send `Upgrade: websocket`, `Connection: Upgrade`, `Sec-WebSocket-Version: 13` and `Sec-WebSocket-Key`. The socket then carries JSON text frames, one object each (API-CHAT.md §2.2–2.3). Any other request is 400; another version is 426.",
+            ok: ["description": "Switching Protocols: the connection is a WebSocket from here on (`Sec-WebSocket-Accept`)."],
+            okStatus: "101", errors: ["400", "426"])
+        return [("get", "/v1/ws/session", upgrade), ("get", "/ws/session", upgrade)]
     }
 
     static func controlOperations() -> [(String, String, JSON)] {

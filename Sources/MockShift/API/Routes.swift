@@ -2,7 +2,8 @@ import HTTPTypes
 
 /// The whole served API, one line a route (API.md §0, SPEC §2). Read top to bottom to see what MockShift
 /// answers (every `GET` route also answers `HEAD`, and every path `OPTIONS`: see `Router.match`); handlers live in `PipelineHandlers.swift`, `RunHandlers.swift`,
-/// `ChatbotHandlers.swift`, `ChatFileHandlers.swift`, `MockHandlers.swift` and `DashboardHandlers.swift`.
+/// `ChatbotHandlers.swift`, `ChatFileHandlers.swift`, `AgentHandlers.swift`, `SessionHandlers.swift`, `MockHandlers.swift`
+/// and `DashboardHandlers.swift`.
 extension Router {
     static func vectorShiftRoutes() -> Router {
         var r = Router()
@@ -40,6 +41,10 @@ extension Router {
         r.add(.post, "/v1/update/agent/:id", AgentHandlers.update)
         r.add(.delete, "/v1/agent/:id", AgentHandlers.delete)
         r.add(.post, "/v1/agent/:id/run", AgentHandlers.run)
+        // Sessions over WebSocket (API-CHAT.md §2, SPEC §10; SessionHandlers.swift): the upgrade, at the SDK's
+        // default URL and at the one it builds from VECTORSHIFT_WS_URL (no /v1)
+        r.add(.get, "/v1/ws/session", SessionHandlers.open)
+        r.add(.get, "/ws/session", SessionHandlers.open)
         // This API's own description (OpenAPI.swift), public
         r.add(.get, "/openapi.json", MockHandlers.openAPI)
         // The live dashboard (DashboardHandlers.swift), public: files without data

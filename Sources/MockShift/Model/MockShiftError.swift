@@ -14,6 +14,9 @@ public struct APIError: Error, Sendable, Equatable, CustomStringConvertible {
         case notFound
         /// Wrong method on a known path (405).
         case methodNotAllowed
+        /// A WebSocket upgrade for a protocol version other than 13 (426, with `Sec-WebSocket-Version: 13`;
+        /// RFC 6455 §4.4, SPEC §10).
+        case upgradeRequired
         /// A synchronous run that was terminated (409).
         case conflict
         /// Body over the limit (413).

@@ -287,6 +287,29 @@ public final class Store: @unchecked Sendable {
             PRIMARY KEY (agent_id, version)
         );
         """,
+        // 12: WebSocket sessions (SPEC §10, issue 13) and their messages, in order. No foreign key to the owner:
+        // it may be an agent, and a session outlives its chatbot's deletion as history.
+        """
+        CREATE TABLE sessions (
+            id TEXT PRIMARY KEY,
+            namespace TEXT NOT NULL,
+            owner_type TEXT NOT NULL,
+            owner_id TEXT NOT NULL,
+            status TEXT NOT NULL,
+            created_at INTEGER NOT NULL,
+            terminated_at INTEGER
+        );
+        CREATE INDEX sessions_by_namespace ON sessions(namespace, created_at);
+        CREATE TABLE session_messages (
+            session_id TEXT NOT NULL REFERENCES sessions(id) ON DELETE CASCADE,
+            position INTEGER NOT NULL,
+            id TEXT NOT NULL,
+            sender TEXT NOT NULL,
+            content TEXT NOT NULL,
+            created_at INTEGER NOT NULL,
+            PRIMARY KEY (session_id, position)
+        );
+        """,
     ]
 
     static func migrate(_ db: SQLiteConnection) throws {
@@ -651,6 +674,8 @@ public final class Store: @unchecked Sendable {
         // Chatbots go with their conversations and turns (ON DELETE CASCADE).
         try db.query("DELETE FROM chatbots WHERE namespace = ?", [.text(namespace)])
         try db.query("DELETE FROM agents WHERE namespace = ?", [.text(namespace)])
+        // Sessions with their messages (ON DELETE CASCADE).
+        try db.query("DELETE FROM sessions WHERE namespace = ?", [.text(namespace)])
         return (pipelines, runs)
     }
 

@@ -1,0 +1,198 @@
+import Foundation
+import Logging
+import MockShiftHTTP
+
+/// WebSocket sessions (SPEC §10, API-CHAT.md §2): the upgrade route and the session protocol above the
+/// transport's ``WebSocket``. The transport frames; this file reads each text message as one JSON frame and
+/// answers with JSON frames, `type` first and `session_id` second.
+enum SessionHandlers {
+    /// `GET /v1/ws/session` and `GET /ws/session` (the SDK's URL with `VECTORSHIFT_WS_URL` set, API-CHAT §2.1):
+    /// the RFC 6455 handshake, after authentication (the key rules of SPEC §7 apply to the upgrade: 401 JSON
+    /// before any upgrade). 400 for a request that is not a valid upgrade, 426 with `Sec-WebSocket-Version: 13`
+    /// for another version; otherwise 101 and the socket belongs to a ``SessionSocket`` of the caller's namespace.
+    static func open(_ c: HandlerContext) throws -> Reply {
+        let accept: String
+        do {
+            accept = try WebSocketHandshake.check(c.request)
+        } catch {
+            switch error {
+            case let .invalid(message): throw APIError(.badRequest, message)
+            case let .unsupportedVersion(message): throw APIError(.upgradeRequired, message)
+            }
+        }
+        c.writer.send(.webSocketUpgrade(accept: accept, handler: SessionSocket(app: c.app, namespace: c.namespace)))
+        return .later
+    }
+}
+
+/// One client's WebSocket, speaking the session protocol (API-CHAT §2.2–2.3, SPEC §10) for one namespace: each
+/// text message is one JSON frame, answered with JSON frames whose `type` comes first and `session_id` second.
+/// Its calls come on the socket's own serial queue (``WebSocketHandler``), so the frames of one socket are
+/// handled one at a time, in order, and the client's Close is answered only after them (the transport holds it),
+/// so a `terminate_session` is stored by the time `Session.terminate()` returns.
+///
+/// Served: `create_session` → `session_created` (a chatbot of the caller's key; agents answer an `error` frame
+/// until they are served), `connect_session` → its ack with `success` (false with `error` for an unknown,
+/// another key's or a terminated session), `get_messages` → the stored messages, `ping_session` → `pong`,
+/// `disconnect_session` (the session stays), `terminate_session` (for good). `post_message`/`post_messages`
+/// answer `success:false` until session turns are served. A frame that is not a JSON object, lacks a field or
+/// has an unknown type gets an `error` frame naming its `request_type`, and the socket stays open.
+final class SessionSocket: WebSocketHandler, @unchecked Sendable {
+    // @unchecked: the mutable state is touched only from the socket's serial queue (WebSocketHandler's contract).
+    let app: MockShiftApp
+    let namespace: String
+    private var socket: WebSocket?
+    /// The session this socket last created or connected to: the `session_id` of error frames that name none.
+    private var current: String?
+
+    init(app: MockShiftApp, namespace: String) {
+        self.app = app
+        self.namespace = namespace
+    }
+
+    func webSocketDidOpen(_ socket: WebSocket) {
+        self.socket = socket
+    }
+
+    func webSocketDidClose(_ socket: WebSocket, code: UInt16) {
+        self.socket = nil
+    }
+
+    /// A frame the client got wrong: answered with an `error` frame carrying its `request_type`.
+    struct FrameError: Error {
+        let message: String
+        init(_ message: String) { self.message = message }
+    }
+
+    func webSocket(_ socket: WebSocket, didReceiveText text: String) {
+        guard let parsed = try? JSON.parse(text), let frame = parsed.objectValue else {
+            return send(Self.frame("error", current, [("error", "frame is not a JSON object"), ("request_type", .null)]))
+        }
+        let type = frame["type"]?.stringValue
+        let named = frame["session_id"]?.stringValue
+        do {
+            guard let type else { throw FrameError("frame has no type (a string)") }
+            switch type {
+            case "create_session": try create(frame)
+            case "connect_session": try connect(try sessionID(frame, type))
+            case "disconnect_session": try disconnect(try sessionID(frame, type))
+            case "terminate_session": try terminate(try sessionID(frame, type))
+            case "get_messages": try messages(try sessionID(frame, type))
+            case "ping_session": send(Self.frame("pong", try sessionID(frame, type)))
+            case "post_message", "post_messages": try post(type, try sessionID(frame, type))
+            default: throw FrameError("unknown frame type \(Self.short(type))")
+            }
+        } catch let error as FrameError {
+            send(Self.frame("error", named ?? current, [("error", .string(error.message)), ("request_type", type.map(JSON.string) ?? .null)]))
+        } catch {
+            let message = MockShiftApp.storageUnavailable(error)?.message ?? "internal error: \(error)"
+            app.logger.warning("session frame \(type.map(Self.short) ?? "?") failed: \(message)")
+            send(Self.frame("error", named ?? current, [("error", .string(message)), ("request_type", type.map(JSON.string) ?? .null)]))
+        }
+    }
+
+    // MARK: Frames
+
+    /// `create_session {object_type, object_id}` → `session_created` with the new id (API-CHAT §2.2). The owner must
+    /// exist for the caller's key; a failure is an `error` frame, the answer the SDK fails fast on (a failed
+    /// `create_session` ack would leave it waiting 30 s, API-CHAT §2.3).
+    private func create(_ frame: JSONObject) throws {
+        guard let ownerType = frame["object_type"]?.stringValue, let ownerID = frame["object_id"]?.stringValue,
+              !ownerID.isEmpty else {
+            throw FrameError("create_session needs object_type (chatbot or agent) and object_id")
+        }
+        switch SessionRecord.OwnerType(rawValue: ownerType) {
+        case .chatbot?:
+            guard try app.store.chatbot(namespace: namespace, id: ownerID) != nil else {
+                throw FrameError("chatbot \(Self.short(ownerID)) not found")
+            }
+        case .agent?:
+            throw FrameError("agent sessions are not served yet")
+        case nil:
+            throw FrameError("object_type must be chatbot or agent, not \(Self.short(ownerType))")
+        }
+        let session = SessionRecord(id: IDs.make(), namespace: namespace, ownerType: .chatbot, ownerID: ownerID,
+                                    createdAt: wallClockMicros())
+        try app.store.createSession(session)
+        current = session.id
+        send(Self.frame("session_created", session.id, [("object_type", .string(ownerType)), ("object_id", .string(ownerID))]))
+    }
+
+    /// `connect_session` → `{"type":"connect_session","session_id":S,"success":true}`, or `success:false` with the
+    /// reason (SPEC §10; the SDK raises `SessionError` naming it).
+    private func connect(_ id: String) throws {
+        guard let session = try app.store.session(namespace: namespace, id: id) else {
+            return send(Self.frame("connect_session", id, [("success", false), ("error", .string("session \(Self.short(id)) not found"))]))
+        }
+        guard session.status == .open else {
+            return send(Self.frame("connect_session", id, [("success", false), ("error", .string("session \(id) was terminated"))]))
+        }
+        current = id
+        send(Self.frame("connect_session", id, [("success", true)]))
+    }
+
+    /// `disconnect_session`: this socket lets the session go; the session stays and can be resumed.
+    private func disconnect(_ id: String) throws {
+        guard try app.store.session(namespace: namespace, id: id) != nil else {
+            return send(Self.frame("disconnect_session", id, [("success", false), ("error", .string("session \(Self.short(id)) not found"))]))
+        }
+        if current == id { current = nil }
+        send(Self.frame("disconnect_session", id, [("success", true)]))
+    }
+
+    /// `terminate_session`: the session is terminated for good (stored before the client's Close is answered);
+    /// harmless twice. The SDK reads no answer; raw clients get an ack.
+    private func terminate(_ id: String) throws {
+        guard try app.store.terminateSession(namespace: namespace, id: id, at: wallClockMicros()) != nil else {
+            return send(Self.frame("terminate_session", id, [("success", false), ("error", .string("session \(Self.short(id)) not found"))]))
+        }
+        if current == id { current = nil }
+        send(Self.frame("terminate_session", id, [("success", true)]))
+    }
+
+    /// `get_messages` → `{"type":"get_messages","session_id":S,"messages":[…]}`, oldest first, each as
+    /// `SessionMessage.from_dict` reads it (API-CHAT §2.8). An unknown session answers an empty list with
+    /// `success:false`, so the SDK's `get_messages()` returns at once instead of waiting 30 s.
+    private func messages(_ id: String) throws {
+        guard try app.store.session(namespace: namespace, id: id) != nil else {
+            return send(Self.frame("get_messages", id, [("messages", []), ("success", false),
+                                                        ("error", .string("session \(Self.short(id)) not found"))]))
+        }
+        let stored = try app.store.sessionMessages(namespace: namespace, sessionID: id)
+        send(Self.frame("get_messages", id, [("messages", .array(stored.map(\.json)))]))
+    }
+
+    /// `post_message` / `post_messages`: their failed ack (the SDK turns it into an `ERROR` event) until session
+    /// turns are served; an unknown or terminated session says so instead.
+    private func post(_ type: String, _ id: String) throws {
+        let reason: String
+        switch try app.store.session(namespace: namespace, id: id)?.status {
+        case nil: reason = "session \(Self.short(id)) not found"
+        case .terminated?: reason = "session \(id) was terminated"
+        case .open?: reason = "session turns are not served yet"
+        }
+        send(Self.frame(type, id, [("success", false), ("error", .string(reason))]))
+    }
+
+    // MARK: Helpers
+
+    /// The frame's `session_id`, which `type` requires.
+    private func sessionID(_ frame: JSONObject, _ type: String) throws -> String {
+        guard let id = frame["session_id"]?.stringValue, !id.isEmpty else { throw FrameError("\(type) needs session_id (a string)") }
+        return id
+    }
+
+    private func send(_ frame: JSONObject) {
+        socket?.send(utf8: JSON.object(frame).encoded())
+    }
+
+    /// A server frame: `type` first, `session_id` second (SPEC §10), then `rest` in order.
+    static func frame(_ type: String, _ sessionID: String?, _ rest: [(String, JSON)] = []) -> JSONObject {
+        JSONObject([("type", .string(type)), ("session_id", sessionID.map(JSON.string) ?? .null)] + rest)
+    }
+
+    /// Client text quoted in a message, cut to 64 characters (a frame may carry megabytes).
+    static func short(_ text: String) -> String {
+        text.count <= 64 ? text : String(text.prefix(64)) + "…"
+    }
+}

@@ -1,0 +1,74 @@
+/// WebSocket sessions and their messages in SQLite (SPEC §10, issue 13; schema: migration 12 in
+/// ``Store/migrations``). Every query names the namespace, so another key's sessions do not exist for a caller.
+extension Store {
+    private static let sessionColumns = "id, namespace, owner_type, owner_id, status, created_at, terminated_at"
+
+    private static func session(from row: [SQLValue]) -> SessionRecord {
+        SessionRecord(id: row[0].text ?? "", namespace: row[1].text ?? "",
+                      ownerType: SessionRecord.OwnerType(rawValue: row[2].text ?? "") ?? .chatbot,
+                      ownerID: row[3].text ?? "", status: SessionRecord.Status(rawValue: row[4].text ?? "") ?? .open,
+                      createdAt: row[5].int ?? 0, terminatedAt: row[6].int)
+    }
+
+    /// Stores a new session.
+    public func createSession(_ session: SessionRecord) throws {
+        try write { db in
+            try db.query("INSERT INTO sessions (\(Store.sessionColumns)) VALUES (?,?,?,?,?,?,?)",
+                         [.text(session.id), .text(session.namespace), .text(session.ownerType.rawValue),
+                          .text(session.ownerID), .text(session.status.rawValue), .int(session.createdAt),
+                          session.terminatedAt.map(SQLValue.int) ?? .null])
+        }
+    }
+
+    /// Session `id` of `namespace`, or nil (unknown, or another key's).
+    public func session(namespace: String, id: String) throws -> SessionRecord? {
+        try read { db in
+            try db.query("SELECT \(Store.sessionColumns) FROM sessions WHERE namespace = ? AND id = ?",
+                         [.text(namespace), .text(id)]).first.map(Store.session(from:))
+        }
+    }
+
+    /// Marks session `id` terminated at `micros` (a terminated one keeps its first time). Returns the session as
+    /// stored afterwards, or nil when `namespace` has no such session.
+    public func terminateSession(namespace: String, id: String, at micros: Int64) throws -> SessionRecord? {
+        try write { db in
+            try db.query("""
+                UPDATE sessions SET status = 'terminated', terminated_at = ?
+                WHERE namespace = ? AND id = ? AND status != 'terminated'
+                """, [.int(micros), .text(namespace), .text(id)])
+            return try db.query("SELECT \(Store.sessionColumns) FROM sessions WHERE namespace = ? AND id = ?",
+                                [.text(namespace), .text(id)]).first.map(Store.session(from:))
+        }
+    }
+
+    /// Appends a message after the session's last one. Returns false (storing nothing) when the session is gone.
+    @discardableResult
+    public func appendSessionMessage(_ message: SessionMessageRecord) throws -> Bool {
+        try write { db in
+            try db.query("""
+                INSERT INTO session_messages (session_id, position, id, sender, content, created_at)
+                SELECT ?, COALESCE((SELECT MAX(position) + 1 FROM session_messages WHERE session_id = ?), 0), ?, ?, ?, ?
+                WHERE EXISTS (SELECT 1 FROM sessions WHERE id = ?)
+                """, [.text(message.sessionID), .text(message.sessionID), .text(message.id),
+                      .text(JSON.object(message.sender).encodedString()), .text(JSON.object(message.content).encodedString()),
+                      .int(message.createdAt), .text(message.sessionID)])
+            return db.changes > 0
+        }
+    }
+
+    /// The messages of session `id` of `namespace`, oldest first (none for an unknown session).
+    public func sessionMessages(namespace: String, sessionID id: String) throws -> [SessionMessageRecord] {
+        try read { db in
+            try db.query("""
+                SELECT m.id, m.sender, m.content, m.created_at FROM session_messages m
+                JOIN sessions s ON s.id = m.session_id
+                WHERE s.namespace = ? AND m.session_id = ? ORDER BY m.position
+                """, [.text(namespace), .text(id)]).map { row in
+                SessionMessageRecord(id: row[0].text ?? "", sessionID: id,
+                                     sender: (try? JSON.parse(row[1].text ?? "{}"))?.objectValue ?? [:],
+                                     content: (try? JSON.parse(row[2].text ?? "{}"))?.objectValue ?? [:],
+                                     createdAt: row[3].int ?? 0)
+            }
+        }
+    }
+}
