@@ -105,7 +105,7 @@ enum ChatFileHandlers {
         guard case let .string(raw)? = object["raw_bytes"] else {
             throw APIError(.badRequest, "files[\(index)].raw_bytes is required: the file's bytes in base64")
         }
-        guard raw.utf8.count % 4 == 0, let data = Data(base64Encoded: raw) else {
+        guard let bytes = ChatbotHandlers.base64(raw) else {
             throw APIError(.badRequest, "files[\(index)].raw_bytes must be base64 (invalid base64)")
         }
         let metadata = object["metadata"]?.objectValue ?? [:]
@@ -120,7 +120,7 @@ enum ChatFileHandlers {
             return nil
         }
         let name = try text("name") ?? "file"
-        return Incoming(name: name, mimeType: try text("mime_type") ?? guessedType(name), bytes: [UInt8](data))
+        return Incoming(name: name, mimeType: try text("mime_type") ?? guessedType(name), bytes: bytes)
     }
 
     /// `message_index`: absent or null is 0 (the SDK sends `message_index or 0`); a whole number >= 0, as a

@@ -8,47 +8,43 @@ import Synchronization
 /// exactly one final `result` (`success` with `output_message`, `terminated` with the partial one, or `failed`
 /// with `error`), after which the body ends. A `: keep-alive` comment goes out after 15 s of silence.
 final class ChatStream: Sendable {
-    let body = StreamBody()
+    private let channel: SSEChannel
+    var body: StreamBody { channel.body }
     private struct State {
         var runID = ""
         /// A token of the output went out.
         var streamed = false
-        var cut: StreamCut
     }
-    private let state: Mutex<State>
-    private let keepAlive: KeepAlive
+    private let state = Mutex(State())
     private let conversationID: String
     private let output: String
 
     /// `output`: the chatbot's output node name, the only output whose tokens are sent. `cutAfter`: an injected
     /// fault's event count after which the connection is dropped (``StreamCut``).
     init(scheduler: Scheduler, conversationID: String, output: String, cutAfter: Int? = nil) {
-        state = Mutex(State(cut: StreamCut(after: cutAfter)))
-        keepAlive = KeepAlive(body: body, scheduler: scheduler)
+        channel = SSEChannel(scheduler: scheduler, cutAfter: cutAfter)
         self.conversationID = conversationID
         self.output = output
-        body.onClose { [keepAlive] in keepAlive.stop() }
     }
 
     /// The HTTP response carrying this stream.
-    func response() -> Response {
-        Response(status: .ok, headerFields: [.contentType: "text/event-stream", .cacheControl: "no-cache"], stream: body)
-    }
+    func response() -> Response { channel.response() }
 
     /// Turns an engine event into SSE bytes. Called under the run's lock: formatting and one write.
     func send(_ event: RunEvent) {
         switch event {
         case let .started(run):
             state.withLock { $0.runID = run.id }
-            write([frame("start", ["status": "in_progress", "type": "start", "conversation_id": .string(conversationID),
-                                   "run_id": .string(run.id), "pipeline_run_id": .string(run.id)])])
-            keepAlive.start()
+            channel.send([SSEChannel.frame("start", [
+                "status": "in_progress", "type": "start", "conversation_id": .string(conversationID),
+                "run_id": .string(run.id), "pipeline_run_id": .string(run.id)])])
+            channel.startKeepAlive()
         case let .tokens(outputs, tokens):
             guard outputs.contains(output) else { return }
             let runID = state.withLock { s in s.streamed = true; return s.runID }
-            write(tokens.map { token in
-                frame("stream", ["type": "stream", "output_value": .string(token), "conversation_id": .string(conversationID),
-                                 "run_id": .string(runID)])
+            channel.send(tokens.map { token in
+                SSEChannel.frame("stream", ["type": "stream", "output_value": .string(token),
+                                            "conversation_id": .string(conversationID), "run_id": .string(runID)])
             })
         case .output:
             break  // whole values of other outputs (stream_all_outputs): a chatbot never asks for them
@@ -61,8 +57,8 @@ final class ChatStream: Sendable {
         let streamed = state.withLock { s in s.runID = run.id; return s.streamed }
         var frames: [[UInt8]] = []
         if run.status == .completed && !streamed && !answer.isEmpty {
-            frames.append(frame("stream", ["type": "stream", "output_value": .string(answer), "conversation_id": .string(conversationID),
-                                      "run_id": .string(run.id)]))
+            frames.append(SSEChannel.frame("stream", ["type": "stream", "output_value": .string(answer),
+                                                      "conversation_id": .string(conversationID), "run_id": .string(run.id)]))
         }
         var result: JSONObject
         switch run.status {
@@ -78,22 +74,7 @@ final class ChatStream: Sendable {
         }
         result["run_id"] = .string(run.id)
         result["pipeline_run_id"] = .string(run.id)
-        frames.append(frame("result", result))
-        keepAlive.stop()
-        let (bytes, breakOff) = state.withLock { $0.cut.pass(frames) }
-        if breakOff { body.breakOff(with: bytes) } else { body.finish(with: bytes) }
-    }
-
-    private func frame(_ type: String, _ fields: JSONObject) -> [UInt8] {
-        var bytes = Array("event: \(type)\ndata: ".utf8)
-        bytes += JSON.object(fields).encoded()
-        bytes += [10, 10]
-        return bytes
-    }
-
-    private func write(_ frames: [[UInt8]]) {
-        keepAlive.wrote()
-        let (bytes, breakOff) = state.withLock { $0.cut.pass(frames) }
-        if breakOff { body.breakOff(with: bytes) } else { body.write(bytes) }
+        frames.append(SSEChannel.frame("result", result))
+        channel.finish(frames)
     }
 }

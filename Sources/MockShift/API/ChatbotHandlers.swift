@@ -262,12 +262,17 @@ enum ChatbotHandlers {
         if !text.isEmpty && !audio.isEmpty { throw APIError(.badRequest, "give text or audio, not both") }
         if !text.isEmpty { return text }
         if !audio.isEmpty {
-            guard audio.utf8.count % 4 == 0, let bytes = Data(base64Encoded: audio) else {
-                throw APIError(.badRequest, "audio must be base64 (invalid base64)")
-            }
+            guard let bytes = base64(audio) else { throw APIError(.badRequest, "audio must be base64 (invalid base64)") }
             return "audio transcript (\(bytes.count) bytes)"
         }
         throw APIError(.badRequest, "text or audio is required (a non-empty string)")
+    }
+
+    /// Standard padded base64 (audio, uploaded files); nil for anything else, a wrong length included (Foundation
+    /// alone took `YWJj=`).
+    static func base64(_ text: String) -> [UInt8]? {
+        guard text.utf8.count % 4 == 0, let data = Data(base64Encoded: text) else { return nil }
+        return [UInt8](data)
     }
 
     /// Stored turns as `chat_memory` history: each turn's user text and answer (a stopped answer marked so);

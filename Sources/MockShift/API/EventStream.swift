@@ -7,44 +7,36 @@ import Synchronization
 /// is `start`, then one `stream` event per token and output, then exactly one `result` event, after which the
 /// body ends. A `: keep-alive` comment goes out after 15 s of silence.
 final class EventStream: Sendable {
-    let body = StreamBody()
+    private let channel: SSEChannel
+    var body: StreamBody { channel.body }
     private struct State {
         var runID = ""
         /// Per output name: the bytes before and after a token's JSON string in its `stream` event.
         var tokenFrames: [String: (prefix: [UInt8], suffix: [UInt8])] = [:]
-        var cut: StreamCut
     }
-    private let state: Mutex<State>
-    private let keepAlive: KeepAlive
-    /// Set once, at creation: the hot token path checks it without the lock.
-    private let cutArmed: Bool
+    private let state = Mutex(State())
 
     /// `cutAfter`: an injected fault's event count after which the connection is dropped (``StreamCut``).
     init(scheduler: Scheduler, cutAfter: Int? = nil) {
-        state = Mutex(State(cut: StreamCut(after: cutAfter)))
-        cutArmed = cutAfter != nil
-        keepAlive = KeepAlive(body: body, scheduler: scheduler)
-        body.onClose { [keepAlive] in keepAlive.stop() }
+        channel = SSEChannel(scheduler: scheduler, cutAfter: cutAfter)
     }
 
     /// The HTTP response carrying this stream.
-    func response() -> Response {
-        Response(status: .ok, headerFields: [.contentType: "text/event-stream", .cacheControl: "no-cache"], stream: body)
-    }
+    func response() -> Response { channel.response() }
 
     /// Turns an engine event into SSE bytes. Called under the run's lock, so keep it to formatting and one write.
     func send(_ event: RunEvent) {
         switch event {
         case let .started(run):
             state.withLock { $0.runID = run.id }
-            write([frame("start", ["status": .string(run.status.rawValue)])])
-            keepAlive.start()
+            channel.send([frame("start", ["status": .string(run.status.rawValue)])])
+            channel.startKeepAlive()
         case let .tokens(outputs, tokens):
             // The hot path (one call per token tick): splice each token between cached bytes instead of
             // building a JSON object per event; the bytes are the same as frame("stream", ...) would give.
             let parts = outputs.map(tokenFrame)
-            if cutArmed {  // a fault counts events: hand them over one by one
-                return write(tokens.flatMap { token in
+            if channel.isCutArmed {  // a fault counts events: hand them over one by one
+                return channel.send(tokens.flatMap { token in
                     parts.map { $0.prefix + JSON.string(token).encoded() + $0.suffix }
                 })
             }
@@ -58,10 +50,9 @@ final class EventStream: Sendable {
                     bytes += part.suffix
                 }
             }
-            keepAlive.wrote()
-            body.write(bytes)  // tokens due together go out in one write
+            channel.send(bytes: bytes)  // tokens due together go out in one write
         case let .output(name, value):
-            write([frame("stream", ["output_name": .string(name), "output_value": value])])
+            channel.send([frame("stream", ["output_name": .string(name), "output_value": value])])
         }
     }
 
@@ -74,10 +65,7 @@ final class EventStream: Sendable {
         default: fields["partial_outputs"] = .object(run.partialOutputs ?? [:])
         }
         state.withLock { $0.runID = run.id }
-        keepAlive.stop()
-        let result = frame("result", fields)  // outside the lock: `frame` takes it
-        let (bytes, breakOff) = state.withLock { $0.cut.pass([result]) }
-        if breakOff { body.breakOff(with: bytes) } else { body.finish(with: bytes) }
+        channel.finish([frame("result", fields)])
     }
 
     private func tokenFrame(_ output: String) -> (prefix: [UInt8], suffix: [UInt8]) {
@@ -91,24 +79,16 @@ final class EventStream: Sendable {
         return parts
     }
 
+    /// `status` first where there is one (SPEC §3: in every run JSON, SSE data included), then `type`, the
+    /// fields, and the run's id as `run_id` and `task_id`. Takes the state lock: never call it under that lock.
     private func frame(_ type: String, _ fields: JSONObject) -> [UInt8] {
         let runID = state.withLock { $0.runID }
-        // `status` first where there is one (SPEC §3: in every run JSON, SSE data included), then `type`.
         var object = JSONObject()
         if let status = fields["status"] { object["status"] = status }
         object["type"] = .string(type)
         for (k, v) in fields where k != "status" { object[k] = v }
         object["run_id"] = .string(runID)
         object["task_id"] = .string(runID)
-        var bytes = Array("event: \(type)\ndata: ".utf8)
-        bytes += JSON.object(object).encoded()
-        bytes += [10, 10]
-        return bytes
-    }
-
-    private func write(_ frames: [[UInt8]]) {
-        keepAlive.wrote()
-        let (bytes, breakOff) = state.withLock { $0.cut.pass(frames) }
-        if breakOff { body.breakOff(with: bytes) } else { body.write(bytes) }
+        return SSEChannel.frame(type, object)
     }
 }

@@ -80,6 +80,8 @@ public enum Fixtures {
         var description: String
         var deployed: Bool
         var configs: JSONObject
+        /// Where it was defined, to name it when its pipeline check fails.
+        var file = "", field = ""
 
         static let keys = Set(["name", "pipeline", "input", "output", "description", "deployed"])
             .union(ChatbotHandlers.configKeys)
@@ -102,8 +104,6 @@ public enum Fixtures {
     struct Contents: Sendable {
         var pipelines: [Pipeline] = []
         var chatbots: [Chatbot] = []
-        /// Where each chatbot was defined (file, field, name), to name it when its pipeline check fails.
-        var chatbotFields: [(file: String, field: String, name: String)] = []
         /// Scripted answers and fault rules as written in the files (checked when loaded into `default`).
         var llm: [JSONObject] = []
         var faults: [JSONObject] = []
@@ -182,8 +182,6 @@ public enum Fixtures {
 
     static func parse(_ object: JSONObject, file: String, into fixtures: inout Contents,
                       rules: inout [(file: String, field: String, llm: Bool, rule: JSONObject)]) throws {
-        var checks = fixtures.chatbotFields
-        defer { fixtures.chatbotFields = checks }
         func each(_ key: String, _ body: (String, JSONObject) throws -> Void) throws {
             guard let value = object[key] else { return }
             guard let items = value.arrayValue else { throw LoadError(file: file, field: key, message: "must be a list") }
@@ -207,12 +205,12 @@ public enum Fixtures {
         }
         try each("pipelines") { _, entry in fixtures.pipelines.append(try pipeline(entry)) }
         try each("chatbots") { field, entry in
-            let bot = try chatbot(entry)
+            var bot = try chatbot(entry)
             if fixtures.chatbots.contains(where: { $0.name == bot.name }) {
                 throw APIError(.badRequest, "a chatbot named '\(bot.name)' is defined twice")
             }
+            (bot.file, bot.field) = (file, field)
             fixtures.chatbots.append(bot)
-            checks.append((file, field, bot.name))
         }
         try each("llm") { field, entry in
             fixtures.llm.append(entry)
@@ -255,16 +253,15 @@ public enum Fixtures {
     /// the input and output nodes it names; empty names are resolved here, once, as `POST /chatbot` resolves them.
     static func checkChatbots(_ fixtures: inout Contents) throws {
         for (i, bot) in fixtures.chatbots.enumerated() {
-            let place = fixtures.chatbotFields[i]
             guard let pipeline = fixtures.pipelines.last(where: { $0.name == bot.pipelineName }) else {
-                throw LoadError(file: place.file, field: place.field,
+                throw LoadError(file: bot.file, field: bot.field,
                                 message: "pipeline '\(bot.pipelineName)' is not a fixture pipeline")
             }
             do {
                 fixtures.chatbots[i].input = try ChatbotHandlers.nodeName(bot.input, of: "input", in: pipeline.nodes)
                 fixtures.chatbots[i].output = try ChatbotHandlers.nodeName(bot.output, of: "output", in: pipeline.nodes)
             } catch let error as APIError {
-                throw LoadError(file: place.file, field: place.field, message: error.message)
+                throw LoadError(file: bot.file, field: bot.field, message: error.message)
             }
         }
     }

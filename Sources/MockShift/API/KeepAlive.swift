@@ -2,8 +2,8 @@ import MockShiftHTTP
 import Synchronization
 
 /// The `: keep-alive` comment of a Server-Sent-Events body (SPEC §5): written after `interval` nanoseconds
-/// without a write, on `scheduler`'s clock, until ``stop()`` or the client goes away. Shared by a run's own stream
-/// (``EventStream``) and the namespace feed (``FeedStream``); each calls ``wrote()`` after every write of its own.
+/// without a write, on `scheduler`'s clock, until ``stop()`` or the client goes away. Each ``SSEChannel`` (every
+/// event stream) has one and calls ``wrote()`` after every write.
 final class KeepAlive: Sendable {
     /// 15 s, for both streams.
     static let defaultInterval: UInt64 = 15_000_000_000

@@ -149,7 +149,7 @@ enum MockHandlers {
     /// `HEAD` gets the stream's status and headers only, without subscribing: nothing is started for a body that
     /// is never sent.
     static func events(_ c: HandlerContext) throws -> Reply {
-        if c.isHead { return .empty(.ok, FeedStream.headers) }
+        if c.isHead { return .empty(.ok, SSEChannel.headers) }
         let engine = c.app.engine
         let stream = FeedStream(scheduler: c.app.keepAliveScheduler)
         stream.start()  // queued before the subscription, so `ready` is the first event
