@@ -268,6 +268,7 @@ struct Serve: ParsableCommand {
                                adminKey: setting(adminKey, "ADMIN_KEY", { $0 }),
                                journalSize: setting(journalSize, "JOURNAL_SIZE", Int.init) ?? 1000, logger: logger)
         app.recordInterruptedTurns(interrupted)
+        app.recordInterruptedSessionTurns()
         engine.keepFinishedRuns(perNamespace: setting(keepRuns, "KEEP_RUNS", Int.init) ?? 10_000)
         app.webhooks.allowHosts(webhookHosts.isEmpty
             ? (ProcessInfo.processInfo.environment["MOCKSHIFT_WEBHOOK_HOST"] ?? "").split(separator: ",")

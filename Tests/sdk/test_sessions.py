@@ -171,29 +171,6 @@ def test_an_agent_session_says_agents_are_not_served_yet(bot):
     assert run(scenario()) == "Server error while waiting for session_created: agent sessions are not served yet"
 
 
-def test_send_gets_a_failed_ack_until_session_turns_are_served(bot, tmp_path):
-    attachment = tmp_path / "note.txt"
-    attachment.write_text("hello")
-
-    async def scenario():
-        async with await bot.create_session() as session:
-            errors = []
-            await session.send("Hello there")
-            async for event in session.listen(event_types=[SessionEventType.ERROR]):
-                errors.append(event.data)
-                break
-            await session.send("With a file", files=[attachment])  # post_messages
-            async for event in session.listen(event_types=[SessionEventType.ERROR]):
-                errors.append(event.data)
-                break
-            return errors
-
-    assert run(scenario()) == [
-        {"error": "session turns are not served yet", "request_type": "post_message"},
-        {"error": "session turns are not served yet", "request_type": "post_messages"},
-    ]
-
-
 def test_with_api_keys_a_bad_key_fails_connect_with_session_error(sdk, new_daemon, monkeypatch):
     d = new_daemon("--api-key", "good-key")
     monkeypatch.setenv("VECTORSHIFT_BASE_URL", d.url)
@@ -293,8 +270,10 @@ def test_every_answer_puts_type_first_and_session_id_second(bot, daemon, api_key
         {"type": "connect_session", "session_id": session_id, "success": True},
         {"type": "get_messages", "session_id": session_id, "messages": []},
         {"type": "pong", "session_id": session_id},
-        {"type": "post_message", "session_id": session_id, "success": False, "error": "session turns are not served yet"},
-        {"type": "post_messages", "session_id": session_id, "success": False, "error": "session turns are not served yet"},
+        {"type": "error", "session_id": session_id, "error": "post_message needs content (a string or an object)",
+         "request_type": "post_message"},
+        {"type": "error", "session_id": session_id, "error": "post_messages needs messages (a list)",
+         "request_type": "post_messages"},
         {"type": "disconnect_session", "session_id": session_id, "success": True},
         {"type": "terminate_session", "session_id": session_id, "success": True},
         {"type": "connect_session", "session_id": session_id, "success": False,

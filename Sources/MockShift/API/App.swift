@@ -37,6 +37,8 @@ public final class MockShiftApp: HTTPResponder {
     let llmScripts = LLMScripts()
     /// Chatbot turns in progress, one per conversation (SPEC §9).
     let chatTurns = ChatTurns()
+    /// WebSocket sessions' attached sockets and live turns (SPEC §10).
+    let sessionHub = SessionHub()
     /// Gives each namespace the fixtures (`serve --fixtures`) the first time its key is seen, and again on reset.
     let fixtureSeeder = FixtureSeeder()
     /// Calls of background runs' `webhook_url` when they end (issue 11 item 6); the executable calls its

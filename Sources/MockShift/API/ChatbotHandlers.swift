@@ -126,8 +126,13 @@ enum ChatbotHandlers {
     /// The nodes a chatbot runs (SPEC §9 `pipeline.version`): a named snapshot; for nil (latest) the latest
     /// deployed snapshot, else the working state when none is deployed.
     static func runnableNodes(_ c: HandlerContext, _ pipeline: PipelineRecord, _ version: String?) throws -> (nodes: JSONObject, version: String?) {
-        if let version { return (try PipelineHandlers.deployedVersion(c, pipeline, version).nodes, version) }
-        if let current = pipeline.currentVersion, let snapshot = try c.app.store.version(pipelineID: pipeline.id, version: current) {
+        try runnableNodes(c.app, pipeline, version)
+    }
+
+    /// ``runnableNodes(_:_:_:)`` off a request (a chatbot session's turn).
+    static func runnableNodes(_ app: MockShiftApp, _ pipeline: PipelineRecord, _ version: String?) throws -> (nodes: JSONObject, version: String?) {
+        if let version { return (try PipelineHandlers.deployedVersion(app, pipeline, version).nodes, version) }
+        if let current = pipeline.currentVersion, let snapshot = try app.store.version(pipelineID: pipeline.id, version: current) {
             return (snapshot.nodes, current)
         }
         return (pipeline.nodes, nil)
@@ -417,6 +422,19 @@ extension MockShiftApp {
             } catch {
                 logger.error("restart: could not store the interrupted chatbot turn of run \(id): \(error)")
             }
+        }
+    }
+}
+
+extension MockShiftApp {
+    /// After a restart: session turns whose answer was never stored are stored as failed with `interrupted`
+    /// (SPEC §10), so `get_messages` after a resume says how the turn ended. Errors are logged.
+    public func recordInterruptedSessionTurns() {
+        do {
+            let count = try store.failInterruptedSessionTurns(at: wallClockMicros(), newID: IDs.make)
+            if count > 0 { logger.notice("marked \(count) interrupted session turn(s) as failed") }
+        } catch {
+            logger.error("restart: could not mark interrupted session turns: \(error)")
         }
     }
 }

@@ -245,11 +245,16 @@ enum PipelineHandlers {
     /// The deployed snapshot `version` ("latest" = newest) of `pipeline`. Throws 400 for a malformed version,
     /// 404 for an unknown one.
     static func deployedVersion(_ c: HandlerContext, _ pipeline: PipelineRecord, _ version: String) throws -> PipelineVersion {
+        try deployedVersion(c.app, pipeline, version)
+    }
+
+    /// ``deployedVersion(_:_:_:)`` off a request (a session turn).
+    static func deployedVersion(_ app: MockShiftApp, _ pipeline: PipelineRecord, _ version: String) throws -> PipelineVersion {
         let wanted = version == "latest" ? pipeline.currentVersion : version
         guard version == "latest" || SemanticVersion.isValid(version) else {
             throw APIError(.badRequest, "Invalid pipeline version: invalid format")
         }
-        guard let wanted, let snapshot = try c.app.store.version(pipelineID: pipeline.id, version: wanted) else {
+        guard let wanted, let snapshot = try app.store.version(pipelineID: pipeline.id, version: wanted) else {
             throw APIError(.notFound, "Pipeline version \(version) not found")
         }
         return snapshot

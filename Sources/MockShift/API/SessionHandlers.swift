@@ -55,6 +55,8 @@ final class SessionSocket: WebSocketHandler, @unchecked Sendable {
     }
 
     func webSocketDidClose(_ socket: WebSocket, code: UInt16) {
+        // A dropped socket leaves its sessions' turns running: they end and are stored (SPEC §10).
+        app.sessionHub.detach(socket, from: nil)
         self.socket = nil
     }
 
@@ -79,7 +81,7 @@ final class SessionSocket: WebSocketHandler, @unchecked Sendable {
             case "terminate_session": try terminate(try sessionID(frame, type))
             case "get_messages": try messages(try sessionID(frame, type))
             case "ping_session": send(Self.frame("pong", try sessionID(frame, type)))
-            case "post_message", "post_messages": try post(type, try sessionID(frame, type))
+            case "post_message", "post_messages": try post(type, try sessionID(frame, type), frame)
             default: throw FrameError("unknown frame type \(Self.short(type))")
             }
         } catch let error as FrameError {
@@ -115,6 +117,7 @@ final class SessionSocket: WebSocketHandler, @unchecked Sendable {
                                     createdAt: wallClockMicros())
         try app.store.createSession(session)
         current = session.id
+        if let socket { app.sessionHub.attach(socket, to: session.id) }
         send(Self.frame("session_created", session.id, [("object_type", .string(ownerType)), ("object_id", .string(ownerID))]))
     }
 
@@ -128,6 +131,8 @@ final class SessionSocket: WebSocketHandler, @unchecked Sendable {
             return send(Self.frame("connect_session", id, [("success", false), ("error", .string("session \(id) was terminated"))]))
         }
         current = id
+        // From now on this socket gets the session's frames: the rest of a live turn's deltas, then its end.
+        if let socket { app.sessionHub.attach(socket, to: id) }
         send(Self.frame("connect_session", id, [("success", true)]))
     }
 
@@ -137,15 +142,20 @@ final class SessionSocket: WebSocketHandler, @unchecked Sendable {
             return send(Self.frame("disconnect_session", id, [("success", false), ("error", .string("session \(Self.short(id)) not found"))]))
         }
         if current == id { current = nil }
+        if let socket { app.sessionHub.detach(socket, from: id) }
         send(Self.frame("disconnect_session", id, [("success", true)]))
     }
 
     /// `terminate_session`: the session is terminated for good (stored before the client's Close is answered);
-    /// harmless twice. The SDK reads no answer; raw clients get an ack.
+    /// harmless twice. Its turn in progress stops at once: no frame of it goes out any more, and its text so far
+    /// is stored as the answer with status `Terminated` before this returns (SPEC §10). The SDK reads no answer;
+    /// raw clients get an ack.
     private func terminate(_ id: String) throws {
         guard try app.store.terminateSession(namespace: namespace, id: id, at: wallClockMicros()) != nil else {
             return send(Self.frame("terminate_session", id, [("success", false), ("error", .string("session \(Self.short(id)) not found"))]))
         }
+        if let turn = app.sessionHub.live(id), turn.namespace == namespace { turn.silenceAndStop() }
+        app.sessionHub.detachAll(from: id)
         if current == id { current = nil }
         send(Self.frame("terminate_session", id, [("success", true)]))
     }
@@ -158,21 +168,71 @@ final class SessionSocket: WebSocketHandler, @unchecked Sendable {
             return send(Self.frame("get_messages", id, [("messages", []), ("success", false),
                                                         ("error", .string("session \(Self.short(id)) not found"))]))
         }
-        let stored = try app.store.sessionMessages(namespace: namespace, sessionID: id)
-        send(Self.frame("get_messages", id, [("messages", .array(stored.map(\.json)))]))
+        var messages = try app.store.sessionMessages(namespace: namespace, sessionID: id).map(\.json)
+        // A turn still running: one message with the text so far, status `Streaming` (SPEC §10).
+        if let turn = app.sessionHub.live(id), turn.namespace == namespace, !turn.state.withLock({ $0.ended }) {
+            messages.append(turn.liveMessage())
+        }
+        send(Self.frame("get_messages", id, [("messages", .array(messages))]))
     }
 
-    /// `post_message` / `post_messages`: their failed ack (the SDK turns it into an `ERROR` event) until session
-    /// turns are served; an unknown or terminated session says so instead.
-    private func post(_ type: String, _ id: String) throws {
-        let reason: String
-        switch try app.store.session(namespace: namespace, id: id)?.status {
-        case nil: reason = "session \(Self.short(id)) not found"
-        case .terminated?: reason = "session \(id) was terminated"
-        case .open?: reason = "session turns are not served yet"
+    /// `post_message` / `post_messages` (API-CHAT §2.2): one turn of the session's chatbot (SPEC §10): the ack with
+    /// the user's `message_id`, `Processing`, deltas, the answer's `message_notification`, `Idle`. A failed ack
+    /// (`success:false` with `error`, which the SDK turns into an `ERROR` event) for an unknown or terminated
+    /// session, a turn already in progress, or an owner that is gone; an `error` frame for a malformed content.
+    ///
+    /// Faults (SPEC §7) apply to a turn as to the request `POST /v1/ws/session/turn`: `llm_fail_after_tokens` fails
+    /// its LLM after N tokens, `status` refuses the turn (failed ack with the body's `error`), `drop` closes this
+    /// socket (Close 1011) as the turn starts and `cut_stream_after_events` after N deltas; the turn itself goes on
+    /// and is stored, as when a client vanishes.
+    private func post(_ type: String, _ id: String, _ frame: JSONObject) throws {
+        func refuse(_ reason: String) { send(Self.frame(type, id, [("success", false), ("error", .string(reason))])) }
+        guard let session = try app.store.session(namespace: namespace, id: id) else {
+            return refuse("session \(Self.short(id)) not found")
         }
-        send(Self.frame(type, id, [("success", false), ("error", .string(reason))]))
+        guard session.status == .open else { return refuse("session \(id) was terminated") }
+        if app.sessionHub.live(id) != nil { return refuse("a turn is in progress") }
+        let items = try SessionContent.items(of: frame, type: type)
+        let effect = app.faults.match(namespace: namespace, method: "POST", path: "/v1/ws/session/turn")
+        if let response = effect?.response {
+            return refuse(response.body.objectValue?["error"]?.stringValue ?? "injected fault (status \(response.status))")
+        }
+        // Frames of this session reach this socket even when it posts without a connect_session first.
+        if let socket { app.sessionHub.attach(socket, to: id) }
+        current = id
+        do {
+            switch session.ownerType {
+            case .chatbot:
+                try ChatbotSessionTurn.start(app, session: session, type: type, items: items, socket: self, effect: effect)
+            case .agent:
+                return refuse("agent sessions are not served yet")
+            }
+        } catch let refused as ChatbotSessionTurn.Refused {
+            return refuse(refused.message)
+        }
+        if let socket, let effect {
+            if effect.drop {
+                socket.close(code: 1011, reason: "injected fault: connection dropped")
+            } else if let after = effect.cutStreamAfter, let turn = app.sessionHub.live(id) {
+                turn.closeAfterDeltas(after, socket)
+            }
+        }
     }
+
+    /// Stores the user's message(s) of a turn, in order; returns the last one's id (the ack's `message_id`).
+    static func storeUserMessages(_ app: MockShiftApp, session: String, _ items: [SessionContent]) throws -> String {
+        var last = ""
+        let now = wallClockMicros()
+        for item in items {
+            last = IDs.make()
+            try app.store.appendSessionMessage(SessionMessageRecord(id: last, sessionID: session, sender: userSender,
+                                                                    content: item.content(), createdAt: now))
+        }
+        return last
+    }
+
+    /// The `sender` of the user's messages (`SessionMessage.from_dict` reads `user_id` as USER).
+    static let userSender: JSONObject = ["user_id": "user"]
 
     // MARK: Helpers
 
@@ -182,7 +242,7 @@ final class SessionSocket: WebSocketHandler, @unchecked Sendable {
         return id
     }
 
-    private func send(_ frame: JSONObject) {
+    func send(_ frame: JSONObject) {
         socket?.send(utf8: JSON.object(frame).encoded())
     }
 

@@ -72,3 +72,30 @@ extension Store {
         }
     }
 }
+
+extension Store {
+    /// After a restart (SPEC §10: "a turn cut by the restart is stored as failed with `interrupted`"): every
+    /// session whose last message is the user's (its answer was never stored) gets an answer from its owner with
+    /// content `{"type":"error_message","error":"interrupted","status":"Failed"}`. Returns how many.
+    @discardableResult
+    public func failInterruptedSessionTurns(at micros: Int64, newID: () -> String) throws -> Int {
+        try write { db in
+            let open = try db.query("""
+                SELECT s.id, s.owner_type, s.owner_id FROM sessions s
+                WHERE (SELECT json_extract(m.sender, '$.user_id') FROM session_messages m
+                       WHERE m.session_id = s.id ORDER BY m.position DESC LIMIT 1) IS NOT NULL
+                """, [])
+            for row in open {
+                let id = row[0].text ?? "", ownerType = row[1].text ?? "", ownerID = row[2].text ?? ""
+                let sender: JSON = ["object_id": .string(ownerID), "object_type": .string(ownerType)]
+                let content: JSON = ["type": "error_message", "error": "interrupted", "value": "", "status": "Failed"]
+                try db.query("""
+                    INSERT INTO session_messages (session_id, position, id, sender, content, created_at)
+                    SELECT ?, COALESCE((SELECT MAX(position) + 1 FROM session_messages WHERE session_id = ?), 0), ?, ?, ?, ?
+                    """, [.text(id), .text(id), .text(newID()), .text(sender.encodedString()), .text(content.encodedString()),
+                          .int(micros)])
+            }
+            return open.count
+        }
+    }
+}
