@@ -27,7 +27,8 @@ enum MockHandlers {
 
     /// `GET /_mock/stats`: the caller's figures (issue 11 item 14: another key's runs are not counted): live runs,
     /// the timers they wait on, open streams (its runs' and its feeds), readers of its live feed, stored runs by
-    /// status. Under `daemon`, figures of the whole daemon that belong to no namespace: the transport's
+    /// status, its open session sockets (`session_sockets`) and session turns in progress (`live_session_turns`,
+    /// SPEC §10). Under `daemon`, figures of the whole daemon that belong to no namespace: the transport's
     /// (`connections`, `parked_requests`, `requests_in_flight`, `open_streams`), every scheduler timer
     /// (`live_timers`, keep-alives included), `storage` (`ok`, or `unavailable` while writes fail), `pending_commits`
     /// (runs whose change waits to be stored) and `scheduler_lateness` (`timers_fired`, `p50_ms`, `p99_ms`, `max_ms`:
@@ -53,6 +54,8 @@ enum MockHandlers {
                            "live_timers": .int(Int64(engine.liveTimerCount(namespace: namespace))),
                            "open_streams": .int(Int64(c.app.streams.count(namespace: namespace))),
                            "feed_subscribers": .int(Int64(engine.feedSubscriberCount(namespace: namespace))),
+                           "session_sockets": .int(Int64(c.app.sessionHub.openSocketCount(namespace: namespace))),
+                           "live_session_turns": .int(Int64(c.app.sessionHub.liveTurns(namespace: namespace).count)),
                            "runs_by_status": .object(byStatus),
                            "daemon": .object(daemon)])
     }
@@ -95,6 +98,8 @@ enum MockHandlers {
         try c.app.store.ensureWritable()
         var pipelines = 0, runs = 0
         for namespace in namespaces {
+            // Session turns in progress stop silently (their sessions are about to go), as terminate_session does.
+            for turn in c.app.sessionHub.liveTurns(namespace: namespace) { turn.silenceAndStop(timeout: 2) }
             // Not while a chatbot turn of the key is being set up (``ChatTurns/exclusive``).
             let deleted = try c.app.chatTurns.exclusive(namespace) {
                 c.app.chatTurns.resetNamespace(namespace)

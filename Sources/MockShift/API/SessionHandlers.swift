@@ -52,11 +52,12 @@ final class SessionSocket: WebSocketHandler, @unchecked Sendable {
 
     func webSocketDidOpen(_ socket: WebSocket) {
         self.socket = socket
+        app.sessionHub.opened(socket, namespace: namespace)
     }
 
     func webSocketDidClose(_ socket: WebSocket, code: UInt16) {
         // A dropped socket leaves its sessions' turns running: they end and are stored (SPEC §10).
-        app.sessionHub.detach(socket, from: nil)
+        app.sessionHub.closed(socket, namespace: namespace)
         self.socket = nil
     }
 

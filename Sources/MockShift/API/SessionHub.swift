@@ -13,7 +13,26 @@ final class SessionHub: Sendable {
         var sockets: [String: [UInt64: WebSocket]] = [:]
         /// Session id → its turn in progress.
         var turns: [String: SessionTurn] = [:]
+        /// Namespace → its open session sockets (attached to a session or not).
+        var open: [String: Set<UInt64>] = [:]
     }
+
+    /// A session socket of `namespace` opened (counted in `GET /_mock/stats` `session_sockets`).
+    func opened(_ socket: WebSocket, namespace: String) {
+        state.withLock { _ = $0.open[namespace, default: []].insert(socket.id) }
+    }
+
+    /// The socket closed: no longer counted, and detached from every session (its sessions' turns go on).
+    func closed(_ socket: WebSocket, namespace: String) {
+        state.withLock { s in
+            s.open[namespace]?.remove(socket.id)
+            if s.open[namespace]?.isEmpty == true { s.open[namespace] = nil }
+        }
+        detach(socket, from: nil)
+    }
+
+    /// Open session sockets of `namespace`.
+    func openSocketCount(namespace: String) -> Int { state.withLock { $0.open[namespace]?.count ?? 0 } }
     private let state = Mutex(State())
 
     /// Attaches `socket` to `sessionID`: from now on it gets the session's frames.
@@ -62,10 +81,14 @@ final class SessionHub: Sendable {
     /// The live turn of `sessionID`, if any.
     func live(_ sessionID: String) -> SessionTurn? { state.withLock { $0.turns[sessionID] } }
 
-    /// Frees the session of `turn` for its next turn.
-    func end(_ turn: SessionTurn) {
+    /// Frees the session of `turn` for its next turn; `finalFrame` (the turn's `Idle`) goes to the session's
+    /// sockets in the same step, so no post can see the turn live after its client read that frame.
+    func end(_ turn: SessionTurn, finalFrame: [UInt8]? = nil) {
         state.withLock { s in
             if s.turns[turn.sessionID] === turn { s.turns[turn.sessionID] = nil }
+            if let finalFrame {
+                for socket in (s.sockets[turn.sessionID] ?? [:]).values { socket.send(utf8: finalFrame) }
+            }
         }
     }
 
@@ -74,12 +97,6 @@ final class SessionHub: Sendable {
         state.withLock { s in s.turns.values.filter { namespace == nil || $0.namespace == namespace } }
     }
 
-    /// Open sockets attached to some session of `namespace`, counted once each.
-    func attachedSocketCount(namespace: String, sessions: Set<String>) -> Int {
-        state.withLock { s in
-            Set(s.sockets.filter { sessions.contains($0.key) }.flatMap { $0.value.keys }).count
-        }
-    }
 }
 
 /// One session turn in progress (SPEC §10): the user's message(s) are stored, the answer is being produced. It
@@ -183,8 +200,12 @@ final class SessionTurn: Sendable {
     /// `participant_status` with `status` (`Processing`, `Idle`, `AwaitingApproval`), as the SDK reads it
     /// (API-CHAT §2.3: under `message`).
     func status(_ status: String) {
-        send(SessionSocket.frame("participant_status", sessionID, [("message", .object(JSONObject(
-            [("status", .string(status))] + sender.entries)))]))
+        send(statusFrame(status))
+    }
+
+    private func statusFrame(_ status: String) -> JSONObject {
+        SessionSocket.frame("participant_status", sessionID, [("message", .object(JSONObject(
+            [("status", .string(status))] + sender.entries)))])
     }
 
     /// The answer as stored and notified: `{"id","session_id","sender","content","created_at"}`.
@@ -221,8 +242,11 @@ final class SessionTurn: Sendable {
             }
             for frame in notify { hub.broadcast(sessionID, JSON.object(frame).encoded()) }
         }
-        status("Idle")
-        hub.end(self)
+        // `Idle` and the session's release in one step: a client that posts as soon as it reads `Idle` finds the
+        // session free (found by a test: the next turn was refused as "in progress").
+        state.withLock { st in
+            hub.end(self, finalFrame: st.silenced ? nil : JSON.object(statusFrame("Idle")).encoded())
+        }
         stored.signal()
     }
 
