@@ -291,7 +291,7 @@ struct Serve: ParsableCommand {
             // Loaded after the socket opens, so /_mock/ready answers 503 meanwhile; the ready line waits for them.
             do {
                 let loaded = try Fixtures.load(directory: folder, into: app)
-                logger.info("fixtures: \(loaded.files) file(s), \(loaded.pipelines) pipeline(s), \(loaded.chatbots) chatbot(s), \(loaded.scripts) scripted answer(s), \(loaded.faults) fault(s)")
+                logger.info("fixtures: \(loaded.files) file(s), \(loaded.pipelines) pipeline(s), \(loaded.chatbots) chatbot(s), \(loaded.agents) agent(s), \(loaded.scripts) scripted answer(s), \(loaded.faults) fault(s)")
             } catch {
                 FileHandle.standardError.write(Data("mockshift: \(error)\n".utf8))
                 server.stop()

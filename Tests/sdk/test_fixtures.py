@@ -93,7 +93,7 @@ def test_seed_script_loads_a_folder_into_a_running_daemon_for_a_key(daemon, api_
         done = subprocess.run([sys.executable, str(REPO / "scripts" / "seed"), str(FIXTURES), "--url", root,
                                "--api-key", api_key], capture_output=True, text=True, timeout=120)
         assert done.returncode == 0, done.stderr
-        assert "seeded 4 pipeline(s), 1 chatbot(s), 2 scripted answer(s), 0 fault(s)" in done.stdout
+        assert "seeded 4 pipeline(s), 1 chatbot(s), 2 agent(s), 2 scripted answer(s), 0 fault(s)" in done.stdout
         bots = requests.get(f"{root}/v1/chatbots", params={"verbose": "true"},
                             headers={"Authorization": f"Bearer {api_key}"}).json()["objects"]
         assert [b["name"] for b in bots] == ["support_bot"], "seeding again keeps the one chatbot"

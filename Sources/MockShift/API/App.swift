@@ -101,8 +101,11 @@ public final class MockShiftApp: HTTPResponder {
             // A key seen for the first time starts from the fixtures, before its first request is served (not
             // for health and readiness checks, which must answer while the database cannot be written).
             if path != "/_mock/health" && path != "/_mock/ready" { try fixtureSeeder.ensureSeeded(namespace, app: self) }
-            if path.hasPrefix("/v1/") {
+            if path.hasPrefix("/v1/") || path == "/ws/session" {
+                // The session upgrade at the SDK's other URL (VECTORSHIFT_WS_URL, no /v1) is journalled too.
                 writer = journaling(request, namespace: namespace, authorization: authorization, transportWriter)
+            }
+            if path.hasPrefix("/v1/") {
                 if let effect = faults.match(namespace: namespace, method: request.head.method.rawValue, path: path) {
                     inject(effect, request, namespace: namespace, writer: writer)
                     return

@@ -7,7 +7,8 @@ import Synchronization
 /// Every `*.json` file of the folder, in name order, is read once at start and checked as the API would check it.
 /// A file holds an object with any of `pipelines` (pipeline documents as the SDK sends them, plus `name` and
 /// optionally `deploy` and `bump`), `chatbots` (``Chatbot``: a chatbot naming its pipeline by name, issue 12
-/// item 6), `llm` (scripted answers, as `POST /_mock/llm` takes) and `faults` (as `POST /_mock/faults` takes),
+/// item 6), `agents` (``Agent``: a short form expanded to the document `Agent.new` saves, issue 13 item 5), `llm`
+/// (scripted answers, as `POST /_mock/llm` takes) and `faults` (as `POST /_mock/faults` takes),
 /// or is one pipeline document itself (an object with `name` and `nodes`). A node
 /// without a `name` gets its key in `nodes` as its name (the SDK runs pipelines by node names; issue 11 item 9).
 ///
@@ -25,7 +26,7 @@ public enum Fixtures {
 
     /// What was loaded.
     public struct Summary: Sendable {
-        public var files = 0, pipelines = 0, chatbots = 0, scripts = 0, faults = 0
+        public var files = 0, pipelines = 0, chatbots = 0, agents = 0, scripts = 0, faults = 0
     }
 
     /// The namespace of requests without a key, loaded at start.
@@ -104,18 +105,20 @@ public enum Fixtures {
     struct Contents: Sendable {
         var pipelines: [Pipeline] = []
         var chatbots: [Chatbot] = []
+        var agents: [Agent] = []
         /// Scripted answers and fault rules as written in the files (checked when loaded into `default`).
         var llm: [JSONObject] = []
         var faults: [JSONObject] = []
 
-        /// Writes the pipelines and chatbots into `namespace` (``Store/seedNamespace(_:mode:pipelines:chatbots:)``), then adds the
+        /// Writes the pipelines, chatbots and agents into `namespace` (``Store/seedNamespace(_:mode:pipelines:chatbots:agents:)``), then adds the
         /// scripted answers and fault rules, which live in memory (an equal rule already there is replaced, so
         /// adding them again does not double them). With `.ifNew` and a namespace seeded already (before a
         /// restart), only the rules are added: the pipelines are as the user left them.
         @discardableResult
         func apply(to namespace: String, mode: Store.SeedMode, app: MockShiftApp) throws -> (pipelines: Int, runs: Int) {
             let outcome = try app.store.seedNamespace(namespace, mode: mode, pipelines: pipelines.map { $0.seed(into: namespace) },
-                                                      chatbots: chatbots.map { $0.seed(into: namespace) })
+                                                      chatbots: chatbots.map { $0.seed(into: namespace) },
+                                                      agents: agents.map { $0.seed(into: namespace) })
             for rule in llm { try app.llmScripts.add(namespace: namespace, rule) }
             for rule in faults { _ = try app.faults.add(namespace: namespace, rule) }
             return outcome.deleted
@@ -160,9 +163,11 @@ public enum Fixtures {
             }
         }
         try app.store.seedNamespace(namespace, mode: .always, pipelines: fixtures.pipelines.map { $0.seed(into: namespace) },
-                                    chatbots: fixtures.chatbots.map { $0.seed(into: namespace) })
+                                    chatbots: fixtures.chatbots.map { $0.seed(into: namespace) },
+                                    agents: fixtures.agents.map { $0.seed(into: namespace) })
         summary.pipelines = fixtures.pipelines.count
         summary.chatbots = fixtures.chatbots.count
+        summary.agents = fixtures.agents.count
         summary.scripts = fixtures.llm.count
         summary.faults = fixtures.faults.count
         app.fixtureSeeder.install(fixtures, seeded: namespace)
@@ -199,9 +204,9 @@ public enum Fixtures {
             }
             return
         }
-        let known: Set<String> = ["pipelines", "chatbots", "llm", "faults"]
+        let known: Set<String> = ["pipelines", "chatbots", "agents", "llm", "faults"]
         if let unknown = object.keys.first(where: { !known.contains($0) }) {
-            throw LoadError(file: file, field: unknown, message: "unknown key (expected pipelines, chatbots, llm, faults, or a pipeline with nodes)")
+            throw LoadError(file: file, field: unknown, message: "unknown key (expected pipelines, chatbots, agents, llm, faults, or a pipeline with nodes)")
         }
         try each("pipelines") { _, entry in fixtures.pipelines.append(try pipeline(entry)) }
         try each("chatbots") { field, entry in
@@ -211,6 +216,13 @@ public enum Fixtures {
             }
             (bot.file, bot.field) = (file, field)
             fixtures.chatbots.append(bot)
+        }
+        try each("agents") { _, entry in
+            let agent = try agent(entry)
+            if fixtures.agents.contains(where: { $0.name == agent.name }) {
+                throw APIError(.badRequest, "an agent named '\(agent.name)' is defined twice")
+            }
+            fixtures.agents.append(agent)
         }
         try each("llm") { field, entry in
             fixtures.llm.append(entry)
@@ -298,7 +310,7 @@ public enum Fixtures {
 /// `MockShiftApp.respond` once the key is known), and `POST /_mock/reset` returns a namespace to them
 /// (``reset(_:app:)``).
 ///
-/// "Seen for the first time" survives restarts through the table `namespaces` (``Store/seedNamespace(_:mode:pipelines:chatbots:)``):
+/// "Seen for the first time" survives restarts through the table `namespaces` (``Store/seedNamespace(_:mode:pipelines:chatbots:agents:)``):
 /// a namespace recorded there keeps its pipelines as the user left them (deleted ones stay deleted), and only
 /// the scripted answers and fault rules, which live in memory, are added again; a namespace not recorded gets
 /// everything, pipelines matched by name. Fixture files changed between restarts therefore reach `default` (loaded

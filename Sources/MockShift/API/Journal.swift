@@ -2,53 +2,128 @@ import Foundation
 import MockShiftHTTP
 import Synchronization
 
-/// The request journal behind `GET /_mock/requests` (SPEC §7): the last `capacity` requests to `/v1` (setting
-/// `serve --journal-size`, default 1,000), each with method, path, query, body (cut at 4 KiB), status, duration
-/// and the caller's key masked. One ring shared by all namespaces; each caller only sees its own entries.
+/// The journal behind `GET /_mock/requests` (SPEC §7, issue 13 item 5): the last `capacity` entries (setting
+/// `serve --journal-size`, default 1,000), one ring shared by all namespaces; each caller only sees its own.
+/// Two kinds of entry:
+/// - `request`: a request to `/v1` (and the session upgrade at `/ws/session`) with method, path, query, body (cut
+///   at 4 KiB), status, duration and the caller's key masked;
+/// - `ws_frame`: a text frame in or out of a session socket (``FrameTap``): the socket's path, direction, the
+///   frame's `type` and `session_id`, its size in bytes, and the upgrade's key masked. Never the frame's body: it may be megabytes
+///   and holds the user's text.
 ///
-/// Recording is on every `/v1` request's path, so an entry keeps the raw pieces and becomes JSON only when
-/// someone reads the journal.
+/// Recording is on every `/v1` request's path and every session frame's (hundreds a second on a streaming
+/// socket), so an entry keeps the raw pieces and becomes JSON only when someone reads the journal.
 final class Journal: Sendable {
-    /// One answered request, as recorded.
+    /// One journalled event, as recorded.
     struct Entry: Sendable {
         let namespace: String
-        /// Wall clock when the request arrived, microseconds since 1970.
+        /// Wall clock when the request arrived or the frame passed, microseconds since 1970.
         let atMicros: Int64
-        let method: String
-        let path: String
-        let query: [(name: String, value: String)]
-        /// At most 4 KiB of the body (empty for a form, whose fields are in `form`).
-        let body: ArraySlice<UInt8>
-        /// `(name, text or "<file NAME>")` per form field, or nil for a non-form body.
-        let form: [(String, String)]?
-        /// HTTP status, or nil when the connection was dropped by a fault.
-        let status: Int?
-        let durationNanoseconds: UInt64
-        /// The `Authorization` header already masked (``Journal/mask(_:)``): the key itself is never kept.
-        let authorization: JSON
+        let detail: Detail
 
-        /// The entry as `GET /_mock/requests` shows it.
+        enum Detail: Sendable {
+            case request(Request)
+            case frame(Frame)
+        }
+
+        /// An answered request.
+        struct Request: Sendable {
+            let method: String
+            let path: String
+            let query: [(name: String, value: String)]
+            /// At most 4 KiB of the body (empty for a form, whose fields are in `form`).
+            let body: ArraySlice<UInt8>
+            /// `(name, text or "<file NAME>")` per form field, or nil for a non-form body.
+            let form: [(String, String)]?
+            /// HTTP status, or nil when the connection was dropped by a fault.
+            let status: Int?
+            let durationNanoseconds: UInt64
+            /// The `Authorization` header already masked (``Journal/mask(_:)``): the key itself is never kept.
+            let authorization: JSON
+        }
+
+        /// A WebSocket text frame of a session socket (its body is not kept).
+        struct Frame: Sendable {
+            enum Direction: String, Sendable {
+                case received = "in"
+                case sent = "out"
+            }
+            let direction: Direction
+            /// The frame's `type`, nil when it had none (or was not a JSON object); cut to 64 characters.
+            let type: String?
+            /// The frame's `session_id`, nil when it had none; cut to 64 characters.
+            let sessionID: String?
+            /// The frame's payload in bytes (UTF-8).
+            let size: Int
+            /// The path the socket was opened at (`/v1/ws/session` or `/ws/session`).
+            let path: String
+            /// The upgrade request's `Authorization`, masked.
+            let authorization: JSON
+        }
+
+        /// A request entry (what `MockShiftApp` records once a `/v1` request is answered).
+        init(namespace: String, atMicros: Int64, method: String, path: String, query: [(name: String, value: String)],
+             body: ArraySlice<UInt8>, form: [(String, String)]?, status: Int?, durationNanoseconds: UInt64,
+             authorization: JSON) {
+            self.namespace = namespace
+            self.atMicros = atMicros
+            detail = .request(Request(method: method, path: path, query: query, body: body, form: form, status: status,
+                                      durationNanoseconds: durationNanoseconds, authorization: authorization))
+        }
+
+        init(namespace: String, atMicros: Int64, frame: Frame) {
+            self.namespace = namespace
+            self.atMicros = atMicros
+            detail = .frame(frame)
+        }
+
+        /// `request` or `ws_frame`: the entry's `kind`.
+        var kind: String {
+            switch detail {
+            case .request: "request"
+            case .frame: "ws_frame"
+            }
+        }
+
+        var sessionID: String? {
+            if case let .frame(frame) = detail { return frame.sessionID }
+            return nil
+        }
+
+        /// The entry as `GET /_mock/requests` shows it: `kind` first, then `at`, then the kind's fields.
         var json: JSONObject {
-            var q = JSONObject()
-            for item in query { q[item.name] = .string(item.value) }
-            var entry: JSONObject = ["at": .string(iso8601(micros: atMicros)), "method": .string(method),
-                                     "path": .string(path), "query": .object(q)]
-            if let form {
-                var fields = JSONObject()
-                for (name, value) in form { fields[name] = .string(value) }
-                entry["body"] = .object(fields)
-            } else if !body.isEmpty {
-                // Small JSON bodies as JSON; anything else as text, cut at 4 KiB.
-                entry["body"] = (try? JSON.parse(Array(body))) ?? .string(String(decoding: body, as: UTF8.self))
+            var entry: JSONObject = ["kind": .string(kind), "at": .string(iso8601(micros: atMicros))]
+            switch detail {
+            case let .request(r):
+                var q = JSONObject()
+                for item in r.query { q[item.name] = .string(item.value) }
+                entry["method"] = .string(r.method)
+                entry["path"] = .string(r.path)
+                entry["query"] = .object(q)
+                if let form = r.form {
+                    var fields = JSONObject()
+                    for (name, value) in form { fields[name] = .string(value) }
+                    entry["body"] = .object(fields)
+                } else if !r.body.isEmpty {
+                    // Small JSON bodies as JSON; anything else as text, cut at 4 KiB.
+                    entry["body"] = (try? JSON.parse(Array(r.body))) ?? .string(String(decoding: r.body, as: UTF8.self))
+                }
+                if let status = r.status {
+                    entry["status"] = .int(Int64(status))
+                } else {
+                    entry["status"] = .null
+                    entry["dropped"] = true
+                }
+                entry["duration_ms"] = .double(Double(r.durationNanoseconds) / 1_000_000)
+                entry["authorization"] = r.authorization
+            case let .frame(f):
+                entry["path"] = .string(f.path)
+                entry["direction"] = .string(f.direction.rawValue)
+                entry["type"] = f.type.map(JSON.string) ?? .null
+                entry["session_id"] = f.sessionID.map(JSON.string) ?? .null
+                entry["size"] = .int(Int64(f.size))
+                entry["authorization"] = f.authorization
             }
-            if let status {
-                entry["status"] = .int(Int64(status))
-            } else {
-                entry["status"] = .null
-                entry["dropped"] = true
-            }
-            entry["duration_ms"] = .double(Double(durationNanoseconds) / 1_000_000)
-            entry["authorization"] = authorization
             return entry
         }
     }
@@ -76,11 +151,15 @@ final class Journal: Sendable {
         }
     }
 
-    /// The namespace's entries, oldest first (at most `limit`, the newest ones).
-    func entries(namespace: String, limit: Int) -> [JSONObject] {
+    /// The namespace's entries, oldest first (at most `limit`, the newest ones), only those of `kind` (`request`
+    /// or `ws_frame`) and of `sessionID` (frames naming that session) when given.
+    func entries(namespace: String, limit: Int, kind: String? = nil, sessionID: String? = nil) -> [JSONObject] {
         let mine: [Entry] = ring.withLock { r in
             let ordered = r.slots[r.next...] + r.slots[..<r.next]
-            return ordered.compactMap { $0 }.filter { $0.namespace == namespace }
+            return ordered.compactMap { $0 }.filter { entry in
+                entry.namespace == namespace && (kind == nil || entry.kind == kind)
+                    && (sessionID == nil || entry.sessionID == sessionID)
+            }
         }
         return mine.suffix(limit).map(\.json)
     }
@@ -102,6 +181,48 @@ final class Journal: Sendable {
         let key = authorization[authorization.index(after: space)...]
         let shown = key.utf8.count > 8 ? "…" + key.suffix(4) : "…"
         return .string("\(authorization[..<space]) \(shown)")
+    }
+}
+
+/// What one session socket writes into the journal (issue 13 item 5): one entry per text frame in or out, made of
+/// what the socket has at hand (the frame's object, its size) and what was fixed at the upgrade (the namespace,
+/// the masked key). No encoding, no copy of the body: a socket streaming hundreds of deltas a second pays for a
+/// few small strings and one lock per frame.
+struct FrameTap: Sendable {
+    let journal: Journal
+    let namespace: String
+    /// The upgrade's path.
+    let path: String
+    /// The upgrade's `Authorization`, masked once (``Journal/mask(_:)``).
+    let authorization: JSON
+
+    /// - Parameters:
+    ///   - path: where the socket was opened.
+    ///   - authorization: the upgrade request's `Authorization` header, as sent (masked here).
+    init(journal: Journal, namespace: String, path: String, authorization: String?) {
+        self.journal = journal
+        self.namespace = namespace
+        self.path = path
+        self.authorization = Journal.mask(authorization)
+    }
+
+    /// A text message from the client, `size` bytes, read as `frame` (nil: not a JSON object).
+    func received(_ frame: JSONObject?, size: Int) { record(.received, frame, size: size) }
+
+    /// A frame queued for the client, `size` bytes once encoded.
+    func sent(_ frame: JSONObject, size: Int) { record(.sent, frame, size: size) }
+
+    private func record(_ direction: Journal.Entry.Frame.Direction, _ frame: JSONObject?, size: Int) {
+        guard journal.capacity > 0 else { return }
+        journal.record(Journal.Entry(namespace: namespace, atMicros: wallClockMicros(), frame: Journal.Entry.Frame(
+            direction: direction, type: Self.field(frame?["type"]), sessionID: Self.field(frame?["session_id"]),
+            size: size, path: path, authorization: authorization)))
+    }
+
+    /// A string field of a frame, cut to 64 characters (a client may put megabytes there); nil for anything else.
+    static func field(_ value: JSON?) -> String? {
+        guard case let .string(text)? = value else { return nil }
+        return text.utf8.count <= 64 ? text : String(text.prefix(64)) + "…"
     }
 }
 

@@ -171,11 +171,19 @@ enum MockHandlers {
         return .later
     }
 
-    /// `GET /_mock/requests[?limit=…]`: the caller's journal of `/v1` requests, oldest first, keys masked.
+    /// `GET /_mock/requests[?limit=…][&kind=request|ws_frame][&session_id=…]`: the caller's journal, oldest first,
+    /// keys masked: its `/v1` requests (and session upgrades) and the text frames of its session sockets
+    /// (``Journal``); the newest `limit` of those of `kind` and, for frames, of `session_id`.
     static func requests(_ c: HandlerContext) throws -> Reply {
         let limit = try PipelineHandlers.intQuery(c, "limit") ?? c.app.journal.capacity
         guard limit >= 0 else { throw APIError(.badRequest, "limit must not be negative") }
-        return .json(.ok, ["status": "success", "requests": .array(c.app.journal.entries(namespace: c.namespace, limit: limit).map(JSON.object))])
+        let kind = c.request.queryValue("kind").flatMap { $0.isEmpty ? nil : $0 }
+        guard kind == nil || kind == "request" || kind == "ws_frame" else {
+            throw APIError(.badRequest, "kind must be request or ws_frame")
+        }
+        let session = c.request.queryValue("session_id").flatMap { $0.isEmpty ? nil : $0 }
+        let entries = c.app.journal.entries(namespace: c.namespace, limit: limit, kind: kind, sessionID: session)
+        return .json(.ok, ["status": "success", "requests": .array(entries.map(JSON.object))])
     }
 
     /// `POST /_mock/faults`: adds a fault rule for the caller's `/v1` requests (see `Faults`); answers it with

@@ -287,6 +287,21 @@ enum OpenAPI {
                 ("files", array(object([("document_id", string), ("name", string), ("mime_type", string), ("size", integer),
                                         ("sha256", string), ("message_index", integer), ("created_at", timestamp)]))),
             ], required: ["id", "chatbot_id", "turns"]),
+            "Session": object([
+                ("id", string), ("owner_type", enumeration(["chatbot", "agent"])), ("owner_id", string),
+                ("status", enumeration(["open", "terminated"])), ("created_at", timestamp),
+                ("terminated_at", nullable(timestamp)), ("message_count", described(integer, "messages stored")),
+                ("messages", described(array(object([("id", string), ("session_id", string), ("sender", anyObject),
+                                                     ("content", anyObject), ("created_at", timestamp)])),
+                                       "only in GET /_mock/sessions/{id}: as get_messages answers them")),
+                ("turns", described(array(object([
+                    ("index", integer), ("message_ids", array(string)), ("user_text", string),
+                    ("answer_message_id", nullable(string)), ("answer", nullable(string)),
+                    ("outcome", enumeration(["completed", "terminated", "failed", "in_progress", "awaiting_approval"])),
+                    ("error", string), ("started_at", nullable(timestamp)), ("ended_at", nullable(timestamp)),
+                ], required: ["index", "message_ids", "user_text", "answer_message_id", "answer", "outcome"])),
+                "only in GET /_mock/sessions/{id}: each user message with the answer after it")),
+            ], required: ["id", "owner_type", "owner_id", "status", "created_at", "terminated_at", "message_count"]),
         ]
     }
 
@@ -645,7 +660,10 @@ enum OpenAPI {
                      "content": ["text/event-stream": ["schema": described(string, "event: TYPE / data: {json} frames")]]],
                 errors: ["503"])),
             ("get", "/_mock/requests", operation(
-                "controls", "The caller's request journal", "The last /v1 requests, oldest first, keys masked.", parameters: [limit],
+                "controls", "The caller's request journal",
+                "Oldest first, keys masked: the last /v1 requests (and session upgrades), `kind` `request`, and the text frames of its session sockets, `kind` `ws_frame` (`path` of the socket, `direction` in/out, the frame's `type` and `session_id`, `size` in bytes; no body). The newest `limit` of those matching `kind` and `session_id`.",
+                parameters: [limit, query("kind", enumeration(["request", "ws_frame"]), "only entries of this kind"),
+                             query("session_id", string, "only frames naming this session")],
                 ok: json("Requests.", success([("requests", array(anyObject))], required: ["requests"])), errors: ["400"])),
             ("post", "/_mock/faults", operation(
                 "controls", "Add a fault rule",
@@ -676,6 +694,19 @@ enum OpenAPI {
             ("get", "/_mock/conversations/{id}", operation(
                 "controls", "One conversation", "", parameters: [path("id", "Conversation id.")],
                 ok: json("The conversation.", success([("conversation", ref("Conversation"))], required: ["conversation"])),
+                errors: ["404"])),
+            ("get", "/_mock/sessions", operation(
+                "controls", "The caller's WebSocket sessions",
+                "Oldest first: id, owner (chatbot or agent), status, times and the number of stored messages.",
+                parameters: [query("owner_id", string, "only this chatbot's or agent's"),
+                             query("status", enumeration(["open", "terminated"]), "only sessions in this status")],
+                ok: json("Sessions.", success([("sessions", array(ref("Session")))], required: ["sessions"])),
+                errors: ["400", "404"])),
+            ("get", "/_mock/sessions/{id}", operation(
+                "controls", "One session with its messages and turns",
+                "The stored messages (as get_messages answers them) and the turns read from them: each user message with the answer after it and how it ended (completed, terminated, failed, in_progress, awaiting_approval).",
+                parameters: [path("id", "Session id.")],
+                ok: json("The session.", success([("session", ref("Session"))], required: ["session"])),
                 errors: ["404"])),
             ("get", "/_mock/clock", operation(
                 "controls", "The simulation clock", "",

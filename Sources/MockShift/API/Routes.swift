@@ -2,7 +2,7 @@ import HTTPTypes
 
 /// The whole served API, one line a route (API.md §0, SPEC §2). Read top to bottom to see what MockShift
 /// answers (every `GET` route also answers `HEAD`, and every path `OPTIONS`: see `Router.match`); handlers live in `PipelineHandlers.swift`, `RunHandlers.swift`,
-/// `ChatbotHandlers.swift`, `ChatFileHandlers.swift`, `AgentHandlers.swift`, `SessionHandlers.swift`, `MockHandlers.swift`
+/// `ChatbotHandlers.swift`, `ChatFileHandlers.swift`, `AgentHandlers.swift`, `SessionHandlers.swift`, `SessionControls.swift`, `MockHandlers.swift`
 /// and `DashboardHandlers.swift`.
 extension Router {
     static func vectorShiftRoutes() -> Router {
@@ -71,6 +71,8 @@ extension Router {
         r.add(.get, "/_mock/chatbots", ChatbotHandlers.activity)  // the dashboard's chatbot list, with counts
         r.add(.get, "/_mock/conversations", ChatbotHandlers.conversations)
         r.add(.get, "/_mock/conversations/:id", ChatbotHandlers.conversation)
+        r.add(.get, "/_mock/sessions", SessionControls.list)  // WebSocket sessions with their turns (SessionControls.swift)
+        r.add(.get, "/_mock/sessions/:id", SessionControls.session)
         r.add(.get, "/_mock/clock", MockHandlers.clock)
         r.add(.post, "/_mock/clock/advance", MockHandlers.advanceClock)
         return r

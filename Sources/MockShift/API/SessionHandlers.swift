@@ -20,7 +20,9 @@ enum SessionHandlers {
             case let .unsupportedVersion(message): throw APIError(.upgradeRequired, message)
             }
         }
-        c.writer.send(.webSocketUpgrade(accept: accept, handler: SessionSocket(app: c.app, namespace: c.namespace)))
+        let frames = FrameTap(journal: c.app.journal, namespace: c.namespace, path: c.request.path,
+                              authorization: c.request.head.headerFields[.authorization])
+        c.writer.send(.webSocketUpgrade(accept: accept, handler: SessionSocket(app: c.app, namespace: c.namespace, frames: frames)))
         return .later
     }
 }
@@ -44,10 +46,14 @@ final class SessionSocket: WebSocketHandler, @unchecked Sendable {
     private var socket: WebSocket?
     /// The session this socket last created or connected to: the `session_id` of error frames that name none.
     private var current: String?
+    /// Journals every text frame in and out (`GET /_mock/requests`, kind `ws_frame`: no bodies).
+    let frames: FrameTap
 
-    init(app: MockShiftApp, namespace: String) {
+    /// - Parameter frames: what journals the frames (made from the upgrade request); nil: journalled without key or path.
+    init(app: MockShiftApp, namespace: String, frames: FrameTap? = nil) {
         self.app = app
         self.namespace = namespace
+        self.frames = frames ?? FrameTap(journal: app.journal, namespace: namespace, path: "", authorization: nil)
     }
 
     func webSocketDidOpen(_ socket: WebSocket) {
@@ -68,7 +74,9 @@ final class SessionSocket: WebSocketHandler, @unchecked Sendable {
     }
 
     func webSocket(_ socket: WebSocket, didReceiveText text: String) {
-        guard let parsed = try? JSON.parse(text), let frame = parsed.objectValue else {
+        let parsed = (try? JSON.parse(text))?.objectValue
+        frames.received(parsed, size: text.utf8.count)
+        guard let frame = parsed else {
             return send(Self.frame("error", current, [("error", "frame is not a JSON object"), ("request_type", .null)]))
         }
         let type = frame["type"]?.stringValue
@@ -118,7 +126,7 @@ final class SessionSocket: WebSocketHandler, @unchecked Sendable {
                                     createdAt: wallClockMicros())
         try app.store.createSession(session)
         current = session.id
-        if let socket { app.sessionHub.attach(socket, to: session.id) }
+        if let socket { app.sessionHub.attach(socket, frames, to: session.id) }
         send(Self.frame("session_created", session.id, [("object_type", .string(ownerType)), ("object_id", .string(ownerID))]))
     }
 
@@ -133,7 +141,7 @@ final class SessionSocket: WebSocketHandler, @unchecked Sendable {
         }
         current = id
         // From now on this socket gets the session's frames: the rest of a live turn's deltas, then its end.
-        if let socket { app.sessionHub.attach(socket, to: id) }
+        if let socket { app.sessionHub.attach(socket, frames, to: id) }
         send(Self.frame("connect_session", id, [("success", true)]))
     }
 
@@ -199,7 +207,7 @@ final class SessionSocket: WebSocketHandler, @unchecked Sendable {
             return refuse(response.body.objectValue?["error"]?.stringValue ?? "injected fault (status \(response.status))")
         }
         // Frames of this session reach this socket even when it posts without a connect_session first.
-        if let socket { app.sessionHub.attach(socket, to: id) }
+        if let socket { app.sessionHub.attach(socket, frames, to: id) }
         current = id
         do {
             switch session.ownerType {
@@ -244,7 +252,8 @@ final class SessionSocket: WebSocketHandler, @unchecked Sendable {
     }
 
     func send(_ frame: JSONObject) {
-        socket?.send(utf8: JSON.object(frame).encoded())
+        let bytes = JSON.object(frame).encoded()
+        if socket?.send(utf8: bytes) == true { frames.sent(frame, size: bytes.count) }
     }
 
     /// A server frame: `type` first, `session_id` second (SPEC §10), then `rest` in order.

@@ -9,8 +9,8 @@ import Synchronization
 /// mid-turn gets the rest of that turn's deltas and no replay. At most one turn per session is live.
 final class SessionHub: Sendable {
     private struct State {
-        /// Session id → socket id → socket.
-        var sockets: [String: [UInt64: WebSocket]] = [:]
+        /// Session id → socket id → socket, with the journal tap its frames are recorded through.
+        var sockets: [String: [UInt64: (socket: WebSocket, frames: FrameTap)]] = [:]
         /// Session id → its turn in progress.
         var turns: [String: SessionTurn] = [:]
         /// Namespace → its open session sockets (attached to a session or not).
@@ -35,9 +35,9 @@ final class SessionHub: Sendable {
     func openSocketCount(namespace: String) -> Int { state.withLock { $0.open[namespace]?.count ?? 0 } }
     private let state = Mutex(State())
 
-    /// Attaches `socket` to `sessionID`: from now on it gets the session's frames.
-    func attach(_ socket: WebSocket, to sessionID: String) {
-        state.withLock { $0.sockets[sessionID, default: [:]][socket.id] = socket }
+    /// Attaches `socket` to `sessionID`: from now on it gets the session's frames (journalled through `frames`).
+    func attach(_ socket: WebSocket, _ frames: FrameTap, to sessionID: String) {
+        state.withLock { $0.sockets[sessionID, default: [:]][socket.id] = (socket, frames) }
     }
 
     /// Detaches `socket` from `sessionID`, or from every session when nil (the socket closed).
@@ -63,10 +63,16 @@ final class SessionHub: Sendable {
     /// How many sockets are attached to `sessionID`.
     func socketCount(_ sessionID: String) -> Int { state.withLock { $0.sockets[sessionID]?.count ?? 0 } }
 
-    /// Sends one encoded frame to every socket attached to `sessionID`.
-    func broadcast(_ sessionID: String, _ frame: [UInt8]) {
+    /// Sends `frame` (encoded once) to every socket attached to `sessionID`, and journals it per socket.
+    func broadcast(_ sessionID: String, _ frame: JSONObject) {
         let targets = state.withLock { Array(($0.sockets[sessionID] ?? [:]).values) }
-        for socket in targets { socket.send(utf8: frame) }
+        Self.send(frame, to: targets)
+    }
+
+    private static func send(_ frame: JSONObject, to targets: some Collection<(socket: WebSocket, frames: FrameTap)>) {
+        guard !targets.isEmpty else { return }
+        let bytes = JSON.object(frame).encoded()
+        for target in targets where target.socket.send(utf8: bytes) { target.frames.sent(frame, size: bytes.count) }
     }
 
     /// Claims `sessionID` for a new turn; nil when one is already live ("a turn is in progress", SPEC §10).
@@ -83,12 +89,10 @@ final class SessionHub: Sendable {
 
     /// Frees the session of `turn` for its next turn; `finalFrame` (the turn's `Idle`) goes to the session's
     /// sockets in the same step, so no post can see the turn live after its client read that frame.
-    func end(_ turn: SessionTurn, finalFrame: [UInt8]? = nil) {
+    func end(_ turn: SessionTurn, finalFrame: JSONObject? = nil) {
         state.withLock { s in
             if s.turns[turn.sessionID] === turn { s.turns[turn.sessionID] = nil }
-            if let finalFrame {
-                for socket in (s.sockets[turn.sessionID] ?? [:]).values { socket.send(utf8: finalFrame) }
-            }
+            if let finalFrame { Self.send(finalFrame, to: (s.sockets[turn.sessionID] ?? [:]).values) }
         }
     }
 
@@ -158,7 +162,7 @@ final class SessionTurn: Sendable {
     func send(_ frame: JSONObject) {
         state.withLock { st in
             guard !st.silenced else { return }
-            hub.broadcast(sessionID, JSON.object(frame).encoded())
+            hub.broadcast(sessionID, frame)
         }
     }
 
@@ -180,7 +184,7 @@ final class SessionTurn: Sendable {
         let frame = SessionSocket.frame("message_delta", sessionID, [("message_id", .string(messageID)),
                                                                      ("index", .int(Int64(st.deltas))), ("value", .string(value))])
         st.deltas += 1
-        hub.broadcast(sessionID, JSON.object(frame).encoded())
+        hub.broadcast(sessionID, frame)
         if let cut = st.cut, st.deltas >= cut.after {
             st.cut = nil
             cut.socket.close(code: 1011, reason: "injected fault: connection cut")
@@ -240,12 +244,12 @@ final class SessionTurn: Sendable {
                 st.held = ""
                 sendDelta(held, &st)
             }
-            for frame in notify { hub.broadcast(sessionID, JSON.object(frame).encoded()) }
+            for frame in notify { hub.broadcast(sessionID, frame) }
         }
         // `Idle` and the session's release in one step: a client that posts as soon as it reads `Idle` finds the
         // session free (found by a test: the next turn was refused as "in progress").
         state.withLock { st in
-            hub.end(self, finalFrame: st.silenced ? nil : JSON.object(statusFrame("Idle")).encoded())
+            hub.end(self, finalFrame: st.silenced ? nil : statusFrame("Idle"))
         }
         stored.signal()
     }

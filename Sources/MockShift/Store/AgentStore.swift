@@ -79,6 +79,35 @@ extension Store {
         }
     }
 
+    /// One agent of a namespace's starting state (`serve --fixtures`, issue 13 item 5): its `name`, and how to write it
+    /// given the namespace's agent of that name (nil when there is none). Called on the writer queue inside the
+    /// seeding transaction: it must not call the store.
+    public struct SeedAgent: Sendable {
+        public let name: String
+        public let make: @Sendable (_ existing: AgentRecord?) -> AgentRecord
+
+        public init(name: String, make: @escaping @Sendable (_ existing: AgentRecord?) -> AgentRecord) {
+            self.name = name
+            self.make = make
+        }
+    }
+
+    /// Writes one seeded agent over the namespace's agent of the same name (the most recently modified; keeping its
+    /// id, so sessions and code holding the id still find it) or as a new one.
+    static func seed(_ seed: SeedAgent, namespace: String, in db: SQLiteConnection) throws {
+        let existing = try db.query("""
+            SELECT \(Store.agentColumns) FROM agents WHERE namespace = ? AND name = ?
+            ORDER BY modified_at DESC, rowid DESC LIMIT 1
+            """, [.text(namespace), .text(seed.name)]).first.map(Store.agent(from:))
+        let a = seed.make(existing)
+        try db.query("""
+            INSERT INTO agents (\(Store.agentColumns)) VALUES (?,?,?,?,?,?,?)
+            ON CONFLICT(id) DO UPDATE SET name = excluded.name, document = excluded.document,
+                current_version = excluded.current_version, modified_at = excluded.modified_at
+            """, [.text(a.id), .text(namespace), .text(a.name), .text(JSON.object(a.document).encodedString()),
+                  a.currentVersion.map(SQLValue.text) ?? .null, .int(a.createdAt), .int(a.modifiedAt)])
+    }
+
     /// Deletes an agent with its versions; false when it did not exist.
     public func deleteAgent(namespace: String, id: String) throws -> Bool {
         try write { db in

@@ -28,6 +28,23 @@ extension Store {
         }
     }
 
+    /// Sessions of `namespace`, oldest first, each with how many messages it has stored (`GET /_mock/sessions`,
+    /// issue 13 item 5); only those of owner `ownerID` and in `status` when given.
+    public func sessions(namespace: String, ownerID: String? = nil,
+                         status: SessionRecord.Status? = nil) throws -> [(session: SessionRecord, messages: Int)] {
+        try read { db in
+            var sql = """
+                SELECT \(Store.sessionColumns), (SELECT COUNT(*) FROM session_messages m WHERE m.session_id = sessions.id)
+                FROM sessions WHERE namespace = ?
+                """
+            var parameters: [SQLValue] = [.text(namespace)]
+            if let ownerID { sql += " AND owner_id = ?"; parameters.append(.text(ownerID)) }
+            if let status { sql += " AND status = ?"; parameters.append(.text(status.rawValue)) }
+            sql += " ORDER BY created_at, rowid"
+            return try db.query(sql, parameters).map { row in (Store.session(from: row), Int(row[7].int ?? 0)) }
+        }
+    }
+
     /// Marks session `id` terminated at `micros` (a terminated one keeps its first time). Returns the session as
     /// stored afterwards, or nil when `namespace` has no such session.
     public func terminateSession(namespace: String, id: String, at micros: Int64) throws -> SessionRecord? {

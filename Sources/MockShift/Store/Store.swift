@@ -687,7 +687,7 @@ public final class Store: @unchecked Sendable {
         }
     }
 
-    /// When ``seedNamespace(_:mode:pipelines:chatbots:)`` writes a namespace's starting pipelines.
+    /// When ``seedNamespace(_:mode:pipelines:chatbots:agents:)`` writes a namespace's starting pipelines.
     public enum SeedMode: Sendable {
         /// Only if the namespace is not recorded as seeded yet (a key seen for the first time).
         case ifNew
@@ -710,8 +710,8 @@ public final class Store: @unchecked Sendable {
         }
     }
 
-    /// Gives `namespace` its starting pipelines and chatbots (the fixtures, `serve --fixtures`; chatbots after the
-    /// pipelines they link, ``SeedChatbot``) in one write transaction, and
+    /// Gives `namespace` its starting pipelines, chatbots and agents (the fixtures, `serve --fixtures`; chatbots after
+    /// the pipelines they link, ``SeedChatbot``; agents by name, ``SeedAgent``) in one write transaction, and
     /// records in the table `namespaces` that it was seeded, so that this survives restarts (issue 11 item 8).
     /// Each pipeline is matched by name in the namespace (the most recently modified one), so seeding never
     /// duplicates a pipeline the namespace already has under that name. With ``SeedMode/ifNew`` and a namespace
@@ -719,7 +719,7 @@ public final class Store: @unchecked Sendable {
     /// deleted first. Throws ``SQLiteError``, or what a `make` throws (then nothing is written).
     @discardableResult
     public func seedNamespace(_ namespace: String, mode: SeedMode, pipelines: [SeedPipeline],
-                              chatbots: [SeedChatbot] = []) throws -> (seeded: Bool, deleted: (pipelines: Int, runs: Int)) {
+                              chatbots: [SeedChatbot] = [], agents: [SeedAgent] = []) throws -> (seeded: Bool, deleted: (pipelines: Int, runs: Int)) {
         try write { db in
             var deleted = (pipelines: 0, runs: 0)
             if mode == .reset { deleted = try Store.deleteNamespace(namespace, in: db) }
@@ -736,6 +736,7 @@ public final class Store: @unchecked Sendable {
                 if let version { try Store.insertVersion(version, in: db) }
             }
             for seed in chatbots { try Store.seed(seed, namespace: namespace, in: db) }
+            for seed in agents { try Store.seed(seed, namespace: namespace, in: db) }
             return (true, deleted)
         }
     }

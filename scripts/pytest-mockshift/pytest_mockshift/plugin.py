@@ -3,7 +3,8 @@
 Fixtures:
   mockshift         an API key of its own for this test (so tests are isolated without restarts), the official
                     SDK pointed at a MockShift daemon on the real clock, and helpers (see MockShift below):
-                    advance, fault, script_llm, requests, events, runs, stats, reset, wait_for.
+                    advance, fault, script_llm, requests, events, runs, conversations, conversation, sessions,
+                    session, stats, reset, wait_for.
   mockshift_manual  the same on a daemon with `--clock manual`: simulated time moves only with `advance(ms)`.
 
 Each pytest process (each pytest-xdist worker too) starts its own daemons on port 0, lazily, once, with an
@@ -129,9 +130,12 @@ class MockShift:
         response="It is sunny.", ttft_ms=100, tokens_per_second=20)` or `script_llm(fail_after_tokens=2)`."""
         return self._control("POST", "llm", json=rule)
 
-    def requests(self):
-        """This test's journal of /v1 requests (method, path, query, body, status, duration_ms)."""
-        return self._control("GET", "requests")["requests"]
+    def requests(self, kind=None, session_id=None):
+        """This test's journal, oldest first: its /v1 requests (`kind` "request": method, path, query, body, status,
+        duration_ms) and the WebSocket frames of its sessions (`kind` "ws_frame": direction "in"/"out", the frame's
+        type, session_id and size, no body); only those of `kind`, and frames of `session_id`, when given."""
+        params = {k: v for k, v in {"kind": kind, "session_id": session_id}.items() if v}
+        return self._control("GET", "requests", params=params or None)["requests"]
 
     def runs(self, pipeline_id=None, status=None):
         """This test's runs, newest first, as run status dicts."""
@@ -151,6 +155,18 @@ class MockShift:
     def conversation(self, conversation_id):
         """One conversation with its turns, as `conversations()` gives them."""
         return self._control("GET", f"conversations/{conversation_id}")["conversation"]
+
+    def sessions(self, owner_id=None, status=None):
+        """This test's WebSocket sessions (chatbot or agent), oldest first: id, owner_type, owner_id, status (open or
+        terminated), created_at, terminated_at, message_count; only `owner_id`'s, or those in `status`, when given."""
+        params = {k: v for k, v in {"owner_id": owner_id, "status": status}.items() if v}
+        return self._control("GET", "sessions", params=params or None)["sessions"]
+
+    def session(self, session_id):
+        """One session as `sessions()` gives it, plus its stored `messages` (as the SDK's `get_messages()` receives
+        them) and its `turns`: each user message with the answer after it, `user_text`, `answer` and `outcome`
+        (completed, terminated, failed, in_progress or awaiting_approval)."""
+        return self._control("GET", f"sessions/{session_id}")["session"]
 
     def stats(self):
         return self._control("GET", "stats")

@@ -134,3 +134,28 @@ def test_conversation_helpers_show_this_tests_chatbot_turns(mockshift_manual):
     assert (turn["run_id"], turn["outcome"], turn["user_text"]) == (run_id, "stopped", "Write 100 words.")
     assert len(turn["answer"].split()) == 3
     assert mockshift_manual.conversations(chatbot_id="0" * 24) == []
+
+
+def test_session_helpers_show_this_tests_sessions_and_their_frames(mockshift):
+    import asyncio
+
+    from vectorshift.chatbot import Chatbot
+
+    bot = Chatbot.new(name="helpers-session-bot", description="", pipeline_id=build("helpers-session").id)
+
+    async def open_and_terminate():
+        session = await bot.create_session()
+        await session.connect()
+        session_id = session.session_id
+        await session.terminate()
+        return session_id
+
+    session_id = asyncio.run(asyncio.wait_for(open_and_terminate(), 60))
+    [listed] = mockshift.sessions()
+    assert (listed["id"], listed["owner_id"], listed["status"]) == (session_id, bot.id, "terminated")
+    assert mockshift.sessions(status="open") == [] and mockshift.sessions(owner_id=bot.id) == [listed]
+    shown = mockshift.session(session_id)
+    assert shown["status"] == "terminated" and shown["messages"] == [] and shown["turns"] == []
+    frames = mockshift.requests(kind="ws_frame", session_id=session_id)
+    assert ("in", "terminate_session") in [(f["direction"], f["type"]) for f in frames]
+    assert all(e["kind"] == "request" for e in mockshift.requests(kind="request"))
