@@ -56,7 +56,9 @@ def test_sessions_are_listed_oldest_first_with_filters_and_unknown_ids_are_404(d
     assert (one["owner_type"], one["owner_id"], one["status"], one["message_count"]) == ("chatbot", bot.id, "terminated", 0)
     assert one["terminated_at"] and one["terminated_at"] >= one["created_at"]
     assert (two["owner_id"], two["status"], two["terminated_at"]) == (other_bot.id, "open", None)
-    assert set(one) == {"id", "owner_type", "owner_id", "status", "created_at", "terminated_at", "message_count"}
+    assert set(one) == {"id", "owner_type", "owner_id", "status", "created_at", "terminated_at", "message_count",
+                        "sockets", "live_turn"}
+    assert (one["sockets"], one["live_turn"]) == (0, None)
     assert [s["id"] for s in http("GET", "/_mock/sessions", params={"owner_id": other_bot.id}).json()["sessions"]] == [second]
     assert [s["id"] for s in http("GET", "/_mock/sessions", params={"status": "open"}).json()["sessions"]] == [second]
     assert [s["id"] for s in http("GET", "/_mock/sessions", params={"status": "terminated"}).json()["sessions"]] == [first]

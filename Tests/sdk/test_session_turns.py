@@ -426,13 +426,16 @@ def test_bad_content_gets_an_error_frame_and_starts_no_turn(bot, daemon, api_key
     client.close()
 
 
-def test_stats_count_session_sockets_and_live_turns(bot, daemon, api_key):
+def test_stats_and_mock_sessions_show_sockets_and_the_live_turn(bot, daemon, api_key):
     client = Client(daemon, api_key)
     session_id = client.create(bot.id)
     client.send({"type": "post_message", "session_id": session_id, "content": ESSAY})
     client.until(lambda f: f["type"] == "message_delta")
     now = stats(daemon, api_key)
     assert (now["session_sockets"], now["live_session_turns"]) == (1, 1)
+    shown = mock(daemon, api_key, "GET", f"/_mock/sessions/{session_id}")["session"]
+    assert shown["sockets"] == 1 and shown["live_turn"]["user_text"] == ESSAY and shown["live_turn"]["text"]
+    assert shown["turns"][0]["outcome"] == "in_progress"
     client.until(is_idle)
     client.close()
     wait_for(lambda: stats(daemon, api_key)["session_sockets"] == 0, message="the socket is no longer counted")
