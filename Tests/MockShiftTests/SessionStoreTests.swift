@@ -48,4 +48,25 @@ import Testing
         #expect(try store.session(namespace: "k1", id: s.id) == nil)
         #expect(try store.sessionMessages(namespace: "k1", sessionID: s.id).isEmpty)
     }
+
+    @Test func afterARestartOnlySessionsWhoseLastMessageIsTheUsersGetAnInterruptedAnswer() throws {
+        let store = try Store(path: ":memory:")
+        let cut = Self.session(), answered = Self.session(), empty = Self.session()
+        for s in [cut, answered, empty] { try store.createSession(s) }
+        func add(_ s: SessionRecord, _ sender: JSONObject, _ text: String) throws {
+            try store.appendSessionMessage(SessionMessageRecord(id: IDs.make(), sessionID: s.id, sender: sender,
+                content: ["type": "data_type_message", "value": .string(text), "status": "Complete"], createdAt: 1))
+        }
+        try add(cut, ["user_id": "user"], "hello")
+        try add(answered, ["user_id": "user"], "hi")
+        try add(answered, ["object_id": .string(answered.ownerID), "object_type": "chatbot"], "hello there")
+        #expect(try store.failInterruptedSessionTurns(at: 9, newID: IDs.make) == 1)
+        let messages = try store.sessionMessages(namespace: "k1", sessionID: cut.id)
+        #expect(messages.count == 2)
+        #expect(messages[1].sender == ["object_id": .string(cut.ownerID), "object_type": "chatbot"])
+        #expect(messages[1].content["error"] == "interrupted" && messages[1].content["status"] == "Failed")
+        #expect(try store.sessionMessages(namespace: "k1", sessionID: answered.id).count == 2)
+        #expect(try store.sessionMessages(namespace: "k1", sessionID: empty.id).isEmpty)
+        #expect(try store.failInterruptedSessionTurns(at: 10, newID: IDs.make) == 0, "twice changes nothing")
+    }
 }
