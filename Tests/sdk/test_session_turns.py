@@ -464,3 +464,17 @@ def test_a_turn_cut_by_a_restart_is_stored_as_failed_interrupted(sdk, new_daemon
     assert history[1]["sender"] == {"object_id": bot.id, "object_type": "chatbot"}
     assert conversation(again, api_key, session_id)["turns"][0]["outcome"] == "failed"
     client.close()
+
+
+def test_at_time_scale_zero_a_turn_sends_its_answer_as_one_delta(new_daemon, api_key):
+    daemon = new_daemon("--time-scale", "0")
+    Pipeline = point_sdk(daemon, api_key)
+    bot = Chatbot.new(name=unique("bot"), description="", pipeline_id=build_llm_pipeline(Pipeline, unique("p")).id)
+    client = Client(daemon, api_key)
+    session_id = client.create(bot.id)
+    client.send({"type": "post_message", "session_id": session_id, "content": ESSAY})
+    frames = client.until(is_idle)
+    assert [f["type"] for f in frames] == ["post_message", "participant_status", "message_delta",
+                                          "message_notification", "participant_status"]
+    assert frames[2]["value"] == frames[3]["message"]["content"]["value"] and len(frames[2]["value"].split()) > 400
+    client.close()
