@@ -53,6 +53,18 @@ def test_loading_again_after_a_restart_does_not_duplicate(new_daemon, tmp_path):
     assert {p.id for p in point_sdk(second, None).list()} == ids
 
 
+def refused_start(tmp_path, filename, content):
+    """`serve --fixtures` on a folder holding `filename` with `content`: it must exit 2 before its ready line."""
+    folder = tmp_path / "fixtures"
+    folder.mkdir()
+    (folder / filename).write_text(content)
+    done = subprocess.run([str(BIN), "serve", "--port", "0", "--db", ":memory:", "--fixtures", str(folder)],
+                          capture_output=True, text=True, timeout=30)
+    assert done.returncode == 2, (done.returncode, done.stderr)
+    assert done.stdout == "", "no ready line"
+    return done
+
+
 @pytest.mark.parametrize("content, field", [
     ('{"pipelines": [{"name": "x", "nodes": {"a": {"id": "a"}}}]}', "pipelines[0]: node 'a' has no type"),
     ('{"pipelines": [{"nodes": {}}]}', "pipelines[0]: name is required"),
@@ -77,13 +89,7 @@ def test_loading_again_after_a_restart_does_not_duplicate(new_daemon, tmp_path):
     ('{"name": "loop", "nodes": {"a": {"id": "a", "type": "text", "inputs": {"text": "{{ a.text }}"}}}}', "cycle"),
 ])
 def test_bad_fixture_stops_the_start_naming_file_and_field(tmp_path, content, field):
-    folder = tmp_path / "fixtures"
-    folder.mkdir()
-    (folder / "broken.json").write_text(content)
-    done = subprocess.run([str(BIN), "serve", "--port", "0", "--db", ":memory:", "--fixtures", str(folder)],
-                          capture_output=True, text=True, timeout=30)
-    assert done.returncode == 2, (done.returncode, done.stderr)
-    assert done.stdout == "", "no ready line"
+    done = refused_start(tmp_path, "broken.json", content)
     assert "broken.json" in done.stderr and field in done.stderr, done.stderr
 
 

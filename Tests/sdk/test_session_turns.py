@@ -15,6 +15,7 @@ from websockets.sync.client import connect as ws_connect
 
 from conftest import build_llm_pipeline, point_sdk, stats, unique, wait_for
 from test_chatbots import chat_pipeline, conversation, memory_of
+from test_sessions import bot  # noqa: F401  (the fixture: a chatbot of this test's key, the SDK pointed at it)
 from wsclient import RawWebSocket
 
 ESSAY = "Write a 500 word essay about robots."
@@ -28,14 +29,6 @@ def mock(daemon, key, method, path, **kw):
     r = requests.request(method, daemon.root + path, headers={"Authorization": f"Bearer {key}"}, timeout=30, **kw)
     assert r.status_code == 200, r.text
     return r.json()
-
-
-@pytest.fixture
-def bot(sdk, daemon, monkeypatch):
-    monkeypatch.setenv("VECTORSHIFT_BASE_URL", daemon.url)
-    monkeypatch.delenv("VECTORSHIFT_WS_URL", raising=False)
-    pipeline = build_llm_pipeline(sdk, unique("turn-chat"))
-    return Chatbot.new(name=unique("turn-bot"), description="", pipeline_id=pipeline.id)
 
 
 class Client:
@@ -79,6 +72,16 @@ class Client:
 
     def close(self):
         self.ws.close()
+
+
+def session_on(new_daemon, api_key, *args, db=None):
+    """A daemon started with `args`, a chatbot on it (input → llm → output), and a session of it opened by a
+    `Client`: (daemon, bot, client, session_id)."""
+    daemon = new_daemon(*args, db=db)
+    Pipeline = point_sdk(daemon, api_key)
+    bot = Chatbot.new(name=unique("bot"), description="", pipeline_id=build_llm_pipeline(Pipeline, unique("p")).id)
+    client = Client(daemon, api_key)
+    return daemon, bot, client, client.create(bot.id)
 
 
 def is_idle(frame):
@@ -290,12 +293,8 @@ def test_a_second_message_while_a_turn_is_live_gets_a_failed_ack_and_the_turn_go
     client.close()
 
 
-def test_manual_clock_exactly_n_deltas_came_before_the_terminate(new_daemon, api_key, monkeypatch):
-    daemon = new_daemon("--clock", "manual")  # 400 ms to the first token, then 40 tokens/s
-    Pipeline = point_sdk(daemon, api_key)
-    bot = Chatbot.new(name=unique("bot"), description="", pipeline_id=build_llm_pipeline(Pipeline, unique("p")).id)
-    client = Client(daemon, api_key)
-    session_id = client.create(bot.id)
+def test_manual_clock_exactly_n_deltas_came_before_the_terminate(new_daemon, api_key):
+    daemon, bot, client, session_id = session_on(new_daemon, api_key, "--clock", "manual")
     client.send({"type": "post_message", "session_id": session_id, "content": ESSAY})
     client.until(lambda f: f["type"] == "participant_status")
     received = []
@@ -317,11 +316,7 @@ def test_manual_clock_exactly_n_deltas_came_before_the_terminate(new_daemon, api
 
 
 def test_a_resumed_session_shows_the_live_turn_streaming_and_gets_the_rest_of_its_deltas(new_daemon, api_key):
-    daemon = new_daemon("--clock", "manual")
-    Pipeline = point_sdk(daemon, api_key)
-    bot = Chatbot.new(name=unique("bot"), description="", pipeline_id=build_llm_pipeline(Pipeline, unique("p")).id)
-    first = Client(daemon, api_key)
-    session_id = first.create(bot.id)
+    daemon, bot, first, session_id = session_on(new_daemon, api_key, "--clock", "manual")
     first.send({"type": "post_message", "session_id": session_id, "content": ESSAY})
     first.until(lambda f: f["type"] == "participant_status")
     advance(daemon, api_key, 400 + 3 * 25)  # three tokens
@@ -444,11 +439,7 @@ def test_stats_and_mock_sessions_show_sockets_and_the_live_turn(bot, daemon, api
 
 def test_a_turn_cut_by_a_restart_is_stored_as_failed_interrupted(sdk, new_daemon, api_key, tmp_path):
     db = tmp_path / "turns.sqlite3"
-    daemon = new_daemon("--clock", "manual", db=db)
-    Pipeline = point_sdk(daemon, api_key)
-    bot = Chatbot.new(name=unique("bot"), description="", pipeline_id=build_llm_pipeline(Pipeline, unique("p")).id)
-    client = Client(daemon, api_key)
-    session_id = client.create(bot.id)
+    daemon, bot, client, session_id = session_on(new_daemon, api_key, "--clock", "manual", db=db)
     client.send({"type": "post_message", "session_id": session_id, "content": ESSAY})
     client.until(lambda f: f["type"] == "participant_status")
     daemon.proc.kill()
@@ -467,11 +458,7 @@ def test_a_turn_cut_by_a_restart_is_stored_as_failed_interrupted(sdk, new_daemon
 
 
 def test_at_time_scale_zero_a_turn_sends_its_answer_as_one_delta(new_daemon, api_key):
-    daemon = new_daemon("--time-scale", "0")
-    Pipeline = point_sdk(daemon, api_key)
-    bot = Chatbot.new(name=unique("bot"), description="", pipeline_id=build_llm_pipeline(Pipeline, unique("p")).id)
-    client = Client(daemon, api_key)
-    session_id = client.create(bot.id)
+    daemon, bot, client, session_id = session_on(new_daemon, api_key, "--time-scale", "0")
     client.send({"type": "post_message", "session_id": session_id, "content": ESSAY})
     frames = client.until(is_idle)
     assert [f["type"] for f in frames] == ["post_message", "participant_status", "message_delta",
