@@ -202,9 +202,11 @@ def test_the_sdks_session_frames_are_journalled_in_order(daemon, api_key, monkey
     session_id = run(open_session(bot))
     frames = [(f["direction"], f["type"]) for f in journal(daemon, api_key, kind="ws_frame")]
     assert frames[:2] == [("in", "create_session"), ("out", "session_created")]
-    assert ("in", "connect_session") in frames and ("out", "connect_session") in frames
-    # The SDK closes its socket right after disconnect_session: the ack may find the socket closing (not sent).
-    assert frames[-1] == ("in", "disconnect_session") or frames[-2:] == [("in", "disconnect_session"), ("out", "disconnect_session")]
+    # The SDK does not wait for the connect ack and closes its socket right after disconnect_session: answers
+    # still queued when the client's Close arrives are not sent (nobody reads them), so they may be missing.
+    inbound = [f for f in frames if f[0] == "in"]
+    assert inbound == [("in", "create_session"), ("in", "connect_session"), ("in", "disconnect_session")]
+    assert set(frames) - set(inbound) <= {("out", "session_created"), ("out", "connect_session"), ("out", "disconnect_session")}
     assert {f["session_id"] for f in journal(daemon, api_key, kind="ws_frame")[1:]} == {session_id}
 
 
