@@ -14,7 +14,7 @@ import pytest
 import requests
 from vectorshift.chatbot import Chatbot
 
-from conftest import REPO, Http, build_llm_pipeline, point_sdk, unique
+from conftest import REPO, Http, build_llm_pipeline, point_sdk, unique, wait_for
 from test_fixtures import refused_start
 from wsclient import RawWebSocket
 
@@ -200,7 +200,14 @@ def test_frames_share_the_journal_size_ring_oldest_dropped_first(new_daemon, api
 def test_the_sdks_session_frames_are_journalled_in_order(daemon, api_key, monkeypatch):
     bot = make_bot(daemon, api_key, monkeypatch)
     session_id = run(open_session(bot))
-    frames = [(f["direction"], f["type"]) for f in journal(daemon, api_key, kind="ws_frame")]
+
+    def recorded():
+        # disconnect() may return before the server handled the frames (aiohttp does not always wait for the
+        # server's Close): wait for the last one.
+        frames = [(f["direction"], f["type"]) for f in journal(daemon, api_key, kind="ws_frame")]
+        return frames if ("in", "disconnect_session") in frames else None
+
+    frames = wait_for(recorded, message="the disconnect_session frame in the journal")
     assert frames[:2] == [("in", "create_session"), ("out", "session_created")]
     # The SDK does not wait for the connect ack and closes its socket right after disconnect_session: answers
     # still queued when the client's Close arrives are not sent (nobody reads them), so they may be missing.
