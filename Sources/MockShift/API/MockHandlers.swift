@@ -95,6 +95,8 @@ enum MockHandlers {
         try c.app.store.ensureWritable()
         var pipelines = 0, runs = 0
         for namespace in namespaces {
+            // Session turns stop first, silenced: an agent's turn waiting for an approval has no run to terminate.
+            for turn in c.app.sessionHub.liveTurns(namespace: namespace) { turn.silenceAndStop(timeout: 1) }
             // Not while a chatbot turn of the key is being set up (``ChatTurns/exclusive``).
             let deleted = try c.app.chatTurns.exclusive(namespace) {
                 c.app.chatTurns.resetNamespace(namespace)
