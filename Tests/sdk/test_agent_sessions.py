@@ -565,3 +565,21 @@ def test_a_restart_during_an_agent_turn_or_an_approval_wait_stores_it_failed_int
         assert last["sender"] == {"object_id": agent.id, "object_type": "agent"}
     failed = runs_of(second, api_key)
     assert [r["status"] for r in failed] == ["failed"] and failed[0]["agent_id"] == agent.id
+
+
+def test_files_sent_with_a_message_reach_the_agents_prompt_and_its_history(fast, api_key):
+    agent = new_agent()
+
+    async def send(files):
+        async with await agent.create_session() as session:
+            await session.send("Summarise this.", files=files)
+            async for event in session.listen():
+                if event.is_complete:
+                    return session.session_id, event.text
+
+    plain_sid, plain = run(send(None))
+    sid, with_file = run(send([b"robots were first built in factories"]))
+    assert with_file != plain, "the file is part of the prompt"
+    history = stored_messages(fast, api_key, sid)
+    assert [m["content"]["type"] for m in history] == ["data_type_message", "file", "data_type_message"]
+    assert history[1]["content"]["value"]["size"] == 36
