@@ -107,12 +107,12 @@ enum AgentSessionTurn {
         script?.promptPattern = nil
         let plan = Plan(agent: agent, sessionID: session.id, userText: text, context: context, script: script, tool: tool,
                         llmFailures: effect?.llmFailures ?? [])
-        guard let tool else { return answer(app, turn, plan) }
+        guard let tool else { return runAnswer(app, turn, plan) }
         if tool.approval == "requires_approval" {
             askApproval(app, turn, plan, tool)
         } else {
             notifyToolCall(app, turn, tool)
-            answer(app, turn, plan)
+            runAnswer(app, turn, plan)
         }
     }
 
@@ -152,7 +152,7 @@ enum AgentSessionTurn {
 
     /// The answer's run: streams its tokens as deltas; its end is stored and notified as a chatbot session turn's
     /// (``ChatbotSessionTurn/finish(_:_:_:answer:)``). `terminate_session` terminates the run.
-    static func answer(_ app: MockShiftApp, _ turn: SessionTurn, _ plan: Plan) {
+    static func runAnswer(_ app: MockShiftApp, _ turn: SessionTurn, _ plan: Plan) {
         let agent = plan.agent
         let llm = agent.document["llm_client_key"]?.objectValue ?? [:]
         var prompt = plan.context + "User: {{ \(inputNode).text }}"
@@ -249,7 +249,7 @@ enum AgentSessionTurn {
                 switch decision {
                 case .approve:
                     notifyToolCall(app, turn, tool)
-                    answer(app, turn, plan)
+                    runAnswer(app, turn, plan)
                 case let .deny(reason):
                     let text = "I did not use the tool \(tool.name): \(reason)"
                     turn.delta(text)
