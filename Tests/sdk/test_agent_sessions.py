@@ -445,26 +445,29 @@ def test_the_docs_terminate_example_stops_on_the_first_delta_and_the_resume_fail
         await session.connect()
         saved = session.session_id
         await session.send("Go ahead, write the essay.")
-        first = None
-        async for event in session.listen():
+        received = []
+        async for event in session.listen():  # after terminate(), events already queued still come, then it ends
             if event.delta:
-                first = event.delta
-                await session.terminate()
+                received.append(event.delta)
+                if len(received) == 1:
+                    await session.terminate()
         resumed = Session(session_id=saved)
         try:
             await resumed.connect()
         except SessionError as error:
-            return saved, first, str(error)
+            return saved, received, str(error)
         finally:
             await zombie_teardown(resumed)
-        return saved, first, None
+        return saved, received, None
 
-    saved, first, error = run(scenario())
-    assert first
+    saved, received, error = run(scenario())
+    assert received
     assert error == f"Server error while waiting for session_connected: session {saved} was terminated"
     stored = stored_messages(daemon, api_key, saved)
     assert stored[-1]["content"]["status"] == "Terminated"
-    assert stored[-1]["content"]["value"].startswith(first)
+    # What was sent before the terminate was handled; the SDK stops reading at once, so it may not see all of it
+    # (the raw test below checks equality).
+    assert stored[-1]["content"]["value"].startswith("".join(received))
     wait_for(lambda: runs_of(daemon, api_key)[0]["status"] == "terminated", message="the answer's run terminated")
 
 
