@@ -523,8 +523,7 @@ def test_cancelling_the_task_awaiting_agent_arun_terminates_the_session(manual, 
         task = asyncio.ensure_future(agent.arun("Write a long story."))
         loop = asyncio.get_running_loop()
         runs = await loop.run_in_executor(None, lambda: wait_for(lambda: runs_of(manual, api_key), message="the run"))
-        await loop.run_in_executor(None, advance, manual, api_key, 650)
-        await asyncio.sleep(0.3)  # the SDK reads the ten deltas (nothing to wait on: the clock stands still)
+        await loop.run_in_executor(None, advance, manual, api_key, 650)  # ten tokens generated, then the clock stands
         task.cancel()
         with pytest.raises(asyncio.CancelledError):
             await task
