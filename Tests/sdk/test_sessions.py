@@ -158,19 +158,6 @@ def test_a_session_for_an_unknown_chatbot_fails_fast_with_session_error(bot):
     assert took < 5  # an error frame, not the 30 s wait a failed create ack would cause
 
 
-def test_an_agent_session_says_agents_are_not_served_yet(bot):
-    async def scenario():
-        session = Session(owner_type="agent", owner_id="a" * 24)
-        try:
-            await session.connect()
-        except SessionError as error:
-            return str(error)
-        finally:
-            await zombie_teardown(session)
-
-    assert run(scenario()) == "Server error while waiting for session_created: agent sessions are not served yet"
-
-
 def test_with_api_keys_a_bad_key_fails_connect_with_session_error(sdk, new_daemon, monkeypatch):
     d = new_daemon("--api-key", "good-key")
     monkeypatch.setenv("VECTORSHIFT_BASE_URL", d.url)

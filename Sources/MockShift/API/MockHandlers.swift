@@ -98,8 +98,8 @@ enum MockHandlers {
         try c.app.store.ensureWritable()
         var pipelines = 0, runs = 0
         for namespace in namespaces {
-            // Session turns in progress stop silently (their sessions are about to go), as terminate_session does.
-            for turn in c.app.sessionHub.liveTurns(namespace: namespace) { turn.silenceAndStop(timeout: 2) }
+            // Session turns stop first, silenced: an agent's turn waiting for an approval has no run to terminate.
+            for turn in c.app.sessionHub.liveTurns(namespace: namespace) { turn.silenceAndStop(timeout: 1) }
             // Not while a chatbot turn of the key is being set up (``ChatTurns/exclusive``).
             let deleted = try c.app.chatTurns.exclusive(namespace) {
                 c.app.chatTurns.resetNamespace(namespace)

@@ -592,7 +592,10 @@ enum OpenAPI {
             Field("ttft_ms", nullable(["type": "number", "minimum": 0, "maximum": 86_400_000]), form: string),
             Field("tokens_per_second", nullable(["type": "number", "minimum": 0.001, "maximum": 1_000_000]), form: string),
             Field("fail_after_tokens", nullable(["type": "number", "minimum": 0, "maximum": 1_000_000]), form: string),
-            Field.text("message"),
+            Field.text("message"), Field.text("chatbot_id", "only that chatbot's turns"),
+            Field.text("agent_id", "only that conversational agent's session turns"),
+            Field.text("agent_name", "only that conversational agent's session turns"),
+            Field.text("tool", "the tool (name or id) the agent calls; needs agent_id or agent_name"),
         ]
         let limit = query("limit", integer, ">= 0")
         return [

@@ -33,11 +33,11 @@ enum SessionHandlers {
 /// handled one at a time, in order, and the client's Close is answered only after them (the transport holds it),
 /// so a `terminate_session` is stored by the time `Session.terminate()` returns.
 ///
-/// Served: `create_session` → `session_created` (a chatbot of the caller's key; agents answer an `error` frame
-/// until they are served), `connect_session` → its ack with `success` (false with `error` for an unknown,
+/// Served: `create_session` → `session_created` (a chatbot or a conversational agent of the caller's key),
+/// `connect_session` → its ack with `success` (false with `error` for an unknown,
 /// another key's or a terminated session), `get_messages` → the stored messages, `ping_session` → `pong`,
-/// `disconnect_session` (the session stays), `terminate_session` (for good). `post_message`/`post_messages`
-/// answer `success:false` until session turns are served. A frame that is not a JSON object, lacks a field or
+/// `disconnect_session` (the session stays), `terminate_session` (for good), `post_message`/`post_messages` (a
+/// turn: ``ChatbotSessionTurn``, ``AgentSessionTurn``; an approval reply: ``AgentSessionTurn/answer(_:session:parent:decision:socket:)``). A frame that is not a JSON object, lacks a field or
 /// has an unknown type gets an `error` frame naming its `request_type`, and the socket stays open.
 final class SessionSocket: WebSocketHandler, @unchecked Sendable {
     // @unchecked: the mutable state is touched only from the socket's serial queue (WebSocketHandler's contract).
@@ -118,11 +118,18 @@ final class SessionSocket: WebSocketHandler, @unchecked Sendable {
                 throw FrameError("chatbot \(Self.short(ownerID)) not found")
             }
         case .agent?:
-            throw FrameError("agent sessions are not served yet")
+            // Conversational agents only (SPEC §11): a functional one runs over HTTP.
+            guard let agent = try app.store.agent(namespace: namespace, id: ownerID) else {
+                throw FrameError("agent \(Self.short(ownerID)) not found")
+            }
+            guard agent.isConversational else {
+                throw FrameError("agent \(agent.id) is functional: run it with agent.run(inputs=…) over HTTP, not in a session")
+            }
         case nil:
             throw FrameError("object_type must be chatbot or agent, not \(Self.short(ownerType))")
         }
-        let session = SessionRecord(id: IDs.make(), namespace: namespace, ownerType: .chatbot, ownerID: ownerID,
+        let session = SessionRecord(id: IDs.make(), namespace: namespace,
+                                    ownerType: SessionRecord.OwnerType(rawValue: ownerType) ?? .chatbot, ownerID: ownerID,
                                     createdAt: wallClockMicros())
         try app.store.createSession(session)
         current = session.id
@@ -178,14 +185,16 @@ final class SessionSocket: WebSocketHandler, @unchecked Sendable {
                                                         ("error", .string("session \(Self.short(id)) not found"))]))
         }
         var messages = try app.store.sessionMessages(namespace: namespace, sessionID: id).map(\.json)
-        // A turn still running: one message with the text so far, status `Streaming` (SPEC §10).
-        if let turn = app.sessionHub.live(id), turn.namespace == namespace, !turn.state.withLock({ $0.ended }) {
+        // A turn still running: one message with the text so far, status `Streaming` (SPEC §10); none while it
+        // waits for an approval (the stored approval request is its last message then).
+        if let turn = app.sessionHub.live(id), turn.namespace == namespace,
+           turn.state.withLock({ !$0.ended && $0.awaitingApproval == nil }) {
             messages.append(turn.liveMessage())
         }
         send(Self.frame("get_messages", id, [("messages", .array(messages))]))
     }
 
-    /// `post_message` / `post_messages` (API-CHAT §2.2): one turn of the session's chatbot (SPEC §10): the ack with
+    /// `post_message` / `post_messages` (API-CHAT §2.2): one turn of the session's chatbot or agent (SPEC §10, §11): the ack with
     /// the user's `message_id`, `Processing`, deltas, the answer's `message_notification`, `Idle`. A failed ack
     /// (`success:false` with `error`, which the SDK turns into an `ERROR` event) for an unknown or terminated
     /// session, a turn already in progress, or an owner that is gone; an `error` frame for a malformed content.
@@ -200,6 +209,12 @@ final class SessionSocket: WebSocketHandler, @unchecked Sendable {
             return refuse("session \(Self.short(id)) not found")
         }
         guard session.status == .open else { return refuse("session \(id) was terminated") }
+        // An approval reply (API-CHAT §2.9) answers the live turn's approval request instead of starting a turn.
+        if type == "post_message", let reply = try AgentSessionTurn.approvalReply(in: frame) {
+            if let socket { app.sessionHub.attach(socket, frames, to: id) }
+            current = id
+            return try AgentSessionTurn.answer(app, session: session, parent: reply.parent, decision: reply.decision, socket: self)
+        }
         if app.sessionHub.live(id) != nil { return refuse("a turn is in progress") }
         let items = try SessionContent.items(of: frame, type: type)
         let effect = app.faults.match(namespace: namespace, method: "POST", path: "/v1/ws/session/turn")
@@ -214,7 +229,7 @@ final class SessionSocket: WebSocketHandler, @unchecked Sendable {
             case .chatbot:
                 try ChatbotSessionTurn.start(app, session: session, type: type, items: items, socket: self, effect: effect)
             case .agent:
-                return refuse("agent sessions are not served yet")
+                try AgentSessionTurn.start(app, session: session, type: type, items: items, socket: self, effect: effect)
             }
         } catch let refused as ChatbotSessionTurn.Refused {
             return refuse(refused.message)

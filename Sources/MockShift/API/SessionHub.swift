@@ -141,6 +141,8 @@ final class SessionTurn: Sendable {
         var stop: (@Sendable () -> Void)?
         /// An approval the turn waits for (agents, SPEC §11): the approval request's message id.
         var awaitingApproval: String?
+        /// What goes on once that approval is answered (``AgentSessionTurn``): taken once, with the decision.
+        var onApproval: (@Sendable (ApprovalDecision) -> Void)?
         /// A `cut_stream_after_events` fault: this socket is closed once that many deltas went out.
         var cut: (after: Int, socket: WebSocket)?
     }

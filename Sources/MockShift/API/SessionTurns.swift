@@ -147,7 +147,7 @@ enum ChatbotSessionTurn {
             let turns = (try? app.store.conversation(namespace: namespace, id: conversationID)?.turns) ?? []
             var options = RunOptions()
             options.llmFailures = effect?.llmFailures ?? []
-            options.llmScripts = app.llmScripts.scripts(namespace: namespace, pipeline: pipeline)
+            options.llmScripts = app.llmScripts.scripts(namespace: namespace, pipeline: pipeline, chatbotID: chatbot.id)
             // A session answer streams as deltas whatever the LLM node's `stream` input says (SPEC §10).
             options.streamAllOutputs = true
             options.chatHistory = ChatbotHandlers.history(turns, current: text)

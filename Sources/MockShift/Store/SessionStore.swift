@@ -92,15 +92,17 @@ extension Store {
 
 extension Store {
     /// After a restart (SPEC §10: "a turn cut by the restart is stored as failed with `interrupted`"): every
-    /// session whose last message is the user's (its answer was never stored) gets an answer from its owner with
-    /// content `{"type":"error_message","error":"interrupted","status":"Failed"}`. Returns how many.
+    /// session whose last message is the user's, or an agent's tool call or approval request (SPEC §11: the answer
+    /// of a turn is always its last message), gets an answer from its owner with content
+    /// `{"type":"error_message","error":"interrupted","status":"Failed"}`. Returns how many.
     @discardableResult
     public func failInterruptedSessionTurns(at micros: Int64, newID: () -> String) throws -> Int {
         try write { db in
             let open = try db.query("""
                 SELECT s.id, s.owner_type, s.owner_id FROM sessions s
-                WHERE (SELECT json_extract(m.sender, '$.user_id') FROM session_messages m
-                       WHERE m.session_id = s.id ORDER BY m.position DESC LIMIT 1) IS NOT NULL
+                WHERE (SELECT json_extract(m.sender, '$.user_id') IS NOT NULL
+                              OR json_extract(m.content, '$.type') IN ('tool_call', 'tool_call_approval')
+                       FROM session_messages m WHERE m.session_id = s.id ORDER BY m.position DESC LIMIT 1) = 1
                 """, [])
             for row in open {
                 let id = row[0].text ?? "", ownerType = row[1].text ?? "", ownerID = row[2].text ?? ""
