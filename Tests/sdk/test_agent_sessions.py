@@ -393,6 +393,8 @@ def test_while_awaiting_approval_nothing_runs_and_replies_are_checked(manual, ap
     # get_messages shows the request (and no half answer) while it waits
     ws.send_json({"type": "get_messages", "session_id": sid})
     assert [m["content"]["type"] for m in ws.recv_json()["messages"]] == ["data_type_message", "tool_call_approval"]
+    shown = control(manual, api_key, "GET", f"/_mock/sessions/{sid}")["session"]
+    assert [t["outcome"] for t in shown["turns"]] == ["awaiting_approval"] and shown["live_turn"]["awaiting_approval"]
     # deny; a duplicate is harmless; the other decision afterwards is an error frame
     reply["parent_message_id"] = approval["id"]
     reply["content"]["value"]["tool_call_approval"] = {"deny": "no"}

@@ -83,7 +83,7 @@ def test_a_session_shows_its_stored_messages_as_get_messages_does_and_how_each_t
                                                                                           monkeypatch):
     """Turns are read from what is stored, so the messages are written into the database of a stopped daemon (as
     a session's turns leave them) and read after a restart: one completed, one terminated, one failed, and one
-    whose agent waits for an approval."""
+    whose agent waited for an approval when the daemon stopped (the restart stores it failed, `interrupted`)."""
     db = tmp_path / "sessions.sqlite3"
     daemon = new_daemon(db=db)
     bot = make_bot(daemon, api_key, monkeypatch)
@@ -118,18 +118,19 @@ def test_a_session_shows_its_stored_messages_as_get_messages_does_and_how_each_t
             await resumed.disconnect()
 
     shown = Http(daemon, api_key)("GET", f"/_mock/sessions/{session_id}").json()["session"]
-    assert shown["message_count"] == len(rows)
+    assert shown["message_count"] == len(rows) + 1, "the restart answered the cut turn"
     assert shown["messages"] == run(history()), "the messages as get_messages answers them"
     turns = shown["turns"]
-    assert [t["outcome"] for t in turns] == ["completed", "terminated", "failed", "awaiting_approval"]
+    assert [t["outcome"] for t in turns] == ["completed", "terminated", "failed", "failed"]
+    assert turns[3]["error"] == "interrupted"
     assert [t["user_text"] for t in turns] == ["What is the status of order 1234?", "Write me a long poem.",
                                                "Try again.", "Email me the summary."]
     assert [t["answer"] for t in turns] == ["It ships tomorrow.", "Roses are", None, None]
     assert turns[2]["error"] == "the model provider is overloaded"
     ids = [m["id"] for m in shown["messages"]]
-    assert [t["message_ids"] for t in turns] == [ids[0:2], ids[2:4], ids[4:6], ids[6:8]]
-    assert turns[0]["answer_message_id"] == ids[1] and turns[3]["answer_message_id"] is None
-    assert turns[0]["ended_at"] == shown["messages"][1]["created_at"] and turns[3]["ended_at"] is None
+    assert [t["message_ids"] for t in turns] == [ids[0:2], ids[2:4], ids[4:6], ids[6:9]]
+    assert turns[0]["answer_message_id"] == ids[1] and turns[3]["answer_message_id"] == ids[8]
+    assert turns[0]["ended_at"] == shown["messages"][1]["created_at"] and turns[3]["ended_at"]
 
 
 # MARK: Frames in the journal
