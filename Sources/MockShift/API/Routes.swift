@@ -71,6 +71,7 @@ extension Router {
         r.add(.get, "/_mock/chatbots", ChatbotHandlers.activity)  // the dashboard's chatbot list, with counts
         r.add(.get, "/_mock/conversations", ChatbotHandlers.conversations)
         r.add(.get, "/_mock/conversations/:id", ChatbotHandlers.conversation)
+        r.add(.post, "/_mock/sessions/:id/terminate", SessionControls.terminate)  // the dashboard's Stop (SessionControls.swift)
         r.add(.get, "/_mock/clock", MockHandlers.clock)
         r.add(.post, "/_mock/clock/advance", MockHandlers.advanceClock)
         return r

@@ -36,9 +36,11 @@ final class SessionHub: Sendable {
         }
     }
 
-    /// Detaches every socket from `sessionID` (terminated or deleted).
-    func detachAll(from sessionID: String) {
-        state.withLock { _ = $0.sockets.removeValue(forKey: sessionID) }
+    /// Detaches every socket from `sessionID` (terminated or deleted); returns them, so the caller may close them
+    /// (`POST /_mock/sessions/{id}/terminate` does).
+    @discardableResult
+    func detachAll(from sessionID: String) -> [WebSocket] {
+        state.withLock { Array(($0.sockets.removeValue(forKey: sessionID) ?? [:]).values) }
     }
 
     /// How many sockets are attached to `sessionID`.
