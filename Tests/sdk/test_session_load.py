@@ -1,10 +1,13 @@
 """Many sessions at once (issue 13 "Measured"; scripts/bench-sessions runs the full load): a burst of turns must
-not stall the daemon. Driven by our raw client (`wsclient.py`)."""
+not stall the daemon, and the benchmark's smoke run (50 sessions, generous floors) passes. Driven by raw clients
+(`wsclient.py`, and the benchmark's own)."""
 import json
+import subprocess
+import sys
 
 import requests
 
-from conftest import build_llm_pipeline, point_sdk, unique
+from conftest import BIN, REPO, build_llm_pipeline, point_sdk, unique
 from wsclient import RawWebSocket
 
 SESSIONS = 300
@@ -38,3 +41,12 @@ def test_300_sessions_posting_at_once_each_get_their_whole_turn(new_daemon):
         assert ws.close() == 1000
     stats = requests.get(f"{d.root}/_mock/stats", headers={"Authorization": f"Bearer {key}"}, timeout=10).json()
     assert stats["runs_by_status"] == {"completed": SESSIONS}, json.dumps(stats)
+
+
+def test_the_sessions_benchmark_smoke_meets_its_floors():
+    """`scripts/bench-sessions --smoke` on the binary under test: 50 sessions streaming at 20 tokens/s, 5 of them
+    terminated midway; delta lateness and terminate -> ack p99 within 200 ms, no frame after a terminate's ack,
+    every delta index in order, every other turn completed. About 12 s."""
+    done = subprocess.run([sys.executable, str(REPO / "scripts" / "bench-sessions"), "--smoke", "--bin", str(BIN)],
+                          capture_output=True, text=True, timeout=120)
+    assert done.returncode == 0 and "smoke: ok" in done.stdout, done.stdout + done.stderr
