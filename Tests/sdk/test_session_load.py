@@ -45,7 +45,7 @@ def test_300_sessions_posting_at_once_each_get_their_whole_turn(new_daemon):
 
 def test_the_sessions_benchmark_smoke_meets_its_floors():
     """`scripts/bench-sessions --smoke` on the binary under test: 50 sessions streaming at 20 tokens/s, 5 of them
-    terminated midway; delta lateness and terminate -> ack p99 within 200 ms, no frame after a terminate's ack,
+    terminated midway; delta lateness and terminate -> ack p99 within 1 s, no frame after a terminate's ack,
     every delta index in order, every other turn completed. About 12 s."""
     done = subprocess.run([sys.executable, str(REPO / "scripts" / "bench-sessions"), "--smoke", "--bin", str(BIN)],
                           capture_output=True, text=True, timeout=120)
