@@ -1,10 +1,12 @@
 """Shared pieces of the benchmark scripts (scripts/bench-*): the release build, a daemon on a temporary database,
 a keep-alive JSON client, percentiles, the daemon's memory, and the `figure:` lines that scripts/bench gathers
 into one table. Standard library only; loopback only."""
+import datetime
 import http.client
 import json
 import os
 import pathlib
+import platform
 import subprocess
 import sys
 import threading
@@ -23,6 +25,21 @@ LLM_NODES = {
     "output_0": {"id": "output_0", "name": "output_0", "type": "output",
                  "inputs": {"output_type": "string", "value": "{{ llm.response }}"}, "outputs": []},
 }
+
+
+def machine(quick=False):
+    """The machine line of a benchmark table: cores and CPU, RAM, kernel, commit, date."""
+    cpu = "unknown CPU"
+    for line in pathlib.Path("/proc/cpuinfo").read_text().splitlines():
+        if line.startswith("model name"):
+            cpu = line.split(":", 1)[1].strip()
+            break
+    mem_kb = int(next(l for l in pathlib.Path("/proc/meminfo").read_text().splitlines()
+                      if l.startswith("MemTotal")).split()[1])
+    commit = subprocess.run(["git", "rev-parse", "--short", "HEAD"], cwd=REPO, capture_output=True, text=True).stdout.strip()
+    return (f"{os.cpu_count()} cores ({cpu}), {mem_kb / 1024 / 1024:.0f} GiB RAM, {platform.system()} "
+            f"{platform.release()}; commit {commit or '?'}; {datetime.date.today().isoformat()}"
+            f"{'; --quick' if quick else ''}")
 
 
 def build_release():

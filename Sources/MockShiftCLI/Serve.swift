@@ -310,6 +310,8 @@ struct Serve: ParsableCommand {
         logger.info("signal \(received): shutting down")
         server.stopAccepting()
         engine.shutdown()
+        // Session turns that completed just before: their answers are stored off the timer thread; wait for them.
+        app.finishSessionTurnEnds()
         // Webhook calls of the runs just ended (and any still going): a bounded wait, then abandoned (logged).
         app.webhooks.shutdown(waitingAtMost: 1)
         server.stop()

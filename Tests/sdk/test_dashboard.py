@@ -4,7 +4,8 @@ The daemon runs with a slow LLM (10 tokens/s), so a run's tokens stream for half
 only: enter the key, start a streaming run with the form, wait for tokens, pause and resume, press "Stop
 generating"; then the page and `GET …/run/status/{id}` both say `terminated`, and no token appears afterwards.
 Chatbots (issue 12 item 7), on a manual clock: a conversation's live turn streams into the page and its Stop
-generating keeps the partial answer; a conversation opened mid-answer, and a failed turn.
+generating keeps the partial answer; a conversation opened mid-answer, and a failed turn. Sessions (issue 13
+item 5): a session turn shows live, marked as such, and its Stop terminates the session and closes the socket.
 Screenshots of the run list and the run detail (live, then stopped) go to Tests/sdk/screenshots/ (ignored by git;
 or $MOCKSHIFT_SCREENSHOTS). The README shows copies of them committed in docs/screenshots/:
 `MOCKSHIFT_SCREENSHOTS=docs/screenshots scripts/test` refreshes those.
@@ -593,3 +594,103 @@ def test_a_conversation_opened_by_its_link_mid_answer_shows_a_failed_turn_and_th
     assert joined_part in whole and not whole.startswith(joined_part), "the whole answer, not only what was seen"
     assert not css(live_turn + " .turn-note").is_displayed()
     assert not css("#conversation-stop").is_enabled()
+
+
+def test_a_session_turn_shows_live_and_stop_terminates_the_session_and_closes_its_socket(new_daemon, browser):
+    """Issue 13 item 5: a chatbot session over WebSocket (our raw client, `wsclient.py`) is a conversation; its live
+    turn streams into the page, marked as a session turn. Stop calls `POST /_mock/sessions/{id}/terminate`: the
+    turn is stored `Terminated` with exactly the text the client got (no frame after), the session is terminated,
+    and the client's socket gets Close 1000. Manual clock: tokens come only when the test moves it."""
+    from selenium.common.exceptions import TimeoutException
+    from selenium.webdriver.common.by import By
+    from selenium.webdriver.support.ui import WebDriverWait
+
+    from wsclient import CLOSE, TEXT, RawWebSocket
+
+    d, key, pipeline, bot, advance = manual_clock_chatbot(new_daemon, "session")
+    headers = {"Authorization": f"Bearer {key}"}
+    driver = browser
+    inner = driver.execute_script("return [window.innerWidth, window.innerHeight]")
+    driver.set_window_size(1280 + 1280 - inner[0], 800 + 800 - inner[1])
+    wait = WebDriverWait(driver, 20, poll_frequency=0.05)
+    css = lambda selector: driver.find_element(By.CSS_SELECTOR, selector)  # noqa: E731
+    text_of = lambda selector: css(selector).get_attribute("textContent")  # noqa: E731
+    driver.get(d.root + "/")
+    css("#api-key").send_keys(key)
+    css("#key-save").click()
+    wait.until(lambda _: css("#feed-state").get_attribute("data-state") == "live")
+
+    ws = RawWebSocket(d.root, key=key)
+    assert ws.connect().status == 101
+    ws.send_json({"type": "create_session", "object_type": "chatbot", "object_id": bot.id})
+    sid = ws.recv_json()["session_id"]
+    ws.send_json({"type": "post_message", "session_id": sid, "content": ESSAY})
+    assert ws.recv_json()["success"] is True
+    assert ws.recv_json()["message"]["status"] == "Processing"
+
+    # The session's conversation (its id is the session's), opened by its link while the turn waits for its first
+    # token: the feed announced the turn's run with its session_id, so the page marks it as a session turn.
+    driver.execute_script("location.hash = arguments[0]", "conversation=" + sid)
+    turn = "#conversation-turns li"
+    wait.until(lambda _: driver.find_elements(By.CSS_SELECTOR, turn)
+               and css(turn).get_attribute("data-outcome") == "generating")
+    wait.until(lambda _: css(turn).get_attribute("data-session-id") == sid and css(turn + " .via").is_displayed())
+    assert css(turn + " .via").text == "session"
+    assert text_of(turn + ' p[data-role="user"]') == ESSAY
+    wait.until(lambda _: css("#conversation-session").is_displayed() and css("#conversation-session-id").text == sid)
+    stop = css("#conversation-stop")
+    wait.until(lambda _: stop.is_enabled())
+    assert stop.text == "Stop (terminate session)"
+
+    # Tokens stream to the client and into the page.
+    answer = turn + ' p[data-role="answer"]'
+    advance(1500)  # first token at 500 ms, then 10 a second: 10 tokens
+    got = []
+    while len(got) < 10:
+        frame = ws.recv_json()
+        assert frame["type"] == "message_delta", frame
+        got.append(frame["value"])
+    wait.until(lambda _: text_of(answer) == "".join(got), "the client's deltas in the page")
+    SHOTS.mkdir(parents=True, exist_ok=True)
+    css("#conversation").screenshot(str(SHOTS / "conversation-session-live.png"))
+
+    # Stop: the session is terminated, the turn stored Terminated with what the client saw, the socket closed.
+    stop.click()
+    wait.until(lambda _: css(turn).get_attribute("data-outcome") == "stopped")
+    wait.until(lambda _: "(terminated)" in css("#conversation-session-id").text)
+    code, reason = None, None
+    while True:
+        _, opcode, payload = ws.recv_frame()
+        if opcode == CLOSE:
+            code, reason = int.from_bytes(payload[:2], "big"), payload[2:].decode()
+            break
+        assert opcode == TEXT
+        frame = json.loads(payload)
+        assert frame["type"] == "message_delta", f"a frame of the stopped turn: {frame}"
+        got.append(frame["value"])
+    assert (code, reason) == (1000, "session terminated")
+    ws.send(b"\x88\x82\x00\x00\x00\x00\x03\xe8")  # our Close answer (1000)
+    assert ws.at_eof(), "the daemon closes the socket"
+    wait.until(lambda _: text_of(answer) == "".join(got), "the page shows the stored partial answer")
+    turns = requests.get(f"{d.root}/_mock/conversations/{sid}", headers=headers, timeout=10).json()["conversation"]["turns"]
+    assert [(t["outcome"], t["answer"]) for t in turns] == [("stopped", "".join(got))]
+    other = RawWebSocket(d.root, key=key)
+    assert other.connect().status == 101
+    other.send_json({"type": "get_messages", "session_id": sid})
+    messages = other.recv_json()["messages"]
+    assert [(m["content"]["status"], m["content"]["value"]) for m in messages] == [("Complete", ESSAY),
+                                                                                  ("Terminated", "".join(got))]
+    other.send_json({"type": "connect_session", "session_id": sid})
+    assert other.recv_json()["error"] == f"session {sid} was terminated"
+    assert other.close() == 1000
+
+    # Nothing more, however far the clock moves.
+    shown = text_of(answer)
+    advance(3000)
+    try:
+        WebDriverWait(driver, 1.5, poll_frequency=0.05).until(lambda _: text_of(answer) != shown)
+        raise AssertionError(f"the answer changed after the stop: {text_of(answer)!r}")
+    except TimeoutException:
+        pass
+    assert not stop.is_enabled()
+    css("#conversation").screenshot(str(SHOTS / "conversation-session-stopped.png"))

@@ -711,6 +711,14 @@ enum OpenAPI {
                 parameters: [path("id", "Session id.")],
                 ok: json("The session.", success([("session", ref("Session"))], required: ["session"])),
                 errors: ["404"])),
+            ("post", "/_mock/sessions/{id}/terminate", operation(
+                "controls", "Terminate a session",
+                "As the session's own `terminate_session` frame: the session is terminated for good, its turn in progress stops at once (no further frame of it) and is stored with status `Terminated` before this answers; then every socket attached to the session gets Close 1000 `session terminated`. Harmless twice.",
+                parameters: [path("id", "Session id.")],
+                ok: json("Terminated.", success([("session_id", string), ("session_status", enumeration(["terminated"])),
+                                                 ("stopped_turn", boolean), ("closed_sockets", integer)],
+                                                required: ["session_id", "session_status", "stopped_turn", "closed_sockets"])),
+                errors: ["404"])),
             ("get", "/_mock/clock", operation(
                 "controls", "The simulation clock", "",
                 ok: json("Clock.", success([("clock", enumeration(["real", "manual"])), ("now_ms", number)], required: ["clock", "now_ms"])),

@@ -73,6 +73,7 @@ extension Router {
         r.add(.get, "/_mock/conversations/:id", ChatbotHandlers.conversation)
         r.add(.get, "/_mock/sessions", SessionControls.list)  // WebSocket sessions with their turns (SessionControls.swift)
         r.add(.get, "/_mock/sessions/:id", SessionControls.session)
+        r.add(.post, "/_mock/sessions/:id/terminate", SessionControls.terminate)  // the dashboard's Stop (SessionControls.swift)
         r.add(.get, "/_mock/clock", MockHandlers.clock)
         r.add(.post, "/_mock/clock/advance", MockHandlers.advanceClock)
         return r

@@ -167,11 +167,10 @@ final class SessionSocket: WebSocketHandler, @unchecked Sendable {
     /// is stored as the answer with status `Terminated` before this returns (SPEC §10). The SDK reads no answer;
     /// raw clients get an ack.
     private func terminate(_ id: String) throws {
-        guard try app.store.terminateSession(namespace: namespace, id: id, at: wallClockMicros()) != nil else {
+        // The same stop as the dashboard's (POST /_mock/sessions/{id}/terminate): SessionControls.swift.
+        guard try SessionControls.terminate(app, namespace: namespace, id: id) != nil else {
             return send(Self.frame("terminate_session", id, [("success", false), ("error", .string("session \(Self.short(id)) not found"))]))
         }
-        if let turn = app.sessionHub.live(id), turn.namespace == namespace { turn.silenceAndStop() }
-        app.sessionHub.detachAll(from: id)
         if current == id { current = nil }
         send(Self.frame("terminate_session", id, [("success", true)]))
     }

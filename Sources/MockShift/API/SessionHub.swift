@@ -11,6 +11,10 @@ final class SessionHub: Sendable {
     private struct State {
         /// Session id → socket id → socket, with the journal tap its frames are recorded through.
         var sockets: [String: [UInt64: (socket: WebSocket, frames: FrameTap)]] = [:]
+        /// Socket id → the sessions it is attached to (`sockets` the other way round): a closing socket detaches
+        /// in the time of its own sessions, not of every session's (scripts/bench-sessions: 900 sockets closing
+        /// at once each scanned all 1,000 sessions under this lock, which every delta's broadcast takes too).
+        var sessionsOf: [UInt64: Set<String>] = [:]
         /// Session id → its turn in progress.
         var turns: [String: SessionTurn] = [:]
         /// Namespace → its open session sockets (attached to a session or not).
@@ -37,27 +41,37 @@ final class SessionHub: Sendable {
 
     /// Attaches `socket` to `sessionID`: from now on it gets the session's frames (journalled through `frames`).
     func attach(_ socket: WebSocket, _ frames: FrameTap, to sessionID: String) {
-        state.withLock { $0.sockets[sessionID, default: [:]][socket.id] = (socket, frames) }
+        state.withLock { s in
+            s.sockets[sessionID, default: [:]][socket.id] = (socket, frames)
+            s.sessionsOf[socket.id, default: []].insert(sessionID)
+        }
     }
 
     /// Detaches `socket` from `sessionID`, or from every session when nil (the socket closed).
     func detach(_ socket: WebSocket, from sessionID: String?) {
         state.withLock { s in
-            if let sessionID {
-                s.sockets[sessionID]?[socket.id] = nil
-                if s.sockets[sessionID]?.isEmpty == true { s.sockets[sessionID] = nil }
-                return
+            let sessions = sessionID.map { [$0] } ?? Array(s.sessionsOf[socket.id] ?? [])
+            for id in sessions {
+                s.sockets[id]?[socket.id] = nil
+                if s.sockets[id]?.isEmpty == true { s.sockets[id] = nil }
+                s.sessionsOf[socket.id]?.remove(id)
             }
-            for key in Array(s.sockets.keys) {
-                s.sockets[key]?[socket.id] = nil
-                if s.sockets[key]?.isEmpty == true { s.sockets[key] = nil }
-            }
+            if s.sessionsOf[socket.id]?.isEmpty == true { s.sessionsOf[socket.id] = nil }
         }
     }
 
-    /// Detaches every socket from `sessionID` (terminated or deleted).
-    func detachAll(from sessionID: String) {
-        state.withLock { _ = $0.sockets.removeValue(forKey: sessionID) }
+    /// Detaches every socket from `sessionID` (terminated or deleted); returns them, so the caller may close them
+    /// (`POST /_mock/sessions/{id}/terminate` does).
+    @discardableResult
+    func detachAll(from sessionID: String) -> [WebSocket] {
+        state.withLock { s in
+            let detached = (s.sockets.removeValue(forKey: sessionID) ?? [:]).values.map(\.socket)
+            for socket in detached {
+                s.sessionsOf[socket.id]?.remove(sessionID)
+                if s.sessionsOf[socket.id]?.isEmpty == true { s.sessionsOf[socket.id] = nil }
+            }
+            return detached
+        }
     }
 
     /// How many sockets are attached to `sessionID`.

@@ -1,3 +1,4 @@
+import Dispatch
 import Foundation
 import MockShiftHTTP
 
@@ -79,6 +80,10 @@ enum SessionContent: Sendable {
 /// and `POST /chatbot/{id}/terminate` with the turn's run id stops it like `terminate_session` stops it (but the
 /// session stays open and is told the answer was `Terminated`).
 enum ChatbotSessionTurn {
+    /// Where completed answers are stored and their end frames sent, one after another, off the scheduler thread.
+    /// Ordered after every delta of the turn (they were sent before the run finished).
+    static let ends = DispatchQueue(label: "mockshift.session-turn-ends")
+
     /// Why a turn cannot start: the failed ack's `error`.
     struct Refused: Error {
         let message: String
@@ -170,7 +175,16 @@ enum ChatbotSessionTurn {
                         if name == output { turn.delta(value.stringValue ?? value.templateText) }
                     }
                 }, onFinish: { run in
-                    finish(app, turn, run, answer: end.store(run))
+                    // A completed answer ends on the scheduler thread, inside its last token's tick: its two
+                    // writes (the conversation turn, the session message) and end frames go to `ends`, so that the
+                    // scheduler is not held while many turns end at once (scripts/bench-sessions: 1,000 turns
+                    // ending together made the other sessions' deltas late). A stopped or failed answer ends
+                    // inline: `terminate_session` waits for it to be stored.
+                    if run.status == .completed {
+                        ends.async { finish(app, turn, run, answer: end.store(run)) }
+                    } else {
+                        finish(app, turn, run, answer: end.store(run))
+                    }
                 })
                 let pipelineID = pipeline.id
                 turn.onStop { engine.terminate(namespace: namespace, pipelineID: pipelineID, runID: run.id, reply: { _ in }) }
@@ -209,5 +223,13 @@ enum ChatbotSessionTurn {
     /// `{"type":"message_notification","session_id":S,"message":{id, session_id, sender, content, created_at}}`.
     static func notification(_ turn: SessionTurn, _ content: JSONObject) -> JSONObject {
         SessionSocket.frame("message_notification", turn.sessionID, [("message", turn.answerMessage(content: content).json)])
+    }
+}
+
+extension MockShiftApp {
+    /// Waits until every completed session answer queued on ``ChatbotSessionTurn/ends`` is stored (at shutdown:
+    /// a turn that completed a moment before SIGTERM keeps its answer).
+    public func finishSessionTurnEnds() {
+        ChatbotSessionTurn.ends.sync {}
     }
 }

@@ -182,7 +182,7 @@ function onFeedEvent(type, event) {
   if (!run) {
     run = upsertRun({run_id: event.run_id, pipeline_id: event.pipeline_id, status: event.status || "in_progress",
                      created_at: event.at, started_at: event.at, chatbot_id: event.chatbot_id,
-                     conversation_id: event.conversation_id});
+                     conversation_id: event.conversation_id, session_id: event.session_id});
     if (type !== "created") refreshRun(run.run_id);  // joined mid-run: fetch what came before
     if (!state.pipelines.has(event.pipeline_id)) loadPipelines();
   }
@@ -224,7 +224,7 @@ function timelineEntry(type, event) {
   const entry = {event: type, at: event.at, clock_ms: event.clock_ms};
   for (const [k, v] of Object.entries(event)) {
     if (!["type", "run_id", "pipeline_id", "at", "clock_ms", "status", "nodes", "mode", "chatbot_id",
-          "conversation_id"].includes(k)) entry[k] = v;
+          "conversation_id", "session_id"].includes(k)) entry[k] = v;
   }
   return entry;
 }
@@ -237,13 +237,13 @@ function upsertRun(record) {
   if (!run) {
     run = {run_id: record.run_id, pipeline_id: record.pipeline_id, status: "in_progress", mode: null, nodes: {},
            outputs: {}, liveTokens: 0, output_tokens: undefined, created_at: null, started_at: null, ended_at: null,
-           error: null, final: null, fromStart: false, chatbot_id: null, conversation_id: null};
+           error: null, final: null, fromStart: false, chatbot_id: null, conversation_id: null, session_id: null};
     state.runs.set(record.run_id, run);
   }
   // A final status never changes (SPEC §3): an answer sent before the end must not bring the run back to life.
   if (FINAL.has(run.status) && record.status && !FINAL.has(record.status)) return run;
   for (const key of ["pipeline_id", "status", "mode", "created_at", "started_at", "ended_at", "error", "output_tokens",
-                     "chatbot_id", "conversation_id"]) {
+                     "chatbot_id", "conversation_id", "session_id"]) {
     if (record[key] !== undefined && record[key] !== null) run[key] = record[key];
   }
   if (record.nodes && typeof record.nodes === "object" && !Array.isArray(record.nodes)) {
@@ -525,7 +525,7 @@ function renderDetail() {
   $("detail-chat").hidden = !run.conversation_id;
   if (run.conversation_id) {
     $("detail-chat-link").href = "#conversation=" + run.conversation_id;
-    setText($("detail-chat-link"), "conversation " + run.conversation_id.slice(0, 10) + "…");
+    setText($("detail-chat-link"), (run.session_id ? "session " : "conversation ") + run.conversation_id.slice(0, 10) + "…");
   }
   $("detail-error").hidden = !run.error;
   $("detail-error").textContent = run.error ? "Error: " + run.error : "";

@@ -7,6 +7,9 @@
 // - A conversation as a chat: GET /_mock/conversations/{id}, its stored turns (user text, answer, how it ended)
 //   and its turn in progress, whose answer streams in token by token. "Stop generating" sends
 //   POST /v1/chatbot/{id}/terminate {"pipeline_run_id"} with the key in the Authorization header, as elsewhere.
+// - A chatbot session over WebSocket (SPEC §10) is a conversation too (same id): its turns are runs that record
+//   `session_id`, marked "session" here; Stop on a session's live turn terminates the session
+//   (POST /_mock/sessions/{id}/terminate, as its client's terminate_session would), which also closes its sockets.
 //
 // How the views stay current: feed-driven, nothing polls. A chatbot turn is a pipeline run, so it is in the run
 // feed app.js follows: the feed's `created` event names the turn's chatbot and conversation (`chatbot_id`,
@@ -30,6 +33,7 @@ const chat = {
   openError: null,
   busy: false,          // a Stop generating request is under way
   scrollToEnd: false,   // show the end of the chat once the newly opened conversation is loaded
+  terminated: new Set(), // sessions this page terminated
 };
 
 // ---------------------------------------------------------------------------------------------------------------
@@ -209,6 +213,7 @@ function liveTurn(c) {
   }
   return {
     run_id: runId, user_text: c.live_turn && c.live_turn.run_id === runId ? c.live_turn.user_text : "",
+    session_id: run && run.session_id || null,
     answer, outcome, error: run && run.error, live: outcome === "generating",
     joined: outcome === "generating" && !(run && run.fromStart),
     at: c.live_turn && c.live_turn.run_id === runId ? c.live_turn.started_at : run && run.created_at,
@@ -218,10 +223,25 @@ function liveTurn(c) {
 function turnsOf(c) {
   if (!c) return [];
   const turns = c.turns.map((turn) => ({run_id: turn.run_id, user_text: turn.user_text, answer: turn.answer,
-                                        outcome: turn.outcome, error: turn.error, live: false, joined: false}));
+                                        outcome: turn.outcome, error: turn.error, live: false, joined: false,
+                                        session_id: sessionOfRun(turn.run_id)}));
   const live = liveTurn(c);
   if (live) turns.push(live);
   return turns;
+}
+
+// The session a turn's run belongs to (the run recorded `session_id`), or null: an HTTP turn, or a run this page
+// has not loaded (older than the runs it lists).
+function sessionOfRun(runId) {
+  const run = state.runs.get(runId);
+  return run && run.session_id || null;
+}
+
+// The session conversation `c` is, when one of its known runs says so (a session's conversation has its id).
+function sessionOf(c) {
+  if (!c) return null;
+  for (const run of state.runs.values()) if (run.conversation_id === c.id && run.session_id) return run.session_id;
+  return null;
 }
 
 // The newest moment something happened in a conversation record (ISO strings compare in time order).
@@ -247,18 +267,22 @@ function turnItem(turn) {
     const user = el("p", {class: "text", "data-role": "user"});
     const answer = el("p", {class: "text", "data-role": "answer"});
     const badge = el("span", {class: "outcome"});
+    const via = el("span", {class: "via", hidden: true, "data-role": "session", title: "A turn of a WebSocket session"},
+                   "session");
     const note = el("p", {class: "turn-note", hidden: true});
     const link = el("a", {href: "#run=" + turn.run_id, "aria-label": "Run " + turn.run_id + " of this turn"},
                     "run " + turn.run_id.slice(0, 8) + "…");
     const bubble = el("div", {class: "bubble answer"},
-      el("p", {class: "who"}, el("strong", {text: "Assistant"}), badge, link), answer, note);
+      el("p", {class: "who"}, el("strong", {text: "Assistant"}), badge, via, link), answer, note);
     const li = el("li", {class: "turn", "data-run-id": turn.run_id},
       el("div", {class: "bubble user"}, el("p", {class: "who"}, el("strong", {text: "User"})), user), bubble);
-    item = {li, user, answer, badge, note, bubble, outcome: null};
+    item = {li, user, answer, badge, via, note, bubble, outcome: null};
     turnItems.set(turn.run_id, item);
   }
   setText(item.user, turn.user_text);
   setText(item.answer, turn.answer);
+  item.via.hidden = !turn.session_id;
+  if (turn.session_id) item.li.dataset.sessionId = turn.session_id; else delete item.li.dataset.sessionId;
   if (item.outcome !== turn.outcome) {
     item.outcome = turn.outcome;
     item.li.dataset.outcome = turn.outcome;
@@ -384,6 +408,9 @@ function renderConversation() {
   const live = turns.find((turn) => turn.live) || null;
   setText($("conversation-turn-count"), c ? String(c.turns.length) + (live ? " + 1 in progress" : "") : "—");
   setText($("conversation-last"), c ? formatTime(lastActivity(c)) : "—");
+  const session = sessionOf(c);
+  $("conversation-session").hidden = !session;
+  setText($("conversation-session-id"), session ? session + (sessionEnded(c) ? " (terminated)" : "") : "");
 
   const list = $("conversation-turns");
   // Follow new tokens and turns while the chat shows its end; a reader who scrolled up keeps their place.
@@ -402,6 +429,12 @@ function renderConversation() {
   const stop = $("conversation-stop");
   stop.disabled = chat.busy || !live;
   stop.dataset.runId = live ? live.run_id : "";
+  stop.textContent = live && live.session_id ? "Stop (terminate session)" : "Stop generating";
+}
+
+// This page stopped session `c` (its answer says it is terminated for good).
+function sessionEnded(c) {
+  return !!c && chat.terminated.has(c.id);
 }
 
 // ---------------------------------------------------------------------------------------------------------------
@@ -416,11 +449,17 @@ async function stopGenerating() {
   message.textContent = "Stopping…";
   render();
   try {
-    await api("POST", "/v1/chatbot/" + encodeURIComponent(c.chatbot_id) + "/terminate", {pipeline_run_id: live.run_id});
+    if (live.session_id) {
+      // A session turn: the session is terminated, as its client's terminate_session would; its sockets are closed.
+      await api("POST", "/_mock/sessions/" + encodeURIComponent(live.session_id) + "/terminate");
+      chat.terminated.add(live.session_id);
+    } else {
+      await api("POST", "/v1/chatbot/" + encodeURIComponent(c.chatbot_id) + "/terminate", {pipeline_run_id: live.run_id});
+    }
     // The turn is stored before the terminate answers: the next fetch has its partial answer.
     const run = state.runs.get(live.run_id);
     if (run) run.status = "terminated";
-    message.textContent = "Stopped.";
+    message.textContent = live.session_id ? "Session terminated." : "Stopped.";
   } catch (error) {
     message.textContent = "Could not stop: " + error.message;
   } finally {

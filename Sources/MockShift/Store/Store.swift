@@ -541,6 +541,10 @@ public final class Store: @unchecked Sendable {
     ///
     /// Group commit: callers on several threads at once (libmicrohttpd's workers, the scheduler) share one
     /// transaction. Each caller still returns only after the transaction holding its runs has committed.
+    /// The caller that finds no commit pending writes the batch itself, on its own thread (`writeQueue.sync`),
+    /// with whatever joined meanwhile: a commit never waits for a free Dispatch worker, which a burst of
+    /// WebSocket handlers blocked behind this commit can exhaust (found by scripts/bench-sessions: 1,000
+    /// sessions posting at once deadlocked the daemon when this was `writeQueue.async`).
     ///
     /// - Throws: ``StoreUnavailable`` at once while writes fail for a transient reason (see ``isWritable``),
     ///   or when this commit failed for one; ``SQLiteError`` for anything else.
@@ -552,7 +556,7 @@ public final class Store: @unchecked Sendable {
             queue.append(mine)
             return queue.count == 1
         }
-        if first { writeQueue.async { [self] in commitPending() } }
+        if first { writeQueue.sync { commitPending() } }
         mine.done.wait()
         if let error = mine.error { throw error }
     }
