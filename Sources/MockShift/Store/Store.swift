@@ -14,13 +14,20 @@ public final class Store: @unchecked Sendable {
     // @unchecked: `writer` is used only on `writeQueue`; readers are handed out one thread at a time via `readers`.
     private let writer: SQLiteConnection
     private let writeQueue = DispatchQueue(label: "mockshift.store.writer")
+    /// Runs the WAL checkpoints off the committing threads (nil for an in-memory database).
+    let checkpointer: Checkpointer?
     private let readers = Mutex<[SQLiteConnection]>([])
     private let readPath: String
     private let isMemory: Bool
 
     /// Opens (creating if needed, with parent folders) and migrates the database. Throws ``SQLiteError`` or a
     /// Foundation error for the folder.
-    public init(path: String) throws {
+    public convenience init(path: String) throws {
+        try self.init(path: path, checkpointPages: 10_000)
+    }
+
+    /// ``init(path:)`` with the WAL size (pages) past which a checkpoint is run (tests make it small).
+    init(path: String, checkpointPages: Int32) throws {
         if path == ":memory:" {
             isMemory = true
             readPath = "file:/mockshift-\(getpid())-\(IDs.make())?vfs=memdb"
@@ -37,14 +44,26 @@ public final class Store: @unchecked Sendable {
         }
         try writer.execute("PRAGMA foreign_keys=ON")
         try Store.migrate(writer)
-        // Checkpoint every 10,000 WAL pages (about 40 MB) rather than SQLite's 1,000: a tenth of the checkpoints
-        // (each an fsync inside some commit), measured +10 % instant runs/s (scripts/bench-instant-runs).
-        if !isMemory { try writer.execute("PRAGMA wal_autocheckpoint=10000") }
+        // Checkpoint every 10,000 WAL pages (about 40 MB) rather than SQLite's 1,000 (a tenth of the checkpoints:
+        // measured +10 % instant runs/s, scripts/bench-instant-runs), and on a thread of their own rather than
+        // inside some commit (``Checkpointer``: the commit's thread no longer waits for the disk).
+        if !isMemory {
+            let checkpointer = try Checkpointer(path: readPath, thresholdPages: checkpointPages)
+            checkpointer.attach(to: writer)
+            self.checkpointer = checkpointer
+        } else {
+            checkpointer = nil
+        }
         // Start-up may wait for another process's lock (5 s); afterwards the one writer waits only briefly:
         // within this process writes are serialised by `writeQueue`, so only another process can hold the lock,
         // and a caller (a transport or scheduler thread) must not wait seconds for it. The write fails fast and
         // the store is unavailable until a try gets through (``isWritable``).
         sqlite3_busy_timeout(writer.handle, Store.writerBusyTimeoutMs)
+    }
+
+    deinit {
+        // Nothing else holds the store now: the writer is free to lose its hook before the checkpointer goes.
+        checkpointer?.detach(from: writer)
     }
 
     // MARK: Connections
