@@ -17,7 +17,10 @@
  * "task_id":ID}\n\n`, a 24-character id). What MockShift does beside that (storage, run records, the hang-up
  * watcher, keep-alive comments, metrics) is left out on purpose: the gap between the two is its cost.
  *
- * Usage: mhd-sse PORT [TTFT_MS] [TOKENS_PER_S] [DEFAULT_TOKENS] [TOKEN_TEXT]   (defaults 100, 20, 400, "word ")
+ * Usage: mhd-sse PORT [TTFT_MS] [TOKENS_PER_S] [DEFAULT_TOKENS] [TOKEN_TEXT] [TICK_MS]
+ *   (defaults 100, 20, 400, "word ", 0). TICK_MS > 0 makes the timer wake only at multiples of TICK_MS and serve
+ *   every stream due by then in one go (fewer, larger batches of resumes, each event up to a tick late); 0, the
+ *   default, wakes at each deadline as MockShift's scheduler does.
  * Listens on 127.0.0.1 (PORT 0: any free port); prints "ready PORT" once listening; stops on SIGINT/SIGTERM. */
 #define _GNU_SOURCE
 #include <arpa/inet.h>
@@ -35,16 +38,15 @@
 #include <unistd.h>
 
 typedef struct Stream {
-    pthread_mutex_t lock;          /* guards everything below up to `heap_index` */
+    pthread_mutex_t lock;          /* guards everything below up to `start_ns` */
     struct MHD_Connection *conn;   /* NULL once the response is released */
     char *buf;                     /* bytes not yet handed to libmicrohttpd: buf[off..len) */
     size_t len, off, cap;
     int suspended, finished;
     long sent, total;              /* tokens written, tokens in the answer */
     uint64_t start_ns;
-    long heap_index;               /* under g_lock: position in the heap, -1 when not in it */
     unsigned id;                   /* under g_lock: slot in g_table */
-    atomic_int refs;               /* the response, the heap (or a firing batch), a terminate in progress */
+    atomic_int refs;               /* the response, its heap entry (or a firing batch), a terminate going on */
     char run_id[25];
 } Stream;
 
@@ -57,12 +59,12 @@ typedef struct {
 
 static double g_ttft_ms = 100, g_rate = 20;
 static long g_default_tokens = 400;
+static uint64_t g_tick_ns;         /* 0: wake at each deadline; else at the end of the tick that holds it */
 static const char *g_token = "word ";
 static char g_token_json[256];     /* the token as a JSON string, quotes included */
 
 static pthread_mutex_t g_lock = PTHREAD_MUTEX_INITIALIZER;   /* the heap and the table */
 static pthread_cond_t g_wakeup;
-static Stream **g_heap;
 static long g_heap_len, g_heap_cap;
 static Stream **g_table;           /* live streams by id (a run id is its slot number, hex) */
 static unsigned g_table_cap, g_next_id;
@@ -85,58 +87,39 @@ static void release(Stream *s) {
     }
 }
 
-/* ---- deadline heap, under g_lock; a stream's key is due(s, s->sent + 1) ---- */
+/* ---- deadline heap, under g_lock: entries hold their deadline (due of the stream's next token), so sifting
+ * touches only the array. A stream that ends (terminated, or its client gone) stays in the heap until its entry
+ * comes up, and is dropped then (as MockShift's scheduler skips cancelled timers). ---- */
 
-static uint64_t key(const Stream *s) { return due(s, s->sent + 1); }
-
-static void heap_set(long i, Stream *s) { g_heap[i] = s; s->heap_index = i; }
-
-static void heap_up(long i) {
-    Stream *s = g_heap[i];
-    uint64_t k = key(s);
-    while (i > 0) {
-        long parent = (i - 1) / 2;
-        if (key(g_heap[parent]) <= k) break;
-        heap_set(i, g_heap[parent]);
-        i = parent;
-    }
-    heap_set(i, s);
-}
-
-static void heap_down(long i) {
-    Stream *s = g_heap[i];
-    uint64_t k = key(s);
-    for (;;) {
-        long l = 2 * i + 1, r = l + 1, m = i;
-        uint64_t km = k;
-        if (l < g_heap_len && key(g_heap[l]) < km) { m = l; km = key(g_heap[l]); }
-        if (r < g_heap_len && key(g_heap[r]) < km) m = r;
-        if (m == i) break;
-        heap_set(i, g_heap[m]);
-        i = m;
-    }
-    heap_set(i, s);
-}
+typedef struct { uint64_t at; Stream *s; } Entry;
+static Entry *g_heap;
 
 static void heap_push(Stream *s) {
     if (g_heap_len == g_heap_cap) {
         g_heap_cap = g_heap_cap ? g_heap_cap * 2 : 1024;
         g_heap = realloc(g_heap, sizeof *g_heap * (size_t) g_heap_cap);
     }
-    g_heap[g_heap_len] = s;
-    s->heap_index = g_heap_len++;
-    heap_up(s->heap_index);
+    Entry e = {due(s, s->sent + 1), s};
+    long i = g_heap_len++;
+    while (i > 0 && g_heap[(i - 1) / 2].at > e.at) { g_heap[i] = g_heap[(i - 1) / 2]; i = (i - 1) / 2; }
+    g_heap[i] = e;
 }
 
-static void heap_remove(Stream *s) {
-    long i = s->heap_index;
-    if (i < 0) return;
-    s->heap_index = -1;
-    Stream *last = g_heap[--g_heap_len];
-    if (i == g_heap_len) return;
-    heap_set(i, last);
-    heap_up(i);
-    heap_down(last->heap_index);
+static Stream *heap_pop(void) {
+    Stream *top = g_heap[0].s;
+    Entry e = g_heap[--g_heap_len];
+    long i = 0;
+    for (;;) {
+        long l = 2 * i + 1, r = l + 1, m = -1;
+        uint64_t at = e.at;
+        if (l < g_heap_len && g_heap[l].at < at) { m = l; at = g_heap[l].at; }
+        if (r < g_heap_len && g_heap[r].at < at) m = r;
+        if (m < 0) break;
+        g_heap[i] = g_heap[m];
+        i = m;
+    }
+    if (g_heap_len > 0) g_heap[i] = e;
+    return top;
 }
 
 /* ---- a stream's bytes, under its lock ---- */
@@ -196,9 +179,8 @@ static void *timer_loop(void *unused) {
     for (;;) {
         uint64_t t = now_ns();
         long batch_len = 0;
-        while (g_heap_len > 0 && key(g_heap[0]) <= t) {   /* every stream due now: take it out (its heap ref too) */
-            Stream *s = g_heap[0];
-            heap_remove(s);
+        while (g_heap_len > 0 && g_heap[0].at <= t) {   /* every stream due now: take it out (its heap ref too) */
+            Stream *s = heap_pop();
             if (batch_len == batch_cap) {
                 batch_cap = batch_cap ? batch_cap * 2 : 1024;
                 batch = realloc(batch, sizeof *batch * (size_t) batch_cap);
@@ -207,7 +189,8 @@ static void *timer_loop(void *unused) {
         }
         if (batch_len == 0) {
             if (g_heap_len == 0) { pthread_cond_wait(&g_wakeup, &g_lock); continue; }
-            uint64_t next = key(g_heap[0]);
+            uint64_t next = g_heap[0].at;
+            if (g_tick_ns) next = (next + g_tick_ns - 1) / g_tick_ns * g_tick_ns;   /* wake on tick boundaries only */
             struct timespec until = {.tv_sec = (time_t) (next / 1000000000u), .tv_nsec = (long) (next % 1000000000u)};
             pthread_cond_timedwait(&g_wakeup, &g_lock, &until);
             continue;
@@ -258,15 +241,12 @@ static void released(void *cls) {
     Stream *s = cls;
     pthread_mutex_lock(&g_lock);
     if (g_table[s->id] == s) g_table[s->id] = NULL;
-    int in_heap = s->heap_index >= 0;
-    if (in_heap) heap_remove(s);
     pthread_mutex_unlock(&g_lock);
     pthread_mutex_lock(&s->lock);
-    s->conn = NULL;
+    s->conn = NULL;   /* its heap entry, if any, is dropped when it comes up */
     s->suspended = 0;
     pthread_mutex_unlock(&s->lock);
-    if (in_heap) release(s);   /* the heap's ref */
-    release(s);                /* the response's ref */
+    release(s);       /* the response's ref */
 }
 
 static long words_asked(const Request *rq) {
@@ -289,7 +269,6 @@ static enum MHD_Result start_stream(struct MHD_Connection *conn, const Request *
     pthread_mutex_init(&s->lock, NULL);
     s->conn = conn;
     s->total = words_asked(rq);
-    s->heap_index = -1;
     atomic_init(&s->refs, 2);   /* the response and the heap */
     pthread_mutex_lock(&g_lock);
     if (g_next_id == g_table_cap) {
@@ -313,7 +292,7 @@ static enum MHD_Result start_stream(struct MHD_Connection *conn, const Request *
     int first = 0;
     if (g_table[s->id] == s) {   /* not already released (a failed queue frees the response at once) */
         heap_push(s);
-        first = s->heap_index == 0;
+        first = g_heap[0].s == s;
     } else {
         release(s);
     }
@@ -327,10 +306,7 @@ static enum MHD_Result terminate(struct MHD_Connection *conn, const Request *rq)
     unsigned long slot = id ? strtoul(id + 10, NULL, 16) : (unsigned long) -1;
     pthread_mutex_lock(&g_lock);
     Stream *s = slot < g_next_id ? g_table[slot] : NULL;
-    if (s) {
-        atomic_fetch_add(&s->refs, 1);
-        if (s->heap_index >= 0) { heap_remove(s); release(s); }
-    }
+    if (s) atomic_fetch_add(&s->refs, 1);
     pthread_mutex_unlock(&g_lock);
     if (!s) return answer_json(conn, MHD_HTTP_BAD_REQUEST, "{\"status\":\"failed\",\"error\":\"no such run\"}");
     pthread_mutex_lock(&s->lock);
@@ -382,6 +358,7 @@ int main(int argc, char **argv) {
     if (argc > 3) g_rate = atof(argv[3]);
     if (argc > 4) g_default_tokens = atol(argv[4]);
     if (argc > 5) g_token = argv[5];
+    if (argc > 6) g_tick_ns = (uint64_t) (atof(argv[6]) * 1e6);
     snprintf(g_token_json, sizeof g_token_json, "\"%s\"", g_token);   /* plain words: nothing to escape */
 
     struct rlimit rl;
