@@ -1,12 +1,15 @@
 """Shared pieces of the benchmark scripts (scripts/bench-*): the release build, a daemon on a temporary database,
-a keep-alive JSON client, percentiles, the daemon's memory, and the `figure:` lines that scripts/bench gathers
-into one table. Standard library only; loopback only."""
+the C programs of scripts/bench-c (clients and baseline servers), a keep-alive JSON client, percentiles, the
+daemon's memory, the machine line, and the `figure:` lines that scripts/bench gathers into one table. Standard
+library only; loopback only."""
 import datetime
 import http.client
 import json
 import os
 import pathlib
 import platform
+import resource
+import shlex
 import subprocess
 import sys
 import threading
@@ -46,6 +49,56 @@ def build_release():
     """Builds the release daemon (progress goes to stderr so stdout keeps only the figures)."""
     subprocess.run(["swift", "build", "-c", "release", "--product", "mockshift"], cwd=REPO, check=True,
                    stdout=sys.stderr)
+
+
+def build_c(source, out, microhttpd=False):
+    """Compiles scripts/bench-c/SOURCE to OUT with gcc -O2 (linked with libmicrohttpd when asked); returns OUT."""
+    libs = []
+    if microhttpd:
+        libs = shlex.split(subprocess.run(["pkg-config", "--cflags", "--libs", "libmicrohttpd"], check=True,
+                                          capture_output=True, text=True).stdout)
+    subprocess.run(["gcc", "-O2", "-o", str(out), str(REPO / "scripts" / "bench-c" / source), *libs, "-lpthread"],
+                   check=True)
+    return str(out)
+
+
+def raise_file_limit():
+    """Lifts this process's open-file limit (and its children's) to the hard limit: thousands of sockets."""
+    _, hard = resource.getrlimit(resource.RLIMIT_NOFILE)
+    resource.setrlimit(resource.RLIMIT_NOFILE, (hard, hard))
+
+
+def key_values(line):
+    """`a=1 b=x` (what the C clients print) as a dict of strings."""
+    return dict(part.split("=", 1) for part in line.split() if "=" in part)
+
+
+class CServer:
+    """A baseline server of scripts/bench-c started as `BINARY ARGS...`; it prints `ready [PORT]` once listening.
+    `port` is the one it printed, else `port` given here."""
+
+    def __init__(self, binary, *args, port=None):
+        self.argv = [str(binary), *[str(a) for a in args]]
+        self.port = port
+        self.proc = None
+
+    def __enter__(self):
+        self.proc = subprocess.Popen(self.argv, stdout=subprocess.PIPE, text=True)
+        line = self.proc.stdout.readline().split()
+        if not line or line[0] != "ready":
+            raise SystemExit(f"{self.argv[0]} did not start")
+        if len(line) > 1:
+            self.port = int(line[1])
+        return self
+
+    @property
+    def pid(self):
+        return self.proc.pid
+
+    def __exit__(self, *exc):
+        if self.proc.poll() is None:
+            self.proc.terminate()
+            self.proc.wait(10)
 
 
 def figure(name, value, target="-", met=None):

@@ -1,7 +1,10 @@
 /* Baseline for scripts/bench-status: the smallest useful libmicrohttpd server, configured like MockShift's
  * transport (internal polling thread, epoll, pool of 2, answer on the second handler call for keep-alive),
- * answering every request with a fixed small JSON body. Usage: mhd-hello PORT */
+ * answering every request with a fixed small JSON body.
+ * Usage: mhd-hello [PORT]   listens on 127.0.0.1 (PORT 0 or none: any free port), prints "ready PORT". */
+#include <arpa/inet.h>
 #include <microhttpd.h>
+#include <netinet/in.h>
 #include <signal.h>
 #include <stdio.h>
 #include <stdlib.h>
@@ -24,12 +27,17 @@ static enum MHD_Result handler(void *cls, struct MHD_Connection *conn, const cha
 }
 
 int main(int argc, char **argv) {
-    unsigned short port = argc > 1 ? (unsigned short) atoi(argv[1]) : 8099;
+    unsigned short port = argc > 1 ? (unsigned short) atoi(argv[1]) : 0;
+    struct sockaddr_in addr = {.sin_family = AF_INET, .sin_port = htons(port)};
+    inet_pton(AF_INET, "127.0.0.1", &addr.sin_addr);
     struct MHD_Daemon *d = MHD_start_daemon(MHD_USE_INTERNAL_POLLING_THREAD | MHD_USE_EPOLL, port, NULL, NULL,
-                                            handler, NULL, MHD_OPTION_THREAD_POOL_SIZE, 2,
-                                            MHD_OPTION_CONNECTION_LIMIT, 15000, MHD_OPTION_END);
+                                            handler, NULL, MHD_OPTION_SOCK_ADDR, (struct sockaddr *) &addr,
+                                            MHD_OPTION_THREAD_POOL_SIZE, 2,
+                                            MHD_OPTION_CONNECTION_LIMIT, 15000, MHD_OPTION_LISTEN_BACKLOG_SIZE, 4096,
+                                            MHD_OPTION_END);
     if (!d) { fprintf(stderr, "cannot start on port %u\n", port); return 1; }
-    printf("ready\n");
+    const union MHD_DaemonInfo *info = MHD_get_daemon_info(d, MHD_DAEMON_INFO_BIND_PORT);
+    printf("ready %u\n", info ? info->port : port);
     fflush(stdout);
     sigset_t set; int sig;
     sigemptyset(&set); sigaddset(&set, SIGINT); sigaddset(&set, SIGTERM);

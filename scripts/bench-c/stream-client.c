@@ -6,7 +6,9 @@
  * sending the terminate to the arrival of that stream's terminal event is recorded.
  *
  * Usage: stream-client HOST PORT PIPELINE_ID N TTFT_MS TOKENS_PER_S SECONDS TERMINATES
- * Prints one line of `key=value` figures. Loopback only; stops by itself after SECONDS + 30 s at most. */
+ * Prints one line of `key=value` figures (bytes_per_event: all bytes read / `stream` events, chunk framing and the
+ * start and result events included: how two servers' events compare in size). Loopback only; stops by itself
+ * after SECONDS + 30 s at most. */
 #define _GNU_SOURCE
 #include <arpa/inet.h>
 #include <errno.h>
@@ -92,7 +94,7 @@ int main(int argc, char **argv) {
     long lateness_cap = (long) (n * (words + 20));
     double *lateness = malloc(sizeof(double) * (size_t) lateness_cap);
     double *term_latency = malloc(sizeof(double) * (size_t) (terminates + 1));
-    long lateness_n = 0, term_n = 0, events = 0, failed_connect = 0;
+    long lateness_n = 0, term_n = 0, events = 0, failed_connect = 0, bytes = 0;
     int ep = epoll_create1(0);
     for (long i = 0; i < n; i++) {
         streams[i].fd = connect_to(host, port, 1);
@@ -127,6 +129,7 @@ int main(int argc, char **argv) {
                 open_streams--;
                 continue;
             }
+            bytes += r;
             memcpy(combined, s->tail, s->tail_len);
             memcpy(combined + s->tail_len, buf, (size_t) r);
             size_t len = s->tail_len + (size_t) r, pos = 0, keep_from = len > 12 ? len - 12 : 0;
@@ -187,10 +190,10 @@ int main(int argc, char **argv) {
     double span = (last_event - first_event) / 1000.0;
     long not_done = 0;
     for (long i = 0; i < n; i++) if (!streams[i].done) not_done++;
-    printf("streams=%ld connect_failures=%ld unfinished=%ld events=%ld events_per_s=%.0f "
+    printf("streams=%ld connect_failures=%ld unfinished=%ld events=%ld events_per_s=%.0f bytes_per_event=%.0f "
            "lateness_p50_ms=%.1f lateness_p99_ms=%.1f lateness_max_ms=%.1f "
            "terminates=%ld terminate_to_result_p50_ms=%.2f terminate_to_result_p99_ms=%.2f\n",
-           n, failed_connect, not_done, events, span > 0 ? events / span : 0,
+           n, failed_connect, not_done, events, span > 0 ? events / span : 0, events ? (double) bytes / events : 0,
            pct(lateness, lateness_n, 50), pct(lateness, lateness_n, 99), lateness_n ? lateness[lateness_n - 1] : -1,
            term_n, pct(term_latency, term_n, 50), pct(term_latency, term_n, 99));
     return 0;
