@@ -98,6 +98,7 @@ public struct LLMCompletion: Sendable, Equatable {
         /// Tokens taken so far.
         public internal(set) var position = 0
         var generator: SimulatedTokens?
+        /// A cursor before the first token.
         public init() {}
     }
 
