@@ -46,12 +46,21 @@ enum RunHandlers {
             return .later
         }
         if try body.bool("background") {
-            let run = try engine.start(namespace: c.namespace, pipelineID: pipeline.id, nodes: nodes, version: version,
-                                       inputs: inputs, options: options, mode: .background,
-                                       onFinish: webhookCall(c.app, options))
-            var answer: JSONObject = ["status": "success", "task_id": .string(run.id), "run_id": .string(run.id)]
-            if let trace = options.recorded["trace_id"] { answer["trace_id"] = trace }
-            return .json(.ok, .object(answer))
+            // Answered once the run is committed; an instant run (`--time-scale 0`) does not hold this thread
+            // meanwhile, so concurrent requests share a group commit (issue 14 item 5).
+            let writer = c.writer, trace = options.recorded["trace_id"]
+            try engine.startBackground(namespace: c.namespace, pipelineID: pipeline.id, nodes: nodes, version: version,
+                                       inputs: inputs, options: options, onFinish: webhookCall(c.app, options)) { result in
+                switch result {
+                case let .success(run):
+                    var answer: JSONObject = ["status": "success", "task_id": .string(run.id), "run_id": .string(run.id)]
+                    if let trace { answer["trace_id"] = trace }
+                    writer.send(MockShiftApp.json(.ok, .object(answer)))
+                case let .failure(error):
+                    writer.send(MockShiftApp.render(error))
+                }
+            }
+            return .later
         }
         let writer = c.writer
         _ = try engine.start(namespace: c.namespace, pipelineID: pipeline.id, nodes: nodes, version: version,

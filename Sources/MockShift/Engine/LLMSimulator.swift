@@ -22,33 +22,192 @@ public struct LLMRequest: Sendable, Equatable {
     }
 }
 
-/// A simulated completion: the tokens in emission order and the figures the node outputs (SPEC §6).
+/// A simulated completion: its tokens in emission order and the figures the node outputs (SPEC §6).
+///
+/// The tokens are not held as strings: a simulated answer keeps only the generator's state at its first token
+/// (a few words of memory, whatever its length) and produces its text again when someone needs it; a scripted
+/// answer keeps its text as one string plus where each token ends. A live run at 2,000 words thus holds tens of
+/// bytes for its text instead of thousands of strings (issue 14 item 3). The text is byte-identical to what the
+/// token-by-token generation gave (`LLMSimulatorTests`).
 public struct LLMCompletion: Sendable, Equatable {
-    /// Tokens in order; their concatenation is `text`. One token per word, with its leading space.
-    public var tokens: [String]
+    /// Where the tokens come from.
+    enum Source: Sendable, Equatable {
+        /// The simulator's words, from the generator positioned before the first token.
+        case simulated(SimulatedTokens)
+        /// A given text (a scripted answer); `ends[i]` is the UTF-8 offset where token `i` ends.
+        case text(String, ends: [UInt32])
+    }
+
+    var source: Source
     public var inputTokens: Int
     /// The output field that carries the text: `response` for LLM nodes, `summary` for a summarizer, ...
     public var responseField = "response"
-    public var outputTokens: Int { tokens.count }
+    /// How many tokens (one per word, each after the first with its leading space).
+    public private(set) var outputTokens: Int
     public var tokensUsed: Int { inputTokens + outputTokens }
     /// Credits at a fixed simulated price: 2.5 per million input tokens, 10 per million output tokens.
-    public var creditsUsed: Double { (Double(inputTokens) * 2.5 + Double(outputTokens) * 10) / 1_000_000 }
+    public var creditsUsed: Double { credits(emitted: outputTokens) }
 
-    public var text: String { tokens.joined() }
+    init(source: Source, count: Int, inputTokens: Int) {
+        self.source = source
+        self.outputTokens = count
+        self.inputTokens = inputTokens
+    }
+
+    /// A completion whose answer is `text`, cut into tokens as ``LLMScript/tokens(of:)`` cuts it.
+    public init(text: String, inputTokens: Int) {
+        let ends = LLMCompletion.tokenEnds(of: text)
+        self.init(source: .text(text, ends: ends), count: ends.count, inputTokens: inputTokens)
+    }
+
+    /// Replaces the answer's text (a scripted answer), keeping the input figures.
+    public mutating func setText(_ text: String) {
+        let ends = LLMCompletion.tokenEnds(of: text)
+        source = .text(text, ends: ends)
+        outputTokens = ends.count
+    }
+
+    /// The whole text: every token, concatenated.
+    public var text: String { prefix(outputTokens) }
 
     /// The text of the first `count` tokens (what a terminated run had produced).
-    public func prefix(_ count: Int) -> String { tokens.prefix(max(0, count)).joined() }
+    public func prefix(_ count: Int) -> String {
+        let n = min(max(0, count), outputTokens)
+        switch source {
+        case let .text(text, ends):
+            guard n > 0 else { return "" }
+            let utf8 = text.utf8
+            return String(text[..<utf8.index(utf8.startIndex, offsetBy: Int(ends[n - 1]))])
+        case var .simulated(generator):
+            var bytes: [UInt8] = []
+            bytes.reserveCapacity(n * 8)
+            for _ in 0..<n { generator.appendNext(to: &bytes) }
+            return String(decoding: bytes, as: UTF8.self)
+        }
+    }
+
+    /// Every token as a string (materialised on each call: for tests and short answers, not for live runs).
+    public var tokens: [String] {
+        var cursor = TokenCursor()
+        return next(outputTokens, from: &cursor)
+    }
+
+    /// A reading position in the tokens, for someone who takes them in order (a streamed node): it moves on
+    /// from where it stopped, so sending a whole answer token by token costs one pass over it.
+    public struct TokenCursor: Sendable {
+        /// Tokens taken so far.
+        public internal(set) var position = 0
+        var generator: SimulatedTokens?
+        /// A cursor before the first token.
+        public init() {}
+    }
+
+    /// The next `count` tokens after `cursor` (fewer at the end), moving it past them.
+    public func next(_ count: Int, from cursor: inout TokenCursor) -> [String] {
+        let end = min(outputTokens, cursor.position + max(0, count))
+        guard end > cursor.position else { return [] }
+        var tokens: [String] = []
+        tokens.reserveCapacity(end - cursor.position)
+        switch source {
+        case let .text(text, ends):
+            let utf8 = text.utf8
+            var from = cursor.position == 0 ? 0 : Int(ends[cursor.position - 1])
+            for i in cursor.position..<end {
+                let to = Int(ends[i])
+                tokens.append(String(text[utf8.index(utf8.startIndex, offsetBy: from)..<utf8.index(utf8.startIndex, offsetBy: to)]))
+                from = to
+            }
+        case let .simulated(start):
+            var generator = cursor.generator ?? start
+            var bytes: [UInt8] = []
+            while generator.index < cursor.position { bytes.removeAll(keepingCapacity: true); generator.appendNext(to: &bytes) }
+            for _ in cursor.position..<end {
+                bytes.removeAll(keepingCapacity: true)
+                generator.appendNext(to: &bytes)
+                tokens.append(String(decoding: bytes, as: UTF8.self))
+            }
+            cursor.generator = generator
+        }
+        cursor.position = end
+        return tokens
+    }
+
+    /// Credits for `emitted` output tokens and the input (the price of ``creditsUsed``).
+    public func credits(emitted: Int) -> Double {
+        (Double(inputTokens) * 2.5 + Double(emitted) * 10) / 1_000_000
+    }
 
     /// The node's outputs as the run exposes them (`response`, token counts, `credits_used`).
     public func outputs(emitted: Int? = nil) -> JSONObject {
-        let n = min(emitted ?? tokens.count, tokens.count)
+        let n = min(emitted ?? outputTokens, outputTokens)
         return [
             responseField: .string(prefix(n)),
             "input_tokens": .int(Int64(inputTokens)),
             "output_tokens": .int(Int64(n)),
             "tokens_used": .int(Int64(inputTokens + n)),
-            "credits_used": .double((Double(inputTokens) * 2.5 + Double(n) * 10) / 1_000_000),
+            "credits_used": .double(credits(emitted: n)),
         ]
+    }
+
+    /// Where each token of `text` ends (UTF-8 offsets), cut as ``LLMScript/tokens(of:)`` cuts: a new token
+    /// starts at each space that follows a token other than a lone space.
+    static func tokenEnds(of text: String) -> [UInt32] {
+        var ends: [UInt32] = []
+        var offset = 0
+        var currentBytes = 0
+        var currentIsSpace = false
+        for ch in text {
+            if ch == " " && currentBytes > 0 && !currentIsSpace {
+                ends.append(UInt32(offset))
+                currentBytes = 0
+            }
+            currentIsSpace = currentBytes == 0 && ch == " "
+            let size = ch.utf8.count
+            currentBytes += size
+            offset += size
+        }
+        if currentBytes > 0 { ends.append(UInt32(offset)) }
+        return ends
+    }
+}
+
+/// The simulator's word generator at some token: what it needs to produce the rest of an answer, word by word
+/// (the random draws, the sentence being built, the answer's length, which ends on a full stop).
+struct SimulatedTokens: Sendable, Equatable {
+    var rng: SeededGenerator
+    /// The token the next call produces.
+    private(set) var index = 0
+    /// The answer's length in tokens.
+    let count: Int
+    var sentenceLength = 0
+    var sentenceTarget: Int
+
+    init(rng: SeededGenerator, count: Int) {
+        self.rng = rng
+        self.count = count
+        sentenceTarget = 8 + Int(self.rng.next() % 9)
+    }
+
+    /// Appends the next token's UTF-8 bytes (its leading space, its word, a comma or full stop) to `bytes`.
+    mutating func appendNext(to bytes: inout [UInt8]) {
+        let word = LLMSimulator.vocabularyBytes[Int(rng.next() % UInt64(LLMSimulator.vocabularyBytes.count))]
+        if index > 0 { bytes.append(0x20) }
+        if sentenceLength == 0, let first = word.first, first >= 0x61, first <= 0x7A {
+            // Every vocabulary word is lower-case ASCII: capitalising is one byte.
+            bytes.append(first - 0x20)
+            bytes.append(contentsOf: word.dropFirst())
+        } else {
+            bytes.append(contentsOf: word)
+        }
+        sentenceLength += 1
+        if sentenceLength >= sentenceTarget || index == count - 1 {
+            bytes.append(0x2E)
+            sentenceLength = 0
+            sentenceTarget = 8 + Int(rng.next() % 9)
+        } else if rng.next() % 11 == 0 {
+            bytes.append(0x2C)
+        }
+        index += 1
     }
 }
 
@@ -69,24 +228,8 @@ public enum LLMSimulator {
             target = 110 + Int(rng.next() % 21)
         }
         let count = min(target, max(0, request.maxTokens))
-        var tokens: [String] = []
-        tokens.reserveCapacity(count)
-        var sentenceLength = 0
-        var sentenceTarget = 8 + Int(rng.next() % 9)
-        for i in 0..<count {
-            var word = vocabulary[Int(rng.next() % UInt64(vocabulary.count))]
-            if sentenceLength == 0 { word = word.prefix(1).uppercased() + word.dropFirst() }
-            sentenceLength += 1
-            if sentenceLength >= sentenceTarget || i == count - 1 {
-                word += "."
-                sentenceLength = 0
-                sentenceTarget = 8 + Int(rng.next() % 9)
-            } else if rng.next() % 11 == 0 {
-                word += ","
-            }
-            tokens.append(i == 0 ? word : " " + word)
-        }
-        return LLMCompletion(tokens: tokens, inputTokens: max(1, wordCount(request.system) + wordCount(request.prompt)))
+        return LLMCompletion(source: .simulated(SimulatedTokens(rng: rng, count: count)), count: count,
+                             inputTokens: max(1, wordCount(request.system) + wordCount(request.prompt)))
     }
 
     /// The largest N of "N words" the simulator takes; a larger N (`"99999999999999999999 words"`) reads as this.
@@ -158,10 +301,13 @@ public enum LLMSimulator {
         across through between during after before within without toward around over under
         clear strong small large fast slow quiet bright open shared public private local global
         """.split(whereSeparator: { $0.isWhitespace }).map(String.init)
+
+    /// ``vocabulary`` as UTF-8 bytes (all lower-case ASCII), what the generator appends.
+    static let vocabularyBytes: [[UInt8]] = vocabulary.map { Array($0.utf8) }
 }
 
 /// SplitMix64: a tiny deterministic generator, so the simulated text never depends on the platform's RNG.
-struct SeededGenerator: RandomNumberGenerator {
+struct SeededGenerator: RandomNumberGenerator, Equatable {
     private var state: UInt64
     init(seed: UInt64) { state = seed }
     mutating func next() -> UInt64 {

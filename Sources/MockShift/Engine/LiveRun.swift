@@ -78,7 +78,10 @@ struct LLMProgress {
     var startedAt: UInt64
     /// Output names that receive its tokens as they come; empty = nobody streams them.
     let streamsTo: [String]
-    var sent = 0
+    /// Where its streamed tokens stand: ``sent`` tokens went out, and the next ones follow from here.
+    var cursor = LLMCompletion.TokenCursor()
+    /// How many tokens went out to streams.
+    var sent: Int { cursor.position }
     var timer: TimerID?
     /// Bumped at each (re)schedule, so a timer that fired late after a pause does nothing.
     var generation: UInt64 = 0
@@ -102,7 +105,7 @@ struct LLMProgress {
     }
 
     func emitted(at now: UInt64) -> Int {
-        timing.emitted(after: now &- startedAt, of: completion.tokens.count)
+        timing.emitted(after: now &- startedAt, of: completion.outputTokens)
     }
 
     /// What the node had produced by `now`, as far as anyone could see: for a streamed node, the tokens that

@@ -108,6 +108,12 @@ extension RunEngine {
             }
             return nil
         }
+        return landedLocked(&st)
+    }
+
+    /// What follows a successful commit of the run's state, under its lock: it is no longer pending, and the
+    /// callers waiting for it (and its waiters, if it is final) are handed back to be called after the lock.
+    func landedLocked(_ st: inout LiveState) -> Committed {
         st.commitPending = false
         st.timelineCommitted = st.timeline.count
         let replies = st.commitReplies

@@ -258,6 +258,63 @@ public final class RunEngine: Sendable {
                       inputs: JSONObject, options: RunOptions = RunOptions(), mode: RunMode,
                       observer: (@Sendable (RunEvent) -> Void)? = nil,
                       onFinish: (@Sendable (RunRecord) -> Void)? = nil) throws(APIError) -> RunRecord {
+        let run = try makeRun(namespace: namespace, pipelineID: pipelineID, nodes: nodes, version: version, inputs: inputs,
+                              options: options, mode: mode, observer: observer, onFinish: onFinish)
+        let committed = run.state.withLock { st -> Committed? in
+            // Events produced while the run is set up wait until it is committed and announced.
+            st.holding = true
+            advance(run, &st)
+            return announceLocked(run, &st, commitLocked(run, &st, retry: false))
+        }
+        return try started(run, committed)
+    }
+
+    /// A background run (API.md §4.1 `"background": true`) whose answer may come later: `reply` gets the run
+    /// as committed, or why it could not be stored, exactly once, possibly on the store's write queue (keep it
+    /// quick). A run that finishes inside the call (`--time-scale 0`) is committed without blocking the
+    /// calling thread, so many callers' runs share one group commit (issue 14 item 5); any other run is
+    /// committed before this returns, as ``start(namespace:pipelineID:nodes:version:inputs:options:mode:observer:onFinish:)``
+    /// does. Either way nobody hears of the run before SQLite holds it.
+    ///
+    /// - Throws: what `start` throws before anything is stored (a bad graph or inputs, shutting down); errors of
+    ///   the commit go to `reply`.
+    public func startBackground(namespace: String, pipelineID: String, nodes: JSONObject, version: String?,
+                                inputs: JSONObject, options: RunOptions = RunOptions(),
+                                onFinish: (@Sendable (RunRecord) -> Void)? = nil,
+                                reply: @escaping @Sendable (Result<RunRecord, APIError>) -> Void) throws(APIError) {
+        let run = try makeRun(namespace: namespace, pipelineID: pipelineID, nodes: nodes, version: version, inputs: inputs,
+                              options: options, mode: .background, observer: nil, onFinish: onFinish)
+        enum Step { case committed(Committed?), inFlight(RunRecord) }
+        let step = run.state.withLock { st -> Step in
+            st.holding = true
+            advance(run, &st)
+            guard st.record.status.isFinal else { return .committed(announceLocked(run, &st, commitLocked(run, &st, retry: false))) }
+            st.record.events = st.timeline
+            st.commitPending = true  // in flight: nothing reports its end (status, feed, events) before it lands
+            return .inFlight(st.record)
+        }
+        guard case let .inFlight(record) = step else {
+            if case let .committed(committed) = step { reply(Result { () throws(APIError) in try started(run, committed) }) }
+            return
+        }
+        store.saveRuns([record]) { [self] error in
+            let committed = run.state.withLock { st -> Committed? in
+                // Not pending any more: a shutdown or a terminate committed the same final state meanwhile.
+                guard st.commitPending else {
+                    return announceLocked(run, &st, Committed(record: st.record, replies: [], waiters: []))
+                }
+                guard error == nil else { return nil }
+                return announceLocked(run, &st, landedLocked(&st))
+            }
+            reply(Result { () throws(APIError) in try started(run, committed) })
+        }
+    }
+
+    /// A new run of `nodes`, checked and registered as live (not stored yet). Throws what ``start`` throws
+    /// before anything is stored.
+    private func makeRun(namespace: String, pipelineID: String, nodes: JSONObject, version: String?, inputs: JSONObject,
+                         options: RunOptions, mode: RunMode, observer: (@Sendable (RunEvent) -> Void)?,
+                         onFinish: (@Sendable (RunRecord) -> Void)?) throws(APIError) -> LiveRun {
         if closed.load(ordering: .acquiring) { throw APIError(.unavailable, "server shutting down") }
         let graph = try PipelineGraph(nodes: nodes, overrides: options.overrides)
         try NodeEvaluator.checkInputs(graph, runInputs: inputs)
@@ -281,28 +338,32 @@ public final class RunEngine: Sendable {
             live.withLock { _ = $0.removeValue(forKey: record.id) }
             throw APIError(.unavailable, "server shutting down")
         }
-        let committed = run.state.withLock { st -> Committed? in
-            // Events produced while the run is set up wait until it is committed and announced.
-            st.holding = true
-            advance(run, &st)
-            let outcome = commitLocked(run, &st, retry: false)
-            if outcome != nil {
-                st.holding = false
-                st.notify(.started(record))
-                for event in st.held { st.notify(event) }
-                st.held = []
-                deliverFeed(run, &st)
-            }
-            return outcome
-        }
+        return run
+    }
+
+    /// Once a new run's first commit landed (`committed`): it is announced to its observers (what it did while
+    /// being set up follows) and its feed items go out. Returns `committed`.
+    private func announceLocked(_ run: LiveRun, _ st: inout LiveState, _ committed: Committed?) -> Committed? {
+        guard committed != nil else { return nil }
+        st.holding = false
+        st.notify(.started(run.record))
+        for event in st.held { st.notify(event) }
+        st.held = []
+        deliverFeed(run, &st)
+        return committed
+    }
+
+    /// After a new run's first commit, outside its lock: the run as committed, or, when the commit failed
+    /// (`committed` nil), the run forgotten (never stored, never announced: it does not exist; its timers find
+    /// no live run and do nothing) and the error to answer.
+    private func started(_ run: LiveRun, _ committed: Committed?) throws(APIError) -> RunRecord {
         guard let committed else {
-            // Never stored, never announced: the run does not exist. Its timers find no live run and do nothing.
             run.state.withLock { st in for progress in st.llm.values { progress.cancelTimers(scheduler) } }
-            live.withLock { _ = $0.removeValue(forKey: record.id) }
+            live.withLock { _ = $0.removeValue(forKey: run.record.id) }
             if store.isWritable { throw APIError(.internalError, "could not store the run") }
             throw APIError(.unavailable, "storage unavailable: the run could not be stored; nothing was stored, try again")
         }
-        Counter(label: "mockshift_runs_started_total", dimensions: [("mode", mode.rawValue)]).increment()
+        Counter(label: "mockshift_runs_started_total", dimensions: [("mode", run.record.mode.rawValue)]).increment()
         finish(committed)
         return committed.record
     }

@@ -39,7 +39,7 @@ extension RunEngine {
                     st.log("node_started", node: node.id, clock: scheduler.now)
                     var timing = settings
                     timing.ttftMilliseconds = milliseconds
-                    var progress = LLMProgress(completion: LLMCompletion(tokens: [], inputTokens: 0), startedAt: scheduler.now,
+                    var progress = LLMProgress(completion: LLMCompletion(text: "", inputTokens: 0), startedAt: scheduler.now,
                                                streamsTo: [], timing: timing)
                     progress.outputsOverride = outputs
                     st.llm[node.id] = progress
@@ -61,14 +61,14 @@ extension RunEngine {
                         .map { (afterTokens: $0.afterTokens, message: $0.message) }
                     let prompt = resolved["prompt"]?.templateText ?? ""
                     if let script = run.scripts.first(where: { $0.matches(nodeID: node.id, prompt: prompt) }) {
-                        if let text = script.response { completion.tokens = LLMScript.tokens(of: text) }
+                        if let text = script.response { completion.setText(text) }
                         if let ttft = script.ttftMilliseconds { timing.ttftMilliseconds = ttft }
                         if let rate = script.tokensPerSecond { timing.tokensPerSecond = rate }
                         if let after = script.failAfterTokens, failure == nil { failure = (after, script.message) }
                     }
                     var progress = LLMProgress(completion: completion, startedAt: scheduler.now,
                                                streamsTo: run.streaming ? run.streamedOutputs[node.id] ?? [] : [], timing: timing)
-                    if let failure { progress.failure = (min(failure.afterTokens, completion.tokens.count), failure.message) }
+                    if let failure { progress.failure = (min(failure.afterTokens, completion.outputTokens), failure.message) }
                     st.llm[node.id] = progress
                     if startTimedNode(run, &st, nodeID: node.id, index: index) { progressed = true }
                     if st.record.status != .inProgress { return }  // an injected failure ended the run
@@ -87,7 +87,7 @@ extension RunEngine {
     /// Sets the LLM node's next timer: its next token when tokens stream to someone, else its last token.
     func scheduleLLM(_ run: LiveRun, _ st: inout LiveState, nodeID: String) {
         guard var progress = st.llm[nodeID] else { return }
-        let total = progress.failure?.afterTokens ?? progress.completion.tokens.count
+        let total = progress.failure?.afterTokens ?? progress.completion.outputTokens
         let target = progress.streamsTo.isEmpty ? total : min(total, progress.sent + 1)
         let elapsed = scheduler.now &- progress.startedAt
         let dueAt = progress.timing.due(token: target)
@@ -138,13 +138,12 @@ extension RunEngine {
     func tickLocked(_ run: LiveRun, _ st: inout LiveState, nodeID: String, index: Int) -> TickOutcome {
         noteFirstToken(&st, nodeID: nodeID, at: scheduler.now)
         guard var progress = st.llm[nodeID] else { return .waiting }
-        let total = progress.failure?.afterTokens ?? progress.completion.tokens.count
+        let total = progress.failure?.afterTokens ?? progress.completion.outputTokens
         let emitted = progress.timing.emitted(after: scheduler.now &- progress.startedAt, of: total)
         if !progress.streamsTo.isEmpty && emitted > progress.sent {
-            let tokens = Array(progress.completion.tokens[progress.sent..<emitted])
+            let tokens = progress.completion.next(emitted - progress.sent, from: &progress.cursor)
             st.notify(.tokens(outputs: progress.streamsTo, tokens: tokens))
             st.feedTokens(node: nodeID, outputs: progress.streamsTo, tokens: tokens, clock: scheduler.now)
-            progress.sent = emitted
         }
         st.llm[nodeID] = progress
         guard emitted >= total else {
@@ -280,7 +279,7 @@ extension RunEngine {
                 let n = progress.produced(at: now)
                 input += progress.completion.inputTokens
                 output += n
-                credits += progress.completion.outputs(emitted: n)["credits_used"]?.doubleValue ?? 0
+                credits += progress.completion.credits(emitted: n)
             }
         }
         if input == 0 && output == 0 { return nil }

@@ -95,11 +95,15 @@ final class SQLiteConnection: @unchecked Sendable {  // one thread at a time, se
             case let .double(v): rc = sqlite3_bind_double(statement, index, v)
             case let .text(v):
                 // Explicit byte length: text may hold NUL characters, which a C-string bind would cut off.
-                var utf8 = Array(v.utf8)
-                if utf8.isEmpty { utf8 = [0] }  // a valid pointer for the empty string; length 0 below
-                rc = utf8.withUnsafeBufferPointer { buffer in
-                    buffer.baseAddress!.withMemoryRebound(to: CChar.self, capacity: buffer.count) {
-                        csqlite_bind_text_copy(statement, index, $0, Int32(v.utf8.count))
+                // The string's own UTF-8 storage, no copy (SQLite copies it); the empty string gets a valid
+                // pointer of its own (a null one would bind NULL).
+                var text = v
+                rc = text.withUTF8 { buffer in
+                    guard let base = buffer.baseAddress, buffer.count > 0 else {
+                        return csqlite_bind_text_copy(statement, index, "", 0)
+                    }
+                    return base.withMemoryRebound(to: CChar.self, capacity: buffer.count) {
+                        csqlite_bind_text_copy(statement, index, $0, Int32(buffer.count))
                     }
                 }
             case let .blob(v):

@@ -533,25 +533,43 @@ public final class Store: @unchecked Sendable {
     }
     private static func optionalInt(_ v: Int64?) -> SQLValue { v.map(SQLValue.int) ?? .null }
 
+    /// A run's row and node states as bound to the upsert, encoded (JSON columns) by the caller's thread, so
+    /// the one writer thread spends its time in SQLite (issue 14 item 5).
+    struct EncodedRun: Sendable {
+        let id: String
+        let row: [SQLValue]
+        let nodes: [(id: String, state: String)]
+
+        init(_ r: RunRecord) {
+            id = r.id
+            row = [
+                .text(r.id), .text(r.namespace), .text(r.pipelineID), .text(r.mode.rawValue), r.version.map(SQLValue.text) ?? .null,
+                .text(JSON.object(r.inputs).encodedString()), .text(r.status.rawValue), Store.encode(r.result),
+                r.error.map(SQLValue.text) ?? .null, Store.encode(r.partialOutputs), Store.encode(r.usage), .int(r.createdAt),
+                Store.optionalInt(r.startedAt), Store.optionalInt(r.endedAt), Store.encode(r.options),
+                r.events.map { .text(JSON.array($0).encodedString()) } ?? .null,
+            ]
+            nodes = r.nodes.map { ($0.id, $0.state.rawValue) }
+        }
+    }
+
     private static func upsertRun(_ r: RunRecord, in db: SQLiteConnection) throws {
+        try upsertRun(EncodedRun(r), in: db)
+    }
+
+    private static func upsertRun(_ r: EncodedRun, in db: SQLiteConnection) throws {
         try db.query("""
             INSERT INTO runs (\(runColumns)) VALUES (?,?,?,?,?,?,?,?,?,?,?,?,?,?,?,?)
             ON CONFLICT(id) DO UPDATE SET status = excluded.status, result = excluded.result, error = excluded.error,
                 partial_outputs = excluded.partial_outputs, usage = excluded.usage, started_at = excluded.started_at,
                 ended_at = excluded.ended_at, events = excluded.events
-            """, [
-            .text(r.id), .text(r.namespace), .text(r.pipelineID), .text(r.mode.rawValue), r.version.map(SQLValue.text) ?? .null,
-            .text(JSON.object(r.inputs).encodedString()), .text(r.status.rawValue), encode(r.result),
-            r.error.map(SQLValue.text) ?? .null, encode(r.partialOutputs), encode(r.usage), .int(r.createdAt),
-            optionalInt(r.startedAt), optionalInt(r.endedAt), encode(r.options),
-            r.events.map { .text(JSON.array($0).encodedString()) } ?? .null,
-        ])
+            """, r.row)
         for (position, node) in r.nodes.enumerated() {
             try db.query("""
                 INSERT INTO run_nodes (run_id, position, node_id, state) VALUES (?,?,?,?)
                 ON CONFLICT(run_id, node_id) DO UPDATE SET state = excluded.state
                 """,
-                         [.text(r.id), .int(Int64(position)), .text(node.id), .text(node.state.rawValue)])
+                         [.text(r.id), .int(Int64(position)), .text(node.id), .text(node.state)])
         }
     }
 
@@ -560,33 +578,58 @@ public final class Store: @unchecked Sendable {
     ///
     /// Group commit: callers on several threads at once (libmicrohttpd's workers, the scheduler) share one
     /// transaction. Each caller still returns only after the transaction holding its runs has committed.
-    /// The caller that finds no commit pending writes the batch itself, on its own thread (`writeQueue.sync`),
-    /// with whatever joined meanwhile: a commit never waits for a free Dispatch worker, which a burst of
-    /// WebSocket handlers blocked behind this commit can exhaust (found by scripts/bench-sessions: 1,000
-    /// sessions posting at once deadlocked the daemon when this was `writeQueue.async`).
+    /// A caller that waits commits what is pending itself, on its own thread (`writeQueue.sync`), with whatever
+    /// joined meanwhile: a commit never waits for a free Dispatch worker, which a burst of WebSocket handlers
+    /// blocked behind this commit can exhaust (found by scripts/bench-sessions: 1,000 sessions posting at once
+    /// deadlocked the daemon when only `writeQueue.async` committed).
     ///
     /// - Throws: ``StoreUnavailable`` at once while writes fail for a transient reason (see ``isWritable``),
     ///   or when this commit failed for one; ``SQLiteError`` for anything else.
     public func saveRuns(_ runs: [RunRecord]) throws {
         guard !runs.isEmpty else { return }
         try health.check()
-        let mine = PendingCommit(runs: runs)
-        let first = pendingCommits.withLock { queue in
-            queue.append(mine)
-            return queue.count == 1
-        }
-        if first { writeQueue.sync { commitPending() } }
+        let mine = PendingCommit(runs: runs.map(EncodedRun.init), then: nil)
+        enqueue(mine)
+        // A caller that waits also drives the commit, on its own thread (`writeQueue.sync`, a no-op when its
+        // group was committed meanwhile): a commit never needs a free Dispatch worker, which a burst of WebSocket
+        // handlers blocked behind this commit can exhaust (found by scripts/bench-sessions: 1,000 sessions posting
+        // at once deadlocked the daemon when only `writeQueue.async` committed).
+        writeQueue.sync { commitPending() }
         mine.done.wait()
         if let error = mine.error { throw error }
     }
 
+    /// ``saveRuns(_:)`` without waiting: `then` is called once the transaction holding `runs` has committed
+    /// (with nil) or failed (with the error ``saveRuns(_:)`` would throw), on the store's write queue, so it
+    /// must be quick. The caller's thread goes on at once; callers that do not wait let a group commit gather
+    /// more runs than there are threads (issue 14 item 5: instant runs answer from `then`).
+    public func saveRuns(_ runs: [RunRecord], then: @escaping @Sendable ((any Error)?) -> Void) {
+        guard !runs.isEmpty else { return then(nil) }
+        do { try health.check() } catch { return then(error) }
+        enqueue(PendingCommit(runs: runs.map(EncodedRun.init), then: then))
+    }
+
+    private func enqueue(_ commit: PendingCommit) {
+        let first = pendingCommits.withLock { queue in
+            queue.append(commit)
+            return queue.count == 1
+        }
+        if first { writeQueue.async { [self] in commitPending() } }
+    }
+
     /// Runs waiting for the next group commit, and the callers waiting for it.
     private final class PendingCommit: @unchecked Sendable {
-        // @unchecked: `error` is written on the write queue before `done` is signalled, read after the wait.
-        let runs: [RunRecord]
+        // @unchecked: `error` is written on the write queue before `done` is signalled (or `then` called), read
+        // after the wait.
+        let runs: [EncodedRun]
         let done = DispatchSemaphore(value: 0)
+        /// Called instead of signalling `done` (a caller that does not wait).
+        let then: (@Sendable ((any Error)?) -> Void)?
         var error: (any Error)?
-        init(runs: [RunRecord]) { self.runs = runs }
+        init(runs: [EncodedRun], then: (@Sendable ((any Error)?) -> Void)?) {
+            self.runs = runs
+            self.then = then
+        }
     }
 
     private let pendingCommits = Mutex<[PendingCommit]>([])
@@ -611,7 +654,14 @@ public final class Store: @unchecked Sendable {
                 do { try writer.transaction { for r in c.runs { try Store.upsertRun(r, in: writer) } } } catch { c.error = error }
             }
         }
-        for c in batch { c.done.signal() }
+        var later: [PendingCommit] = []
+        for c in batch {
+            if c.then != nil { later.append(c) } else { c.done.signal() }
+        }
+        // Callers that do not wait hear on another thread: the writer goes on to the next group meanwhile.
+        if !later.isEmpty {
+            DispatchQueue.global().async { [later] in for c in later { c.then?(c.error) } }
+        }
     }
 
     /// Writes `run` only if the stored run is not final yet, atomically; returns the stored run when it was
