@@ -13,7 +13,9 @@ import Synchronization
 public final class Store: @unchecked Sendable {
     // @unchecked: `writer` is used only on `writeQueue`; readers are handed out one thread at a time via `readers`.
     private let writer: SQLiteConnection
-    private let writeQueue = DispatchQueue(label: "mockshift.store.writer")
+    fileprivate let writeQueue = DispatchQueue(label: "mockshift.store.writer")
+    /// Commits the groups of callers that do not wait (``saveRuns(_:then:)``).
+    private let committer = Committer()
     /// Runs the WAL checkpoints off the committing threads (nil for an in-memory database).
     let checkpointer: Checkpointer?
     private let readers = Mutex<[SQLiteConnection]>([])
@@ -59,11 +61,14 @@ public final class Store: @unchecked Sendable {
         // and a caller (a transport or scheduler thread) must not wait seconds for it. The write fails fast and
         // the store is unavailable until a try gets through (``isWritable``).
         sqlite3_busy_timeout(writer.handle, Store.writerBusyTimeoutMs)
+        committer.store = self
+        committer.start()
     }
 
     deinit {
         // Nothing else holds the store now: the writer is free to lose its hook before the checkpointer goes.
         checkpointer?.detach(from: writer)
+        committer.stop()
     }
 
     // MARK: Connections
@@ -581,7 +586,8 @@ public final class Store: @unchecked Sendable {
     /// A caller that waits commits what is pending itself, on its own thread (`writeQueue.sync`), with whatever
     /// joined meanwhile: a commit never waits for a free Dispatch worker, which a burst of WebSocket handlers
     /// blocked behind this commit can exhaust (found by scripts/bench-sessions: 1,000 sessions posting at once
-    /// deadlocked the daemon when only `writeQueue.async` committed).
+    /// deadlocked the daemon when a `writeQueue.async` block committed). Callers that do not wait are committed by
+    /// the ``Committer`` thread, not a Dispatch worker either.
     ///
     /// - Throws: ``StoreUnavailable`` at once while writes fail for a transient reason (see ``isWritable``),
     ///   or when this commit failed for one; ``SQLiteError`` for anything else.
@@ -589,11 +595,11 @@ public final class Store: @unchecked Sendable {
         guard !runs.isEmpty else { return }
         try health.check()
         let mine = PendingCommit(runs: runs.map(EncodedRun.init), then: nil)
-        enqueue(mine)
-        // A caller that waits also drives the commit, on its own thread (`writeQueue.sync`, a no-op when its
-        // group was committed meanwhile): a commit never needs a free Dispatch worker, which a burst of WebSocket
-        // handlers blocked behind this commit can exhaust (found by scripts/bench-sessions: 1,000 sessions posting
-        // at once deadlocked the daemon when only `writeQueue.async` committed).
+        enqueue(mine, waiting: true)
+        // A caller that waits drives the commit on its own thread (`writeQueue.sync`, a no-op when its group was
+        // committed meanwhile): a commit never needs a free Dispatch worker, which a burst of WebSocket handlers
+        // blocked behind this commit can exhaust (found by scripts/bench-sessions: 1,000 sessions posting at once
+        // deadlocked the daemon when a `writeQueue.async` block did the commit).
         writeQueue.sync { commitPending() }
         mine.done.wait()
         if let error = mine.error { throw error }
@@ -606,15 +612,46 @@ public final class Store: @unchecked Sendable {
     public func saveRuns(_ runs: [RunRecord], then: @escaping @Sendable ((any Error)?) -> Void) {
         guard !runs.isEmpty else { return then(nil) }
         do { try health.check() } catch { return then(error) }
-        enqueue(PendingCommit(runs: runs.map(EncodedRun.init), then: then))
+        enqueue(PendingCommit(runs: runs.map(EncodedRun.init), then: then), waiting: false)
     }
 
-    private func enqueue(_ commit: PendingCommit) {
+    /// Adds `commit` to the next group. For a caller that does not wait, the first of a group wakes the
+    /// ``committer`` thread, which commits on a thread of its own (never a Dispatch worker, see ``saveRuns(_:)``).
+    private func enqueue(_ commit: PendingCommit, waiting: Bool) {
         let first = pendingCommits.withLock { queue in
             queue.append(commit)
             return queue.count == 1
         }
-        if first { writeQueue.async { [self] in commitPending() } }
+        if first && !waiting { committer.wake() }
+    }
+
+    /// The thread that commits for callers that do not wait (``saveRuns(_:then:)``). Holds the store weakly and
+    /// ends with it.
+    final class Committer: @unchecked Sendable {
+        // @unchecked: `store` is set once before the thread starts; the rest is an atomic and a semaphore.
+        private let signal = DispatchSemaphore(value: 0)
+        private let stopped = Atomic<Bool>(false)
+        weak var store: Store?
+
+        func start() {
+            let thread = Thread { [self] in
+                while true {
+                    signal.wait()
+                    if stopped.load(ordering: .acquiring) { return }
+                    guard let store else { return }
+                    store.writeQueue.sync { store.commitPending() }
+                }
+            }
+            thread.name = "mockshift.store.committer"
+            thread.start()
+        }
+
+        func wake() { signal.signal() }
+
+        func stop() {
+            stopped.store(true, ordering: .releasing)
+            signal.signal()
+        }
     }
 
     /// Runs waiting for the next group commit, and the callers waiting for it.
@@ -636,7 +673,7 @@ public final class Store: @unchecked Sendable {
 
     /// On the write queue: commits everything pending in one transaction; if that fails, each caller's runs
     /// alone, so one bad record fails only its own caller.
-    private func commitPending() {
+    fileprivate func commitPending() {
         let batch = pendingCommits.withLock { queue in
             defer { queue = [] }
             return queue
