@@ -316,6 +316,7 @@ struct Serve: ParsableCommand {
         app.webhooks.shutdown(waitingAtMost: 1)
         server.stop()
         scheduler.stop()
+        store.checkpointForShutdown()
         withExtendedLifetime(databaseLock) {}  // the claim holds until the database is closed
     }
 

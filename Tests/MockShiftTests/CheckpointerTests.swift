@@ -27,4 +27,16 @@ import Testing
     @Test func anInMemoryStoreHasNoCheckpointer() throws {
         #expect(try Store(path: ":memory:").checkpointer == nil)
     }
+
+    @Test func theShutdownCheckpointEmptiesTheWAL() throws {
+        let path = temporaryDatabasePath()
+        let store = try Store(path: path)
+        for k in 0..<50 {
+            try store.createSession(SessionRecord(id: IDs.make(), namespace: "k1", ownerType: .chatbot, ownerID: "b\(k)", createdAt: 1))
+        }
+        let wal = { (try? FileManager.default.attributesOfItem(atPath: path + "-wal")[.size] as? Int) ?? 0 }
+        #expect(wal() > 0, "the sessions are in the WAL")
+        store.checkpointForShutdown()
+        #expect(wal() == 0, "the next start reads no WAL")
+    }
 }

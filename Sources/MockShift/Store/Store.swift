@@ -65,6 +65,15 @@ public final class Store: @unchecked Sendable {
         committer.start()
     }
 
+    /// At shutdown (SPEC §1): copies the whole WAL into the database file and empties it (a TRUNCATE checkpoint),
+    /// so the next start does not read the WAL back (scripts/bench-ready: with 10,000 pipelines left in the WAL the
+    /// start took 118 ms instead of 33). Checkpoints otherwise run off the committing threads (``Checkpointer``),
+    /// and nothing closes the connections at exit. A failure is harmless (the WAL stays and is read at start).
+    public func checkpointForShutdown() {
+        guard !isMemory else { return }
+        writeQueue.sync { _ = sqlite3_wal_checkpoint_v2(writer.handle, nil, SQLITE_CHECKPOINT_TRUNCATE, nil, nil) }
+    }
+
     deinit {
         // Nothing else holds the store now: the writer is free to lose its hook before the checkpointer goes.
         checkpointer?.detach(from: writer)
