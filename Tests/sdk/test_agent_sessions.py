@@ -15,6 +15,7 @@ from vectorshift.events import ParticipantStatus, SessionEventType
 from vectorshift.session import Session, SessionError
 
 from conftest import point_sdk, unique, wait_for
+from test_sessions import resume_error, zombie_teardown
 from wsclient import RawWebSocket
 
 
@@ -85,11 +86,6 @@ def is_idle(f):
 
 def status_frame(f, status):
     return f["type"] == "participant_status" and f["message"]["status"] == status
-
-
-async def zombie_teardown(session):
-    """SDK 0.1.15 leaves a session whose connect() failed alive (API-CHAT §2.7): clean up after it."""
-    await session._teardown()
 
 
 @pytest.fixture
@@ -246,7 +242,8 @@ def test_an_llm_fault_on_the_session_turn_fails_the_answer_with_an_error_message
                                                           "message": "provider overloaded", "times": 1})
     result = run(agent.run("Hello?", include_deltas=True))
     assert result.status == "error" and "provider overloaded" in result.error
-    assert len([e for e in result.events if e.type == SessionEventType.MESSAGE_DELTA]) == 3
+    # three tokens went out (a busy machine may merge tokens of one tick into one delta)
+    assert len("".join(e.delta for e in result.events if e.type == SessionEventType.MESSAGE_DELTA).split()) == 3
     assert run(agent.run("Hello?")).status == "complete", "the fault applied once"
 
 
@@ -368,13 +365,19 @@ def test_deny_ends_the_turn_with_a_short_answer_giving_the_reason(fast, api_key)
                                      "status": "Complete"}
 
 
-def test_while_awaiting_approval_nothing_runs_and_replies_are_checked(manual, api_key):
+def awaiting_approval(daemon, api_key):
+    """An agent with a tool that needs approval, a raw session of it, and a message that calls the tool: returns
+    (agent, socket, session id, frames up to `AwaitingApproval`)."""
     agent = new_agent(tools=[arxiv_tool()])
-    ws = raw(manual, api_key)
+    ws = raw(daemon, api_key)
     ws.send_json({"type": "create_session", "object_type": "agent", "object_id": agent.id})
     sid = ws.recv_json()["session_id"]
     ws.send_json({"type": "post_message", "session_id": sid, "content": "arxiv_search please"})
-    frames = recv_until(ws, lambda f: status_frame(f, "AwaitingApproval"))
+    return agent, ws, sid, recv_until(ws, lambda f: status_frame(f, "AwaitingApproval"))
+
+
+def test_while_awaiting_approval_nothing_runs_and_replies_are_checked(manual, api_key):
+    agent, ws, sid, frames = awaiting_approval(manual, api_key)
     assert [f["type"] for f in frames] == ["post_message", "participant_status", "message_notification", "participant_status"]
     approval = frames[2]["message"]
     assert approval["content"]["type"] == "tool_call_approval" and approval["sender"] == {"object_id": agent.id,
@@ -414,12 +417,7 @@ def test_while_awaiting_approval_nothing_runs_and_replies_are_checked(manual, ap
 
 
 def test_terminate_while_awaiting_approval_stores_the_turn_terminated(manual, api_key):
-    agent = new_agent(tools=[arxiv_tool()])
-    ws = raw(manual, api_key)
-    ws.send_json({"type": "create_session", "object_type": "agent", "object_id": agent.id})
-    sid = ws.recv_json()["session_id"]
-    ws.send_json({"type": "post_message", "session_id": sid, "content": "arxiv_search please"})
-    frames = recv_until(ws, lambda f: status_frame(f, "AwaitingApproval"))
+    agent, ws, sid, frames = awaiting_approval(manual, api_key)
     approval_id = frames[2]["message"]["id"]
     ws.send_json({"type": "terminate_session", "session_id": sid})
     assert ws.recv_json() == {"type": "terminate_session", "session_id": sid, "success": True}
@@ -453,14 +451,7 @@ def test_the_docs_terminate_example_stops_on_the_first_delta_and_the_resume_fail
                 received.append(event.delta)
                 if len(received) == 1:
                     await session.terminate()
-        resumed = Session(session_id=saved)
-        try:
-            await resumed.connect()
-        except SessionError as error:
-            return saved, received, str(error)
-        finally:
-            await zombie_teardown(resumed)
-        return saved, received, None
+        return saved, received, await resume_error(saved)
 
     saved, received, error = run(scenario())
     assert received

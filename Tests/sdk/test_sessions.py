@@ -36,6 +36,19 @@ async def zombie_teardown(session):
     await session._teardown()
 
 
+async def resume_error(session_id):
+    """`Session(session_id=…).connect()` as an app resumes a saved session: the `SessionError` text it raised, or
+    None when the resume worked (the half-open session is cleaned up either way)."""
+    resumed = Session(session_id=session_id)
+    try:
+        await resumed.connect()
+    except SessionError as error:
+        return str(error)
+    finally:
+        await zombie_teardown(resumed)
+    return None
+
+
 def raw(daemon, api_key):
     ws = RawWebSocket(daemon.root, key=api_key)
     assert ws.connect().status == 101
@@ -90,14 +103,7 @@ def test_a_terminated_session_cannot_be_resumed_and_the_error_names_the_terminat
         started = time.monotonic()
         await session.terminate()  # waits up to 10 s for the server's Close (API-CHAT §2.7)
         took = time.monotonic() - started
-        resumed = Session(session_id=saved)
-        try:
-            await resumed.connect()
-        except SessionError as error:
-            return saved, took, str(error)
-        finally:
-            await zombie_teardown(resumed)
-        return saved, took, None
+        return saved, took, await resume_error(saved)
 
     saved, took, error = run(scenario())
     assert took < 1.0, f"terminate() took {took:.2f} s: the server must answer the Close at once"
