@@ -456,8 +456,9 @@ def test_the_docs_terminate_example_stops_on_the_first_delta_and_the_resume_fail
     saved, received, error = run(scenario())
     assert received
     assert error == f"Server error while waiting for session_connected: session {saved} was terminated"
-    stored = stored_messages(daemon, api_key, saved)
-    assert stored[-1]["content"]["status"] == "Terminated"
+    # SDK 0.1.15 drops its socket without waiting for the server's Close: the answer may be stored a moment later.
+    stored = wait_for(lambda: (m := stored_messages(daemon, api_key, saved)) and m[-1]["content"].get("status") == "Terminated" and m,
+                      message="the stopped answer stored")
     # What was sent before the terminate was handled; the SDK stops reading at once, so it may not see all of it
     # (the raw test below checks equality).
     assert stored[-1]["content"]["value"].startswith("".join(received))

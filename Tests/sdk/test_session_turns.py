@@ -152,7 +152,8 @@ def test_terminate_on_the_first_delta_stores_that_delta_and_a_resume_then_fails(
 
     saved, first, error = run(scenario())
     assert error == f"Server error while waiting for session_connected: session {saved} was terminated"
-    turns = conversation(daemon, api_key, saved)["turns"]
+    # SDK 0.1.15 drops its socket without waiting for the server's Close: the turn may be stored a moment later.
+    turns = wait_for(lambda: conversation(daemon, api_key, saved)["turns"] or None, message="the stopped turn stored")
     assert [(t["outcome"], t["answer"]) for t in turns] == [("stopped", first)]
     assert sdk.fetch(id=bot.pipeline_id).run_status(turns[0]["run_id"])["status"] == "terminated"
 
@@ -464,4 +465,34 @@ def test_at_time_scale_zero_a_turn_sends_its_answer_as_one_delta(new_daemon, api
     assert [f["type"] for f in frames] == ["post_message", "participant_status", "message_delta",
                                           "message_notification", "participant_status"]
     assert frames[2]["value"] == frames[3]["message"]["content"]["value"] and len(frames[2]["value"].split()) > 400
+    client.close()
+
+
+def test_a_terminate_from_one_client_closes_the_other_clients_of_the_session(bot, daemon, api_key):
+    first = Client(daemon, api_key)
+    session_id = first.create(bot.id)
+    second = Client(daemon, api_key)
+    second.send({"type": "connect_session", "session_id": session_id})
+    assert second.recv()["success"] is True
+    first.send({"type": "post_message", "session_id": session_id, "content": ESSAY})
+    second.until(lambda f: f["type"] == "message_delta")
+    first.send({"type": "terminate_session", "session_id": session_id})
+    assert first.until(lambda f: f["type"] == "terminate_session")[-1]["success"] is True
+    with pytest.raises(Exception) as closed:
+        second.until(lambda f: False, timeout=10)
+    assert "1000" in str(closed.value) and "session terminated" in str(closed.value)
+    first.close()
+
+
+def test_an_http_turn_on_a_sessions_conversation_is_refused(sdk, bot, daemon, api_key):
+    from vectorshift.request import VectorshiftApiError
+
+    client = Client(daemon, api_key)
+    session_id = client.create(bot.id)
+    client.send({"type": "post_message", "session_id": session_id, "content": "Hello"})
+    client.until(is_idle)
+    with pytest.raises(VectorshiftApiError) as refused:
+        bot.run("An HTTP turn", conversation_id=session_id)
+    assert refused.value.status_code == 409 and "WebSocket session" in refused.value.error_message
+    assert len(conversation(daemon, api_key, session_id)["turns"]) == 1
     client.close()

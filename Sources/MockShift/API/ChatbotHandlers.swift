@@ -189,6 +189,11 @@ enum ChatbotHandlers {
                   conversation.chatbotID == chatbot.id else {
                 throw APIError(.notFound, "Conversation \(requested) not found")
             }
+            // A session's conversation takes its turns from the session only (found by a newcomer: an HTTP turn
+            // went into the conversation but never into the session's messages).
+            if try app.store.session(namespace: namespace, id: requested) != nil {
+                throw APIError(.conflict, "conversation \(requested) belongs to a WebSocket session: post its messages to the session")
+            }
         }
         let conversationID = requested.isEmpty ? IDs.make() : requested
         switch app.chatTurns.reserve(conversationID, namespace: namespace, chatbotID: chatbot.id, userText: text,

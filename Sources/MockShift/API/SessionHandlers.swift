@@ -168,11 +168,16 @@ final class SessionSocket: WebSocketHandler, @unchecked Sendable {
     /// raw clients get an ack.
     private func terminate(_ id: String) throws {
         // The same stop as the dashboard's (POST /_mock/sessions/{id}/terminate): SessionControls.swift.
-        guard try SessionControls.terminate(app, namespace: namespace, id: id) != nil else {
+        guard let done = try SessionControls.terminate(app, namespace: namespace, id: id) else {
             return send(Self.frame("terminate_session", id, [("success", false), ("error", .string("session \(Self.short(id)) not found"))]))
         }
         if current == id { current = nil }
         send(Self.frame("terminate_session", id, [("success", true)]))
+        // Other clients on the session learn it ended (found by a newcomer: a second socket's listen() waited
+        // forever): Close 1000, as POST /_mock/sessions/{id}/terminate does.
+        for other in done.sockets where other.id != socket?.id {
+            other.close(code: 1000, reason: "session terminated")
+        }
     }
 
     /// `get_messages` → `{"type":"get_messages","session_id":S,"messages":[…]}`, oldest first, each as

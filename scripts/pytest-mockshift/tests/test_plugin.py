@@ -6,6 +6,7 @@ import re
 import shlex
 import subprocess
 import sys
+import time
 
 from vectorshift.pipeline import Pipeline
 
@@ -151,6 +152,11 @@ def test_session_helpers_show_this_tests_sessions_and_their_frames(mockshift):
         return session_id
 
     session_id = asyncio.run(asyncio.wait_for(open_and_terminate(), 60))
+    # SDK 0.1.15 drops its socket without waiting for the server's Close: the terminate may be stored a moment
+    # after terminate() returned.
+    deadline = time.monotonic() + 10
+    while mockshift.sessions()[0]["status"] != "terminated" and time.monotonic() < deadline:
+        time.sleep(0.02)
     [listed] = mockshift.sessions()
     assert (listed["id"], listed["owner_id"], listed["status"]) == (session_id, bot.id, "terminated")
     assert mockshift.sessions(status="open") == [] and mockshift.sessions(owner_id=bot.id) == [listed]
