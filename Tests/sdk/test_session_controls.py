@@ -66,7 +66,9 @@ def test_sessions_are_listed_oldest_first_with_filters_and_unknown_ids_are_404(d
     bad = http("GET", "/_mock/sessions", params={"status": "closed"})
     assert bad.status_code == 400 and bad.json() == {"status": "failed", "error": "status must be open or terminated"}
     shown = http("GET", f"/_mock/sessions/{second}").json()["session"]
-    assert {k: shown[k] for k in two} == two and shown["messages"] == [] and shown["turns"] == []
+    # `sockets` may still drop between the two reads: SDK 0.1.15 closes without waiting for the server's Close.
+    assert {k: shown[k] for k in two if k != "sockets"} == {k: v for k, v in two.items() if k != "sockets"}
+    assert shown["messages"] == [] and shown["turns"] == []
     for unknown, key in (("0" * 24, api_key), (second, unique("another-key"))):
         r = Http(daemon, key)("GET", f"/_mock/sessions/{unknown}")
         assert r.status_code == 404 and r.json() == {"status": "failed", "error": f"Session {unknown} not found"}
