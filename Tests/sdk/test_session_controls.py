@@ -50,7 +50,14 @@ def test_sessions_are_listed_oldest_first_with_filters_and_unknown_ids_are_404(d
     other_bot = Chatbot.new(name=unique("controls-other"), description="", pipeline_id=bot.pipeline_id)
     first = run(open_session(bot, terminate=True))
     second = run(open_session(other_bot))
-    listed = http("GET", "/_mock/sessions").json()
+
+    def settled():
+        # SDK 0.1.15 closes without waiting for the server's Close: wait until both closes were handled.
+        listed = http("GET", "/_mock/sessions").json()
+        done = [(s["status"], s["sockets"]) for s in listed["sessions"]] == [("terminated", 0), ("open", 0)]
+        return listed if done else None
+
+    listed = wait_for(settled, message="both sessions closed")
     assert listed["status"] == "success"
     assert [s["id"] for s in listed["sessions"]] == [first, second], "oldest first"
     one, two = listed["sessions"]
