@@ -91,7 +91,9 @@ public final class StreamBody: Sendable {
     private func wake(_ st: inout State) {
         if st.suspended, let connection = st.connection {
             st.suspended = false
-            MHD_resume_connection(connection.pointer)  // never twice: guarded by `suspended` under the lock (TECH-NOTES P7)
+            // never twice: guarded by `suspended` under the lock (TECH-NOTES P7); inside a scheduler batch the
+            // resume waits for the batch's end (ResumeBatch)
+            if !ResumeBatch.hold(connection.pointer) { MHD_resume_connection(connection.pointer) }
         }
     }
 

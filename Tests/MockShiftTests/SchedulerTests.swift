@@ -50,6 +50,40 @@ import Testing
         while fired.withLock({ $0.isEmpty }) && ContinuousClock.now < deadline { try await Task.sleep(for: .milliseconds(2)) }
         #expect(fired.withLock { $0 } == ["early"], "the 1 ms timer must not wait behind the 5 s one")
     }
+
+    /// Real clock in ticks: timers due within one tick fire as one batch inside `aroundBatch`, in deadline order,
+    /// and a timer cancelled by an earlier one of its batch does not fire (issue 14 item 2).
+    @Test func tickedRealClockFiresDueTimersAsOneBatchAndHonoursCancelsWithinIt() async throws {
+        let batches = Mutex<[[String]]>([])
+        let scheduler = Scheduler(clock: .real, tickNanoseconds: 200_000_000, aroundBatch: { fire in
+            batches.withLock { $0.append([]) }
+            fire()
+        })
+        defer { scheduler.stop() }
+        let note = { @Sendable (name: String) in batches.withLock { $0[$0.count - 1].append(name) } }
+        let victim = Mutex<TimerID?>(nil)
+        // Due 1, 2 and 3 ms from now: all within the first 200 ms tick, so one batch.
+        scheduler.schedule(afterNanoseconds: 2_000_000) {
+            note("b")
+            if let id = victim.withLock({ $0 }) { _ = scheduler.cancel(id) }
+        }
+        scheduler.schedule(afterNanoseconds: 1_000_000) { note("a") }
+        victim.withLock { $0 = scheduler.schedule(afterNanoseconds: 3_000_000) { note("cancelled") } }
+        let deadline = ContinuousClock.now + .seconds(5)
+        while batches.withLock({ $0.isEmpty || $0[0].count < 2 }) && ContinuousClock.now < deadline {
+            try await Task.sleep(for: .milliseconds(5))
+        }
+        try await Task.sleep(for: .milliseconds(50))
+        #expect(batches.withLock { $0 } == [["a", "b"]], "one batch, in deadline order, without the cancelled timer")
+        #expect(scheduler.pendingCount == 0)
+    }
+
+    @Test func roundUpToTicksSaturates() {
+        #expect(Scheduler.roundUp(0, to: 1_000) == 0)
+        #expect(Scheduler.roundUp(1, to: 1_000) == 1_000)
+        #expect(Scheduler.roundUp(1_000, to: 1_000) == 1_000)
+        #expect(Scheduler.roundUp(UInt64.max - 5, to: 1_000) == UInt64.max)
+    }
 }
 
 @Suite struct LatenessTests {
