@@ -258,11 +258,14 @@ struct Serve: ParsableCommand {
             server.stop()
             throw ExitCode(Self.databaseInUseExitCode)
         }
-        // Timers in ticks of 1 ms, the streams written in a tick resumed together (issue 14 item 2):
+        // Timers in ticks of 1 ms, the streams written in a tick resumed together (issue 14 item 2),
         // `MOCKSHIFT_SCHEDULER_TICK_US` changes the tick for benchmarks (0 = fire at each deadline).
         let tickMicros = ProcessInfo.processInfo.environment["MOCKSHIFT_SCHEDULER_TICK_US"].flatMap(UInt64.init) ?? 1_000
+        // And on one lane per core (at most 4): `MOCKSHIFT_SCHEDULER_LANES` changes it for benchmarks.
+        let lanes = ProcessInfo.processInfo.environment["MOCKSHIFT_SCHEDULER_LANES"].flatMap(Int.init)
+            ?? min(ProcessInfo.processInfo.activeProcessorCount, 4)
         let scheduler = Scheduler(clock: setting(clock, "CLOCK", { $0 }) == "manual" ? .manual : .real,
-                                  tickNanoseconds: tickMicros * 1_000, aroundBatch: { ResumeBatch.run($0) })
+                                  tickNanoseconds: tickMicros * 1_000, lanes: lanes, aroundBatch: { ResumeBatch.run($0) })
         let engine = RunEngine(store: store, scheduler: scheduler, settings: engineSettings, logger: logger)
         let interrupted = try engine.recoverAfterRestart()
         if !interrupted.isEmpty { logger.notice("marked \(interrupted.count) interrupted run(s) as failed") }

@@ -1,3 +1,4 @@
+import Glibc
 import Synchronization
 import Testing
 @testable import MockShift
@@ -55,14 +56,14 @@ import Testing
     /// and a timer cancelled by an earlier one of its batch does not fire (issue 14 item 2).
     @Test func tickedRealClockFiresDueTimersAsOneBatchAndHonoursCancelsWithinIt() async throws {
         let batches = Mutex<[[String]]>([])
-        let scheduler = Scheduler(clock: .real, tickNanoseconds: 200_000_000, aroundBatch: { fire in
+        let scheduler = Scheduler(clock: .real, tickNanoseconds: 1_000_000_000, aroundBatch: { fire in
             batches.withLock { $0.append([]) }
             fire()
         })
         defer { scheduler.stop() }
         let note = { @Sendable (name: String) in batches.withLock { $0[$0.count - 1].append(name) } }
         let victim = Mutex<TimerID?>(nil)
-        // Due 1, 2 and 3 ms from now: all within the first 200 ms tick, so one batch.
+        // Due 1, 2 and 3 ms from now: all within the first 1 s tick, so one batch.
         scheduler.schedule(afterNanoseconds: 2_000_000) {
             note("b")
             if let id = victim.withLock({ $0 }) { _ = scheduler.cancel(id) }
@@ -70,12 +71,37 @@ import Testing
         scheduler.schedule(afterNanoseconds: 1_000_000) { note("a") }
         victim.withLock { $0 = scheduler.schedule(afterNanoseconds: 3_000_000) { note("cancelled") } }
         let deadline = ContinuousClock.now + .seconds(5)
-        while batches.withLock({ $0.isEmpty || $0[0].count < 2 }) && ContinuousClock.now < deadline {
+        while batches.withLock({ $0.flatMap { $0 }.count < 2 }) && ContinuousClock.now < deadline {
             try await Task.sleep(for: .milliseconds(5))
         }
         try await Task.sleep(for: .milliseconds(50))
         #expect(batches.withLock { $0 } == [["a", "b"]], "one batch, in deadline order, without the cancelled timer")
         #expect(scheduler.pendingCount == 0)
+    }
+
+    /// Two lanes: timers keyed to one lane keep their deadline order and share a thread; the two lanes' timers
+    /// run on two threads (issue 14 item 2).
+    @Test func lanesKeepEachKeysOrderAndSplitTheWorkOverThreads() async throws {
+        let scheduler = Scheduler(clock: .real, tickNanoseconds: 1_000_000, lanes: 2)
+        defer { scheduler.stop() }
+        let fired = Mutex<[(key: UInt64, step: Int, thread: UInt)]>([])
+        for step in 0..<20 {
+            for key in UInt64(0)..<4 {
+                scheduler.schedule(afterNanoseconds: UInt64(1_000_000 + step * 200_000), lane: key) {
+                    fired.withLock { $0.append((key, step, UInt(pthread_self()))) }
+                }
+            }
+        }
+        let deadline = ContinuousClock.now + .seconds(5)
+        while fired.withLock({ $0.count }) < 80 && ContinuousClock.now < deadline { try await Task.sleep(for: .milliseconds(5)) }
+        let all = fired.withLock { $0 }
+        #expect(all.count == 80)
+        for key in UInt64(0)..<4 {
+            let mine = all.filter { $0.key == key }
+            #expect(mine.map(\.step) == Array(0..<20), "lane key \(key) fired out of order")
+            #expect(Set(mine.map(\.thread)).count == 1, "one key's timers on one thread")
+        }
+        #expect(Set(all.map(\.thread)).count == 2, "two lanes, two threads")
     }
 
     @Test func roundUpToTicksSaturates() {

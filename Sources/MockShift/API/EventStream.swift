@@ -6,15 +6,18 @@ import Synchronization
 /// blank line per event; every event's JSON repeats `type` and carries `run_id` and `task_id`. The first event
 /// is `start`, then one `stream` event per token and output, then exactly one `result` event, after which the
 /// body ends. A `: keep-alive` comment goes out after 15 s of silence.
-final class EventStream: Sendable {
+final class EventStream: @unchecked Sendable {
+    // @unchecked: `tokenFrames` is only touched by send(_:), which the engine calls under the run's lock, one
+    // event at a time (no lock of its own on the token hot path); the rest is under `state`.
     private let channel: SSEChannel
     var body: StreamBody { channel.body }
     private struct State {
         var runID = ""
-        /// Per output name: the bytes before and after a token's JSON string in its `stream` event.
-        var tokenFrames: [String: (prefix: [UInt8], suffix: [UInt8])] = [:]
     }
     private let state = Mutex(State())
+    /// Per output name: the bytes before and after a token's JSON string in its `stream` event (a run streams
+    /// to one output or a few: a list beats hashing).
+    private var tokenFrames: [(output: String, prefix: [UInt8], suffix: [UInt8])] = []
 
     /// `cutAfter`: an injected fault's event count after which the connection is dropped (``StreamCut``).
     init(scheduler: Scheduler, cutAfter: Int? = nil) {
@@ -69,13 +72,13 @@ final class EventStream: Sendable {
     }
 
     private func tokenFrame(_ output: String) -> (prefix: [UInt8], suffix: [UInt8]) {
-        if let cached = state.withLock({ $0.tokenFrames[output] }) { return cached }
+        if let cached = tokenFrames.first(where: { $0.output == output }) { return (cached.prefix, cached.suffix) }
         let marker = "\u{1}"  // a stand-in value, split out to leave the bytes around it
         let whole = frame("stream", ["output_name": .string(output), "output_value": .string(marker)])
         let needle = JSON.string(marker).encoded()
         let at = whole.indices.first { whole[$0...].starts(with: needle) }!
         let parts = (Array(whole[..<at]), Array(whole[(at + needle.count)...]))
-        state.withLock { $0.tokenFrames[output] = parts }
+        tokenFrames.append((output, parts.0, parts.1))
         return parts
     }
 

@@ -5,6 +5,9 @@ import Synchronization
 
 /// A run in memory while it is not final.
 final class LiveRun: Sendable {
+    /// The scheduler lane key of this run's timers (``Scheduler/schedule(afterNanoseconds:tag:lane:_:)``).
+    var lane: UInt64 { UInt64(truncatingIfNeeded: ObjectIdentifier(self).hashValue) }
+
     let graph: PipelineGraph
     /// The run's identity as created (id, namespace, pipeline); its changing state is in `state`.
     let record: RunRecord

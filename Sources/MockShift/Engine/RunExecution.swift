@@ -87,6 +87,12 @@ extension RunEngine {
     /// Sets the LLM node's next timer: its next token when tokens stream to someone, else its last token.
     func scheduleLLM(_ run: LiveRun, _ st: inout LiveState, nodeID: String) {
         guard var progress = st.llm[nodeID] else { return }
+        scheduleLLM(run, &progress, nodeID: nodeID)
+        st.llm[nodeID] = progress
+    }
+
+    /// ``scheduleLLM(_:_:nodeID:)`` on a node's progress the caller holds (and stores back).
+    private func scheduleLLM(_ run: LiveRun, _ progress: inout LLMProgress, nodeID: String) {
         let total = progress.failure?.afterTokens ?? progress.completion.outputTokens
         let target = progress.streamsTo.isEmpty ? total : min(total, progress.sent + 1)
         let elapsed = scheduler.now &- progress.startedAt
@@ -94,17 +100,20 @@ extension RunEngine {
         progress.generation &+= 1
         let generation = progress.generation
         let namespace = run.record.namespace  // the timers are counted per namespace (liveTimerCount)
-        progress.timer = scheduler.schedule(afterNanoseconds: dueAt > elapsed ? dueAt - elapsed : 0, tag: namespace) {
-            [weak self, weak run] in
-            guard let self, let run else { return }
-            self.llmTick(run, nodeID: nodeID, generation: generation)
+        let lane = run.lane  // one run's timers stay on one scheduler lane, in order
+        // The run is held strongly (a timer that fires or is cancelled lets it go; nothing of the run holds the
+        // closure), the engine weakly (tests drop engines whose scheduler lives on).
+        progress.timer = scheduler.schedule(afterNanoseconds: dueAt > elapsed ? dueAt - elapsed : 0, tag: namespace,
+                                            lane: lane) {
+            [weak self, run] in
+            self?.llmTick(run, nodeID: nodeID, generation: generation)
         }
         // A node whose tokens nobody streams ticks only at its end: a timer of its own puts its first token on
         // the timeline when it comes.
         let firstDue = progress.timing.due(token: 1)
         if progress.streamsTo.isEmpty, !progress.firstTokenLogged, progress.outputsOverride == nil, total > 0, firstDue < dueAt {
             progress.firstTokenTimer = scheduler.schedule(afterNanoseconds: firstDue > elapsed ? firstDue - elapsed : 0,
-                                                          tag: namespace) {
+                                                          tag: namespace, lane: lane) {
                 [weak self, weak run] in
                 guard let self, let run else { return }
                 run.state.withLock { st in
@@ -114,7 +123,6 @@ extension RunEngine {
                 }
             }
         }
-        st.llm[nodeID] = progress
     }
 
     /// An LLM node's timer fired: send the tokens now due, then finish the node or wait for the next token.
@@ -122,34 +130,39 @@ extension RunEngine {
         let committed = run.state.withLock { st -> Committed? in
             defer { deliverFeed(run, &st) }  // tokens of a waiting node too; after the commit otherwise
             guard st.record.status == .inProgress, st.llm[nodeID]?.generation == generation,
-                  let index = run.graph.nodes.firstIndex(where: { $0.id == nodeID }),
-                  tickLocked(run, &st, nodeID: nodeID, index: index) != .waiting else { return nil }
+                  tickLocked(run, &st, nodeID: nodeID) != .waiting else { return nil }
             advance(run, &st)
             return commitLocked(run, &st)
         }
         finish(committed)
     }
 
-    /// What ``tickLocked(_:_:nodeID:index:)`` did to its node.
+    /// What ``tickLocked(_:_:nodeID:)`` did to its node.
     enum TickOutcome { case waiting, completed, failed }
 
     /// Sends an LLM (or wait) node's tokens now due; then finishes the node (its outputs set, the run not yet
     /// advanced), fails the run (an injected failure), or schedules the next timer.
-    func tickLocked(_ run: LiveRun, _ st: inout LiveState, nodeID: String, index: Int) -> TickOutcome {
-        noteFirstToken(&st, nodeID: nodeID, at: scheduler.now)
+    func tickLocked(_ run: LiveRun, _ st: inout LiveState, nodeID: String) -> TickOutcome {
+        // The hot path (a tick per token per live run): the node's progress is looked up and copied once.
         guard var progress = st.llm[nodeID] else { return .waiting }
+        let now = scheduler.now
+        if !progress.firstTokenLogged, progress.emitted(at: now) > 0 {  // as noteFirstToken does
+            progress.firstTokenLogged = true
+            st.log("first_token", node: nodeID, clock: progress.startedAt &+ progress.timing.due(token: 1))
+        }
         let total = progress.failure?.afterTokens ?? progress.completion.outputTokens
-        let emitted = progress.timing.emitted(after: scheduler.now &- progress.startedAt, of: total)
+        let emitted = progress.timing.emitted(after: now &- progress.startedAt, of: total)
         if !progress.streamsTo.isEmpty && emitted > progress.sent {
             let tokens = progress.completion.next(emitted - progress.sent, from: &progress.cursor)
             st.notify(.tokens(outputs: progress.streamsTo, tokens: tokens))
-            st.feedTokens(node: nodeID, outputs: progress.streamsTo, tokens: tokens, clock: scheduler.now)
+            st.feedTokens(node: nodeID, outputs: progress.streamsTo, tokens: tokens, clock: now)
         }
-        st.llm[nodeID] = progress
         guard emitted >= total else {
-            scheduleLLM(run, &st, nodeID: nodeID)
+            scheduleLLM(run, &progress, nodeID: nodeID)
+            st.llm[nodeID] = progress
             return .waiting
         }
+        st.llm[nodeID] = progress
         if let failure = progress.failure {  // an injected fault: the node fails here, and the run with it
             stopLocked(run, &st, status: .failed, error: "node \(nodeID): \(failure.message)")
             return .failed
@@ -162,7 +175,7 @@ extension RunEngine {
         var outputs = progress.outputsOverride ?? progress.completion.outputs()
         outputs["complete"] = .bool(true)
         st.outputs[nodeID] = outputs
-        st.record.nodes[index].state = .completed
+        if let index = run.graph.nodes.firstIndex(where: { $0.id == nodeID }) { st.record.nodes[index].state = .completed }
         return .completed
     }
 
@@ -174,7 +187,7 @@ extension RunEngine {
             scheduleLLM(run, &st, nodeID: nodeID)
             return false
         }
-        return tickLocked(run, &st, nodeID: nodeID, index: index) == .completed
+        return tickLocked(run, &st, nodeID: nodeID) == .completed
     }
 
     /// Stops a run now: cancels its timers, records what was produced so far, marks unfinished nodes.

@@ -31,7 +31,7 @@ public final class Scheduler: Sendable {
 
     private struct State {
         var heap: [Entry] = []
-        var actions: [UInt64: (tag: String?, action: @Sendable () -> Void)] = [:]
+        var actions: [UInt64: (tag: String?, lane: Int, action: @Sendable () -> Void)] = [:]
         /// Pending timers by tag (a namespace), kept as timers are set, fire and are cancelled.
         var pendingByTag: [String: Int] = [:]
 
@@ -107,15 +107,59 @@ public final class Scheduler: Sendable {
     ///   - aroundBatch: real clock only: called with a closure that fires one batch; it must call it once, on
     ///     this thread (the daemon holds streaming connections' resumes back until the batch is over:
     ///     `MockShiftHTTP.ResumeBatch`).
-    public init(clock: Clock = .real, tickNanoseconds: UInt64 = 0,
+    ///   - lanes: real clock only: how many threads fire a batch. A timer scheduled with a `lane` key fires on
+    ///     lane `key % lanes` (the engine keys a run's timers by the run, so one run's timers keep their order);
+    ///     other timers on lane 0, the scheduler's own thread. Each further lane is a thread that fires its share
+    ///     of the batch while lane 0 fires its own; the next batch waits for all of them. At 5,000 streams the
+    ///     tokens' work no longer waits for one core (issue 14 item 2).
+    public init(clock: Clock = .real, tickNanoseconds: UInt64 = 0, lanes: Int = 1,
                 aroundBatch: (@Sendable (() -> Void) -> Void)? = nil) {
         self.clock = clock
         self.tickNanoseconds = tickNanoseconds
         self.aroundBatch = aroundBatch
+        self.helpers = clock == .real ? (1..<max(lanes, 1)).map { _ in LaneThread() } : []
         if clock == .real {
+            for (i, helper) in helpers.enumerated() {
+                let thread = Thread { [self, helper] in
+                    while let due = helper.next() {
+                        fireBatch(due)
+                        helper.finished()
+                    }
+                }
+                thread.name = "mockshift-lane-\(i + 1)"
+                thread.start()
+            }
             let thread = Thread { [self] in self.runLoop() }
             thread.name = "mockshift-scheduler"
             thread.start()
+        }
+    }
+
+    /// Threads firing lanes 1... of each batch (empty with one lane or the manual clock).
+    private let helpers: [LaneThread]
+
+    /// One further lane's thread: gets its share of a batch, fires it, says it is done.
+    private final class LaneThread: Sendable {
+        private let work = Mutex<(due: [(id: UInt64, deadline: UInt64)], stopped: Bool)>(([], false))
+        private let go = DispatchSemaphore(value: 0)
+        private let done = DispatchSemaphore(value: 0)
+
+        /// Hands `due` over (the scheduler's thread).
+        func start(_ due: [(id: UInt64, deadline: UInt64)]) {
+            work.withLock { $0.due = due }
+            go.signal()
+        }
+        /// Waits until the share handed over is fired (the scheduler's thread).
+        func wait() { done.wait() }
+        /// The next share to fire, nil once stopped (the lane's thread).
+        func next() -> [(id: UInt64, deadline: UInt64)]? {
+            go.wait()
+            return work.withLock { $0.stopped ? nil : $0.due }
+        }
+        func finished() { done.signal() }
+        func stop() {
+            work.withLock { $0.stopped = true }
+            go.signal()
         }
     }
 
@@ -130,15 +174,19 @@ public final class Scheduler: Sendable {
     /// Runs `action` on the scheduler's thread once `delay` nanoseconds have passed. Timers with equal deadlines
     /// fire in the order they were scheduled. A `tag` (the run engine gives its runs' namespace) counts the timer
     /// in ``pendingCount(tag:)`` until it fires or is cancelled.
+    ///
+    /// `lane`: a key that keeps timers together on one of the scheduler's lanes (see
+    /// ``init(clock:tickNanoseconds:lanes:aroundBatch:)``); nil = lane 0.
     @discardableResult
-    public func schedule(afterNanoseconds delay: UInt64, tag: String? = nil,
+    public func schedule(afterNanoseconds delay: UInt64, tag: String? = nil, lane: UInt64? = nil,
                          _ action: @escaping @Sendable () -> Void) -> TimerID {
+        let laneIndex = lane.map { Int($0 % UInt64(helpers.count + 1)) } ?? 0
         let (sum, overflow) = now.addingReportingOverflow(delay)
         let deadline = overflow ? UInt64.max : sum  // saturates: a wrapped deadline would fire at once
         let (id, isEarliest) = state.withLock { st -> (UInt64, Bool) in
             let id = st.nextSequence
             st.nextSequence += 1
-            st.actions[id] = (tag, action)
+            st.actions[id] = (tag, laneIndex, action)
             if let tag { st.pendingByTag[tag, default: 0] += 1 }
             let entry = Entry(deadline: deadline, sequence: id)
             Scheduler.push(entry, into: &st.heap)
@@ -186,6 +234,7 @@ public final class Scheduler: Sendable {
             $0.actions.removeAll()
             $0.pendingByTag.removeAll()
         }
+        for helper in helpers { helper.stop() }
         wakeup.lock()
         wakeup.broadcast()
         wakeup.unlock()
@@ -209,15 +258,33 @@ public final class Scheduler: Sendable {
 
     /// Takes every timer due at `limit` off the heap, in deadline order, skipping cancelled ones; their actions
     /// stay registered (so ``cancel(_:)`` still works) until each is fired.
-    private func takeDue(upTo limit: UInt64) -> [(id: UInt64, deadline: UInt64)] {
+    private func takeDue(upTo limit: UInt64) -> [(id: UInt64, deadline: UInt64, lane: Int)] {
         state.withLock { st in
-            var due: [(id: UInt64, deadline: UInt64)] = []
+            var due: [(id: UInt64, deadline: UInt64, lane: Int)] = []
             while let top = st.heap.first, top.deadline <= limit {
                 Scheduler.popFirst(&st.heap)
-                if st.actions[top.sequence] != nil { due.append((top.sequence, top.deadline)) }
+                if let entry = st.actions[top.sequence] { due.append((top.sequence, top.deadline, entry.lane)) }
             }
             return due
         }
+    }
+
+    /// Fires one lane's share of a batch, in order, inside `aroundBatch`, on the calling thread.
+    private func fireBatch(_ due: [(id: UInt64, deadline: UInt64)]) {
+        guard !due.isEmpty else { return }
+        let fire = { @Sendable [self] in
+            var late: [UInt64] = []
+            late.reserveCapacity(due.count)
+            for (id, deadline) in due {
+                // Taken out one by one: an earlier timer of the batch may have cancelled this one.
+                guard let action = state.withLock({ $0.remove(id) }) else { continue }
+                let l = now &- deadline
+                late.append(l > (1 << 62) ? 0 : l)
+                action()
+            }
+            lateness.withLock { for l in late { $0.record(l) } }  // one lock a batch, not a token
+        }
+        if let aroundBatch { aroundBatch(fire) } else { fire() }
     }
 
     /// `value` rounded up to a multiple of `step` (saturating).
@@ -231,16 +298,15 @@ public final class Scheduler: Sendable {
             if state.withLock({ $0.stopped }) { return }
             let due = takeDue(upTo: now)
             if !due.isEmpty {
-                let fire = { @Sendable [self] in
-                    for (id, deadline) in due {
-                        // Taken out one by one: an earlier timer of the batch may have cancelled this one.
-                        guard let action = state.withLock({ $0.remove(id) }) else { continue }
-                        let late = now &- deadline
-                        lateness.withLock { $0.record(late > (1 << 62) ? 0 : late) }
-                        action()
-                    }
+                var shares = [[(id: UInt64, deadline: UInt64)]](repeating: [], count: helpers.count + 1)
+                for timer in due { shares[timer.lane].append((timer.id, timer.deadline)) }
+                var started: [LaneThread] = []
+                for (i, helper) in helpers.enumerated() where !shares[i + 1].isEmpty {
+                    helper.start(shares[i + 1])
+                    started.append(helper)
                 }
-                if let aroundBatch { aroundBatch(fire) } else { fire() }
+                fireBatch(shares[0])
+                for helper in started { helper.wait() }
                 continue
             }
             let next: UInt64? = state.withLock { st in
