@@ -66,6 +66,9 @@ struct Serve: ParsableCommand {
     @Flag(name: .customLong("strict-nodes"), help: "Fail a run at a node type MockShift has no real semantics for, naming the type (default: deterministic placeholder outputs). [env: MOCKSHIFT_STRICT_NODES=1]")
     var strictNodes = false
 
+    @Flag(name: .customLong("replay-strict"), help: "A pipeline run, chatbot turn or session turn whose LLM prompt no scripted answer matches fails, naming the pipeline, node and prompt, instead of simulating. [env: MOCKSHIFT_REPLAY_STRICT=1]")
+    var replayStrict = false
+
     @Flag(name: .customLong("cancel-on-disconnect"), help: "Terminate a streaming run when its client disconnects (by default it keeps running, as on the real service). [env: MOCKSHIFT_CANCEL_ON_DISCONNECT=1]")
     var cancelOnDisconnect = false
 
@@ -144,7 +147,7 @@ struct Serve: ParsableCommand {
         if let c = setting(clock, "CLOCK", { $0 }), !["real", "manual"].contains(c) {
             throw ValidationError("--clock must be real or manual")
         }
-        for name in ["STRICT_NODES", "CANCEL_ON_DISCONNECT", "EXIT_WITH_PARENT", "EXIT_ON_STDIN_CLOSE"] {
+        for name in ["STRICT_NODES", "REPLAY_STRICT", "CANCEL_ON_DISCONNECT", "EXIT_WITH_PARENT", "EXIT_ON_STDIN_CLOSE"] {
             if let raw = ProcessInfo.processInfo.environment["MOCKSHIFT_\(name)"], !raw.isEmpty,
                !["1", "true", "yes", "0", "false", "no"].contains(raw.lowercased()) {
                 throw ValidationError("MOCKSHIFT_\(name) must be 1/true/yes or 0/false/no")
@@ -180,6 +183,7 @@ struct Serve: ParsableCommand {
         engineSettings.seed = setting(seed, "SEED", UInt64.init) ?? 0
         engineSettings.strictNodes = strictNodes
             || ["1", "true", "yes"].contains(ProcessInfo.processInfo.environment["MOCKSHIFT_STRICT_NODES"]?.lowercased() ?? "")
+        engineSettings.replayStrict = flagSetting(replayStrict, "REPLAY_STRICT")
         let keys = apiKeys.isEmpty
             ? (ProcessInfo.processInfo.environment["MOCKSHIFT_API_KEY"] ?? "").split(separator: ",").map { $0.trimmingCharacters(in: .whitespaces) }.filter { !$0.isEmpty }
             : apiKeys

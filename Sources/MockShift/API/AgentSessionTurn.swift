@@ -20,7 +20,8 @@ enum ApprovalDecision: Sendable, Equatable {
 /// ``RunEngine/start`` under the agent's id with `agent_id` and `session_id` recorded, so the clock, `--time-scale`,
 /// LLM faults on `POST /v1/ws/session/turn` and scripted answers apply, and `/_mock/runs` lists it. The answer
 /// streams exactly as a chatbot session's (``ChatbotSessionTurn``): `Processing`, `message_delta`s, one
-/// `message_notification` `Complete`, `Idle`.
+/// `message_notification` `Complete`, `Idle`. With `serve --replay-strict` (issue 15 item 3), a turn that no scripted
+/// answer matches fails at once with an `error_message` naming the agent, the node `llm` and the prompt.
 ///
 /// Tools (SPEC §11): the simulated agent calls at most one tool per turn, chosen deterministically: the tool a
 /// matching scripted answer names (`tool`: a tool's name or id), else the first of the agent's tools (in saved
@@ -89,7 +90,12 @@ enum AgentSessionTurn {
 
         let context = self.context(agent, earlier: earlier, items: items)
         let prompt = context + "User: " + text
-        let rule = app.llmScripts.rules(namespace: namespace, agent: agent).first { $0.script.matches(nodeID: llmNode, prompt: prompt) }
+        let rule = app.llmScripts.rules(namespace: namespace, agent: agent).first {
+            $0.script.matches(nodeID: llmNode, nodeName: llmNode, prompt: prompt)
+        }
+        if rule == nil, app.engine.settings.replayStrict {  // `--replay-strict`: nothing recorded, nothing made up
+            return fail(app, turn, LLMScript.unrecorded("agent", agent.name, node: llmNode, prompt: prompt))
+        }
         let tools = self.tools(of: agent)
         var tool: Tool?
         if let named = rule?.tool {
@@ -104,7 +110,9 @@ enum AgentSessionTurn {
         // also says which tool was called.
         var script = rule?.script
         script?.nodeID = nil
+        script?.node = nil
         script?.promptPattern = nil
+        script?.prompt = nil
         let plan = Plan(agent: agent, sessionID: session.id, userText: text, context: context, script: script, tool: tool,
                         llmFailures: effect?.llmFailures ?? [])
         guard let tool else { return runAnswer(app, turn, plan) }

@@ -212,6 +212,7 @@ enum ChatbotHandlers {
             var options = RunOptions()
             options.llmFailures = c.injectedLLMFailures
             options.llmScripts = app.llmScripts.scripts(namespace: namespace, pipeline: pipeline, chatbotID: chatbot.id)
+            options.scriptedPipeline = pipeline.name
             options.chatHistory = history(turns, current: text)
             options.chatFiles = requested.isEmpty ? [] : try ChatFileHandlers.readerFiles(app, namespace: namespace,
                                                                                          conversationID: conversationID, nodes: nodes)

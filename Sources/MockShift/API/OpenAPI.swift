@@ -588,7 +588,14 @@ enum OpenAPI {
         ]
         let scriptFields: [Field] = [
             Field.text("pipeline_id"), Field.text("pipeline_name"), Field.text("node_id"),
-            Field.text("prompt_pattern", "a regular expression"), Field.text("response"),
+            Field.text("node", "the LLM node's id or name; not with node_id"),
+            Field.text("prompt_pattern", "a regular expression"),
+            Field.text("prompt", "the whole resolved prompt, matched literally; not with prompt_pattern"), Field.text("response"),
+            Field("tokens", nullable(described(array(["type": "string", "minLength": 1]), "the answer as streamed; their concatenation is response")),
+                  form: described(string, "JSON text of the list")),
+            Field("token_offsets_ms", nullable(described(array(["type": "number", "minimum": 0, "maximum": 86_400_000]),
+                                                         "one per token, non-decreasing: simulated ms from the node's start to each token; not with ttft_ms or tokens_per_second")),
+                  form: described(string, "JSON text of the list")),
             Field("ttft_ms", nullable(["type": "number", "minimum": 0, "maximum": 86_400_000]), form: string),
             Field("tokens_per_second", nullable(["type": "number", "minimum": 0.001, "maximum": 1_000_000]), form: string),
             Field("fail_after_tokens", nullable(["type": "number", "minimum": 0, "maximum": 1_000_000]), form: string),

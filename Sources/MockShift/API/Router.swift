@@ -122,6 +122,17 @@ public struct Router: Sendable {
         throw APIError(.notFound, "Not found: \(wanted.rawValue) \(path)")
     }
 
+    /// The pattern of the route that `method` and `path` take (`/v1/pipeline/:id/run/status/:task`; `HEAD` takes
+    /// the `GET` route), nil when none does: how the fidelity report groups exchanges (``FidelityReport``).
+    public func pattern(_ method: HTTPRequest.Method, _ path: String) -> String? {
+        let wanted: HTTPRequest.Method = method == .head ? .get : method
+        let parts = path.utf8.split(separator: UInt8(ascii: "/"))
+        for index in bySegmentCount[parts.count] ?? [] where routes[index].method == wanted && Self.literalsMatch(routes[index], parts) {
+            return routes[index].pattern
+        }
+        return nil
+    }
+
     /// The methods `path` takes, in table order, `HEAD` after `GET` and `OPTIONS` last (the `Allow` of a 405 and
     /// of `OPTIONS`); nil for a path no route matches.
     public func allowedMethods(_ path: String) -> [String]? {

@@ -30,6 +30,7 @@ enum RunHandlers {
         var options = try runOptions(body)
         options.llmFailures = c.injectedLLMFailures
         options.llmScripts = c.app.llmScripts.scripts(namespace: c.namespace, pipeline: pipeline)
+        options.scriptedPipeline = pipeline.name
         let (nodes, version) = try runnableNodes(c, pipeline, body)
         let engine = c.app.engine
         if try body.bool("stream") {
@@ -99,6 +100,7 @@ enum RunHandlers {
                 var options = try runOptions(object)
                 options.llmFailures = c.injectedLLMFailures
                 options.llmScripts = c.app.llmScripts.scripts(namespace: c.namespace, pipeline: pipeline)
+                options.scriptedPipeline = pipeline.name
                 return (try object.object("inputs"), options)
             } catch let error as APIError {
                 throw APIError(error.kind, "runs[\(index)]: \(error.message)")

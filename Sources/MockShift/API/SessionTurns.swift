@@ -153,6 +153,7 @@ enum ChatbotSessionTurn {
             var options = RunOptions()
             options.llmFailures = effect?.llmFailures ?? []
             options.llmScripts = app.llmScripts.scripts(namespace: namespace, pipeline: pipeline, chatbotID: chatbot.id)
+            options.scriptedPipeline = pipeline.name
             // A session answer streams as deltas whatever the LLM node's `stream` input says (SPEC §10).
             options.streamAllOutputs = true
             options.chatHistory = ChatbotHandlers.history(turns, current: text)

@@ -67,6 +67,14 @@ public struct LLMCompletion: Sendable, Equatable {
         outputTokens = ends.count
     }
 
+    /// Replaces the answer's text with `text` cut where `ends` says (UTF-8 offsets, increasing, the last at most
+    /// the text's length; a recorded answer's own token boundaries, ``LLMScript/setTokens(_:)``), keeping the input
+    /// figures.
+    public mutating func setText(_ text: String, ends: [UInt32]) {
+        source = .text(text, ends: ends)
+        outputTokens = ends.count
+    }
+
     /// The whole text: every token, concatenated.
     public var text: String { prefix(outputTokens) }
 

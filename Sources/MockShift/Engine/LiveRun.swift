@@ -25,13 +25,16 @@ final class LiveRun: Sendable {
 
     /// Scripted answers that may apply to this run's LLM nodes.
     let scripts: [LLMScript]
+    /// The pipeline the scripts are for, when scripted answers apply to this run (``RunOptions/scriptedPipeline``).
+    let scriptedPipeline: String?
     /// The conversation history its `chat_memory` nodes show (a chatbot turn), or nil.
     let chat: ChatHistory?
     /// The conversation's files its `chat_file_reader` nodes read (a chatbot turn), or nil.
     let files: [ChatFile]?
 
     init(graph: PipelineGraph, record: RunRecord, streamAll: Bool, streaming: Bool, failures: [RunOptions.LLMFailure] = [],
-         scripts: [LLMScript] = [], chat: ChatHistory? = nil, files: [ChatFile]? = nil) {
+         scripts: [LLMScript] = [], scriptedPipeline: String? = nil, chat: ChatHistory? = nil, files: [ChatFile]? = nil) {
+        self.scriptedPipeline = scriptedPipeline
         self.chat = chat
         self.files = files
         self.failures = failures
@@ -97,7 +100,8 @@ struct LLMProgress {
     /// The timer that logs the first token of a node nobody streams.
     var firstTokenTimer: TimerID?
 
-    /// The node's timing: the daemon's, or a scripted answer's time to first token and rate.
+    /// The node's timing: the daemon's, or a scripted answer's time to first token and rate, or its recorded
+    /// token offsets.
     let timing: EngineSettings
 
     init(completion: LLMCompletion, startedAt: UInt64, streamsTo: [String], timing: EngineSettings) {

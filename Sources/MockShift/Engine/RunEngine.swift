@@ -15,6 +15,12 @@ public struct EngineSettings: Sendable {
     public var seed: UInt64 = 0
     /// `--strict-nodes`: a node type without real semantics fails the run instead of returning placeholders.
     public var strictNodes = false
+    /// `--replay-strict` (issue 15 item 3): an LLM node of a scripted run (``RunOptions/scriptedPipeline``) that no
+    /// scripted answer matches fails the run, naming pipeline, node and prompt, instead of simulating.
+    public var replayStrict = false
+    /// A recorded answer's timing (``LLMScript/tokenOffsetsMilliseconds``): token `k` (1-based) is due at
+    /// `tokenOffsets[k − 1]` simulated ms instead of at TTFT + k / rate. Set per node, never by an option.
+    var tokenOffsets: [Double]?
 
     public init() {}
 
@@ -23,8 +29,17 @@ public struct EngineSettings: Sendable {
 
     /// Real nanoseconds after an LLM node's start at which its `k`-th token (1-based) is emitted: TTFT, then
     /// one token every `1 / rate` seconds; `k = 0` is the TTFT itself. All scaled by the time scale.
+    ///
+    /// With recorded offsets, token `k` is due at its offset and `k = 0` means the first one (the TTFT); `k` beyond
+    /// the last offset means the last.
     func due(token k: Int) -> UInt64 {
-        let simulatedMs = ttftMilliseconds + Double(k) * 1000 / max(tokensPerSecond, 0.001)
+        let simulatedMs: Double
+        if let offsets = tokenOffsets {
+            guard !offsets.isEmpty else { return 0 }
+            simulatedMs = offsets[min(max(k, 1), offsets.count) - 1]
+        } else {
+            simulatedMs = ttftMilliseconds + Double(k) * 1000 / max(tokensPerSecond, 0.001)
+        }
         let nanos = simulatedMs * timeScale * 1_000_000
         guard nanos.isFinite, nanos > 0 else { return nanos.isNaN || nanos <= 0 ? 0 : Self.never }
         return nanos >= Double(Self.never) ? Self.never : UInt64(nanos)
@@ -32,8 +47,18 @@ public struct EngineSettings: Sendable {
 
     /// Tokens emitted `elapsed` real nanoseconds after an LLM node started: `max(0, t − ttft) × rate / 1000`
     /// in simulated milliseconds, rounded down (SPEC §6), and never more than `total`.
+    /// With recorded offsets: the tokens whose offset has passed (never more than `total`).
     func emitted(after elapsed: UInt64, of total: Int) -> Int {
         guard timeScale > 0 else { return total }
+        if let offsets = tokenOffsets {
+            // The offsets never decrease (checked when the script is added): the due tokens are a prefix.
+            var low = 0, high = min(total, offsets.count)
+            while low < high {
+                let mid = (low + high) / 2
+                if due(token: mid + 1) <= elapsed { low = mid + 1 } else { high = mid }
+            }
+            return low
+        }
         let simulatedMs = Double(elapsed) / 1_000_000 / timeScale
         // Clamped in floating point before the conversion: a tiny time scale or a decades-long wait puts this far
         // outside `Int` (and `Int(Double)` traps there).
@@ -69,6 +94,10 @@ public struct RunOptions: Sendable {
     public var llmFailures: [LLMFailure] = []
     /// Scripted LLM answers that may apply to this run's LLM nodes (`/_mock/llm`, fixtures), first match wins.
     public var llmScripts: [LLMScript] = []
+    /// The name of the pipeline whose scripted answers `llmScripts` are, for runs scripted answers apply to
+    /// (pipeline runs, chatbot turns): with `--replay-strict` (``EngineSettings/replayStrict``) an LLM node of such a
+    /// run that no script matches fails it, naming this pipeline. Nil for other runs, which simulate.
+    public var scriptedPipeline: String?
     /// The conversation a chatbot turn belongs to, for `chat_memory` nodes (SPEC §9); nil for plain runs, whose
     /// `chat_memory` nodes output an empty memory.
     public var chatHistory: ChatHistory?
@@ -91,55 +120,6 @@ public struct RunOptions: Sendable {
     }
 
     public init() {}
-}
-
-/// A scripted LLM answer (SPEC §6 "Fixtures can script an LLM's answer"): for LLM nodes it matches (node id,
-/// and a regular expression searched in the resolved prompt), it sets the text, the timing, or a failure after
-/// N tokens. Unset parts keep the simulation's.
-public struct LLMScript: Sendable {
-    public var nodeID: String?
-    public var promptPattern: String? { didSet { compiled = promptPattern.flatMap(PromptPattern.init) } }
-    /// `promptPattern` compiled once.
-    var compiled: PromptPattern?
-    public var response: String?
-    public var ttftMilliseconds: Double?
-    public var tokensPerSecond: Double?
-    public var failAfterTokens: Int?
-    public var message: String
-
-    public init(nodeID: String? = nil, promptPattern: String? = nil, response: String? = nil, ttftMilliseconds: Double? = nil,
-                tokensPerSecond: Double? = nil, failAfterTokens: Int? = nil, message: String = "scripted LLM failure") {
-        self.nodeID = nodeID
-        self.promptPattern = promptPattern
-        self.compiled = promptPattern.flatMap(PromptPattern.init)
-        self.response = response
-        self.ttftMilliseconds = ttftMilliseconds
-        self.tokensPerSecond = tokensPerSecond
-        self.failAfterTokens = failAfterTokens
-        self.message = message
-    }
-
-    /// True when the script applies to `nodeID` with `prompt` (see ``PromptPattern``).
-    public func matches(nodeID: String, prompt: String) -> Bool {
-        if let id = self.nodeID, id != nodeID { return false }
-        guard let pattern = promptPattern, !pattern.isEmpty else { return true }
-        return compiled?.matches(prompt) ?? prompt.contains(pattern)
-    }
-
-    /// The scripted text as tokens: one per word, each after the first with its leading space.
-    public static func tokens(of text: String) -> [String] {
-        var tokens: [String] = []
-        var current = ""
-        for ch in text {
-            if ch == " " && !current.isEmpty && current != " " {
-                tokens.append(current)
-                current = ""
-            }
-            current.append(ch)
-        }
-        if !current.isEmpty { tokens.append(current) }
-        return tokens
-    }
 }
 
 /// Runs pipelines (SPEC §3–6): evaluates the node graph in dependency order, drives LLM nodes with the one
@@ -325,7 +305,7 @@ public final class RunEngine: Sendable {
             options: options.recorded.isEmpty ? nil : options.recorded,
             createdAt: now, startedAt: now, endedAt: nil, nodes: graph.nodes.map { ($0.id, .pending) })
         let run = LiveRun(graph: graph, record: record, streamAll: options.streamAllOutputs, streaming: observer != nil,
-                          failures: options.llmFailures, scripts: options.llmScripts,
+                          failures: options.llmFailures, scripts: options.llmScripts, scriptedPipeline: options.scriptedPipeline,
                           chat: options.chatHistory, files: options.chatFiles)
         run.state.withLock { st in
             st.feed = feed

@@ -60,11 +60,17 @@ extension RunEngine {
                     var failure = run.failures.first(where: { $0.nodeID == nil || $0.nodeID == node.id })
                         .map { (afterTokens: $0.afterTokens, message: $0.message) }
                     let prompt = resolved["prompt"]?.templateText ?? ""
-                    if let script = run.scripts.first(where: { $0.matches(nodeID: node.id, prompt: prompt) }) {
-                        if let text = script.response { completion.setText(text) }
+                    if let script = run.scripts.first(where: { $0.matches(nodeID: node.id, nodeName: node.name, prompt: prompt) }) {
+                        script.apply(to: &completion)
                         if let ttft = script.ttftMilliseconds { timing.ttftMilliseconds = ttft }
                         if let rate = script.tokensPerSecond { timing.tokensPerSecond = rate }
+                        timing.tokenOffsets = script.tokenOffsetsMilliseconds
                         if let after = script.failAfterTokens, failure == nil { failure = (after, script.message) }
+                    } else if settings.replayStrict, let pipeline = run.scriptedPipeline {
+                        // `--replay-strict`: nothing recorded for this prompt, so nothing is made up either.
+                        stopLocked(run, &st, status: .failed,
+                                   error: LLMScript.unrecorded("pipeline", pipeline, node: node.id, prompt: prompt))
+                        return
                     }
                     var progress = LLMProgress(completion: completion, startedAt: scheduler.now,
                                                streamsTo: run.streaming ? run.streamedOutputs[node.id] ?? [] : [], timing: timing)
