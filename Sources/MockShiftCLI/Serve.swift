@@ -11,7 +11,7 @@ struct MockShiftCommand: ParsableCommand {
     static let configuration = CommandConfiguration(
         commandName: "mockshift",
         abstract: "A local mock of the VectorShift API for testing \"Stop generating\" offline.",
-        subcommands: [Serve.self])
+        subcommands: [Serve.self, SnapshotCommand.self])
 }
 
 /// `mockshift serve`: runs the daemon (SPEC §1). Every option can also come from `MOCKSHIFT_<NAME>`
