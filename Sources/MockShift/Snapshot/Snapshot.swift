@@ -217,7 +217,7 @@ public final class Snapshotter {
         // File names per kind, from the names written (and those of failed objects, when known, so their old
         // files keep their names), then the bytes.
         var rendered: [(name: String, bytes: [UInt8])] = []
-        for kind in SnapshotFiles.Kind.allCases {
+        for kind in SnapshotFiles.Kind.objects {
             let mine = files.filter { $0.kind == kind }
             let names = SnapshotFiles.fileNames(kind, names: mine.map(\.name))
             rendered += mine.map { (names[$0.name]!, SnapshotFiles.render($0.document)) }

@@ -13,9 +13,13 @@ import Foundation
 ///   but for control characters), a newline at the end: Python's `json.dumps(indent=2, sort_keys=True,
 ///   ensure_ascii=False)` layout, so diffs of a snapshot folder read well.
 public enum SnapshotFiles {
-    /// The kinds of object a snapshot writes, and the prefix of their files.
+    /// The kinds of file: the objects a snapshot writes, and the scripted answers a recording writes (`llm-…`),
+    /// each named after its prefix.
     public enum Kind: String, Sendable, CaseIterable {
-        case pipeline, chatbot, agent
+        case pipeline, chatbot, agent, llm
+
+        /// The kinds that are objects of the account.
+        public static let objects: [Kind] = [.pipeline, .chatbot, .agent]
     }
 
     /// The slug of `name` (see the type's comment).
@@ -52,9 +56,9 @@ public enum SnapshotFiles {
         return out
     }
 
-    /// True for a file name this writer could have given (`pipeline-….json`, `chatbot-….json`, `agent-….json`).
+    /// True for the file name of an object (`pipeline-….json`, `chatbot-….json`, `agent-….json`; not `llm-…`).
     public static func isSnapshotFile(_ fileName: String) -> Bool {
-        fileName.hasSuffix(".json") && Kind.allCases.contains { fileName.hasPrefix("\($0.rawValue)-") }
+        fileName.hasSuffix(".json") && Kind.objects.contains { fileName.hasPrefix("\($0.rawValue)-") }
     }
 
     static func shortHash(_ name: String) -> String {
