@@ -32,11 +32,13 @@ public final class RecordingProxy: Sendable {
     private let queue = DispatchQueue(label: "mockshift.record")
     /// Readers of the upstream, one per API key (URLSession's connections are kept per session).
     private let readers = Mutex<[String: URLSessionUpstream]>([:])
-    /// Background runs waiting for a status poll that says they completed, by task id.
+    /// Background runs waiting for a status poll that says they completed, by task id (at most ``maxPendingRuns``).
     private let pending = Mutex<[String: RunContext]>([:])
     /// Redactions already reported (each is logged once).
     private let reported = Mutex<Set<String>>([])
 
+    /// Background runs followed at once; past it the list starts again.
+    static let maxPendingRuns = 10_000
     /// The request header fields passed on to the upstream.
     static let forwardedHeaders: [HTTPField.Name] = [.authorization, .contentType, .accept, .userAgent]
     /// The answer header fields passed back to the client.
@@ -265,7 +267,11 @@ public final class RecordingProxy: Sendable {
         case ("POST", 3, "pipeline"?) where route[2] == "run":
             // A background run: its answers once a status poll says it completed.
             if let run, run.outputs == nil, let task = answer["task_id"]?.stringValue {
-                pending.withLock { $0[task] = run }
+                pending.withLock { waiting in
+                    // Runs nobody polls to the end are forgotten past a bound, not kept forever.
+                    if waiting.count >= Self.maxPendingRuns { waiting.removeAll() }
+                    waiting[task] = run
+                }
             }
         case ("GET", 5, "pipeline"?) where route[2] == "run" && route[3] == "status":
             guard answer["status"]?.stringValue == "completed", let outputs = answer["result"]?.objectValue,
