@@ -39,7 +39,7 @@ struct SnapshotCommand: ParsableCommand {
     @Option(name: .customLong("folder"), help: "Only the pipelines of this folder (by id) and the chatbots that run them.")
     var folder: String?
 
-    @Option(name: .customLong("timeout"), help: "Seconds one request may take. [default: 60]")
+    @Option(name: .customLong("timeout"), help: "Seconds one request may take.")
     var timeout: Double = 60
 
     /// Exit status when some objects could not be read (the others were written).
