@@ -11,7 +11,7 @@ struct MockShiftCommand: ParsableCommand {
     static let configuration = CommandConfiguration(
         commandName: "mockshift",
         abstract: "A local mock of the VectorShift API for testing \"Stop generating\" offline.",
-        subcommands: [Serve.self])
+        subcommands: [Serve.self, SnapshotCommand.self])
 }
 
 /// `mockshift serve`: runs the daemon (SPEC §1). Every option can also come from `MOCKSHIFT_<NAME>`
@@ -102,6 +102,12 @@ struct Serve: ParsableCommand {
     @Option(name: .customLong("webhook-host"), help: "Also call webhooks on this host (repeatable; * = any host). Only loopback hosts (localhost, 127.0.0.0/8) are called otherwise. [env: MOCKSHIFT_WEBHOOK_HOST, comma-separated]")
     var webhookHosts: [String] = []
 
+    @Option(name: .customLong("record"), help: "Record mode: forward every /v1 request (WebSocket sessions excepted) to this API, e.g. https://api.vectorshift.ai/v1, with the caller's key, and keep what goes by in --record-dir. [env: MOCKSHIFT_RECORD]")
+    var record: String?
+
+    @Option(name: .customLong("record-dir"), help: "Where record mode keeps the objects and scripted answers it saw, as fixture files (serve --fixtures loads them). [env: MOCKSHIFT_RECORD_DIR]")
+    var recordDir: String?
+
     /// Exit status when the database file is held by another daemon (issue 11 item 3): EX_TEMPFAIL of
     /// sysexits.h, "try again later". 64 is a usage error, 2 a bad fixture, 1 anything else (port taken, ...).
     static let databaseInUseExitCode: Int32 = 75
@@ -160,6 +166,11 @@ struct Serve: ParsableCommand {
         }
         if apiKeys.contains(where: { $0.trimmingCharacters(in: .whitespaces).isEmpty }) {
             throw ValidationError("--api-key must not be empty")
+        }
+        let upstream = setting(record, "RECORD", { $0 }), folder = setting(recordDir, "RECORD_DIR", { $0 })
+        if (upstream == nil) != (folder == nil) { throw ValidationError("--record and --record-dir go together") }
+        if let upstream, UpstreamProxy(base: upstream) == nil {
+            throw ValidationError("--record must be an http:// or https:// URL, e.g. https://api.vectorshift.ai/v1")
         }
     }
 
@@ -274,10 +285,16 @@ struct Serve: ParsableCommand {
         let interrupted = try engine.recoverAfterRestart()
         if !interrupted.isEmpty { logger.notice("marked \(interrupted.count) interrupted run(s) as failed") }
         let cancel = flagSetting(cancelOnDisconnect, "CANCEL_ON_DISCONNECT")
+        var recorder: RecordingProxy?
+        if let upstream = setting(record, "RECORD", { $0 }), let folder = setting(recordDir, "RECORD_DIR", { $0 }) {
+            recorder = RecordingProxy(upstream: upstream, directory: folder, logger: logger)
+            logger.notice("record mode: /v1 requests go to \(recorder?.proxy.base.absoluteString ?? upstream); recording into \(folder)")
+        }
         let app = MockShiftApp(store: store, engine: engine, apiKeys: Set(keys), maxBodyBytes: maxBody,
                                cancelOnDisconnect: cancel, seed: engineSettings.seed,
                                adminKey: setting(adminKey, "ADMIN_KEY", { $0 }),
-                               journalSize: setting(journalSize, "JOURNAL_SIZE", Int.init) ?? 1000, logger: logger)
+                               journalSize: setting(journalSize, "JOURNAL_SIZE", Int.init) ?? 1000, recorder: recorder,
+                               logger: logger)
         app.recordInterruptedTurns(interrupted)
         app.recordInterruptedSessionTurns()
         engine.keepFinishedRuns(perNamespace: setting(keepRuns, "KEEP_RUNS", Int.init) ?? 10_000)
@@ -325,6 +342,7 @@ struct Serve: ParsableCommand {
         app.finishSessionTurnEnds()
         // Webhook calls of the runs just ended (and any still going): a bounded wait, then abandoned (logged).
         app.webhooks.shutdown(waitingAtMost: 1)
+        recorder?.drain()  // objects and answers read before the stop are written
         server.stop()
         scheduler.stop()
         store.checkpointForShutdown()

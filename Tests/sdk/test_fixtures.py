@@ -87,6 +87,17 @@ def refused_start(tmp_path, filename, content):
     ('{"name": "clash", "nodes": {"a": {"type": "input", "name": "b"}, "b": {"type": "input"}}}',
      "(pipeline): node 'b' has no name, and its key is the name of node 'a'"),
     ('{"name": "loop", "nodes": {"a": {"id": "a", "type": "text", "inputs": {"text": "{{ a.text }}"}}}}', "cycle"),
+    ('{"name": "v", "nodes": {}, "deploy": true, "versions": [{"version": "1.0.0"}]}',
+     "(pipeline): deploy and versions exclude each other"),
+    ('{"name": "v", "nodes": {}, "versions": [{"version": "1.0"}]}', "(pipeline): versions[0].version must be MAJOR.MINOR.PATCH"),
+    ('{"name": "v", "nodes": {}, "versions": [{"version": "1.0.0"}, {"version": "1.0.0"}]}',
+     "(pipeline): versions[1]: version 1.0.0 is listed twice"),
+    ('{"name": "v", "nodes": {}, "versions": [{"version": "1.0.0", "colour": 1}]}', "(pipeline): versions[0]: unknown key 'colour'"),
+    ('{"pipelines": [{"name": "p", "nodes": {"q": {"type": "input"}, "a": {"type": "output"}}, "versions": [{"version": "1.0.0"}]}],'
+     ' "chatbots": [{"name": "bot", "pipeline": {"name": "p", "version": "2.0.0"}}]}',
+     "chatbots[0]: pipeline.version 2.0.0: a pinned version must be listed under versions"),
+    ('{"agents": [{"name": "a", "llm_client_key": {"provider": "openai"}}]}',
+     "agents[0]: llm_client_key with provider and model_id is required"),
 ])
 def test_bad_fixture_stops_the_start_naming_file_and_field(tmp_path, content, field):
     done = refused_start(tmp_path, "broken.json", content)
@@ -309,3 +320,44 @@ def test_fixture_chatbots_reach_every_key_and_survive_restart_and_reset(new_daem
     Pipeline = point_sdk(daemon, key)
     assert after["support_bot"]["pipeline"]["id"] == Pipeline.fetch(name="support_chat").id
     assert Chatbot.fetch(name="support_bot").run("Hello again")["status"] == "success"
+
+
+def test_fixture_versions_keep_their_numbers_and_agents_may_be_whole_documents(new_daemon, tmp_path):
+    """Issue 15 item 1 (what `mockshift snapshot` writes): a pipeline's `versions` are deployed snapshots under their
+    own numbers (the newest the latest deployed), a chatbot may pin one of them, and an agent entry holding
+    `llm_client_key` is the SDK's document, stored with its ids."""
+    from vectorshift.agent import Agent
+    from vectorshift.chatbot import Chatbot
+    folder = tmp_path / "fixtures"
+    folder.mkdir()
+    question = {"type": "input", "name": "question", "inputs": {"input_type": "string"}, "outputs": ["text"]}
+    answer = {"type": "output", "name": "answer", "inputs": {"output_type": "string", "value": "{{ echo.text }}"}}
+    echo = lambda text: {"type": "text", "name": "echo", "inputs": {"text": text}, "outputs": ["text"]}
+    (folder / "pipeline-versioned.json").write_text(json.dumps({
+        "name": "versioned", "nodes": {"question": question, "echo": echo("working {{ question.text }}"), "answer": answer},
+        "versions": [{"version": "2.1.0", "nodes": {"question": question, "echo": echo("new {{ question.text }}"), "answer": answer}},
+                     {"version": "1.4.2", "nodes": {"question": question, "echo": echo("old {{ question.text }}"), "answer": answer}}]}))
+    (folder / "chatbots.json").write_text(json.dumps({"chatbots": [
+        {"name": "latest_bot", "pipeline": "versioned"},
+        {"name": "pinned_bot", "pipeline": {"name": "versioned", "version": "1.4.2"}}]}))
+    document = {"name": "whole", "agent_type": "functional", "instructions": "Summarise {{inputs.input_abc}}.",
+                "llm_client_key": {"provider": "openai", "model_id": "gpt-4o-mini"},
+                "inputs": {"input_abc": {"name": "topic", "io_type": "string", "description": ""}},
+                "outputs": {"output_def": {"name": "summary", "io_type": "string", "description": ""}}, "tools": {}}
+    (folder / "agent-whole.json").write_text(json.dumps({"agents": [document]}))
+    daemon = new_daemon("--fixtures", str(folder), "--time-scale", "0")
+    key = unique("versions")
+    Pipeline = point_sdk(daemon, key)
+    pipeline = Pipeline.fetch(name="versioned")
+    assert pipeline.run(inputs={"question": "hi"})["outputs"] == {"answer": "working hi"}
+    r = requests.get(f"{daemon.url}/pipeline", params={"id": pipeline.id}, headers=headers(key))
+    assert r.json()["object"]["currentVersion"] == "2.1.0"
+    for version, text in (("1.4.2", "old hi"), ("2.1.0", "new hi")):
+        r = requests.post(f"{daemon.url}/pipeline/{pipeline.id}/run", json={"inputs": {"question": "hi"}, "version": version},
+                          headers=headers(key))
+        assert r.json()["outputs"] == {"answer": text}, (version, r.text)
+    assert Chatbot.fetch(name="latest_bot").run("hi")["output_message"] == "new hi"
+    assert Chatbot.fetch(name="pinned_bot").run("hi")["output_message"] == "old hi"
+    agent = Agent.fetch(name="whole")
+    assert agent.inputs["topic"].server_id == "input_abc" and agent.outputs["summary"].server_id == "output_def"
+    assert set(agent.run(inputs={"topic": "owls"}).outputs) == {"summary"}

@@ -44,6 +44,8 @@ public final class MockShiftApp: HTTPResponder {
     /// Calls of background runs' `webhook_url` when they end (issue 11 item 6); the executable calls its
     /// `shutdown(waitingAtMost:)` after the engine's.
     public let webhooks: Webhooks
+    /// `serve --record`: forwards `/v1` requests to the upstream and records what goes by (issue 15); nil otherwise.
+    public let recorder: RecordingProxy?
     /// False until fixtures are loaded (`/_mock/ready`, SPEC §7).
     private let isReady = Atomic<Bool>(false)
 
@@ -71,7 +73,8 @@ public final class MockShiftApp: HTTPResponder {
     /// - Parameter apiKeys: accepted keys; empty = any key (SPEC §1 `--api-key`).
     public init(store: Store, engine: RunEngine, apiKeys: Set<String>, maxBodyBytes: Int,
                 cancelOnDisconnect: Bool = false, seed: UInt64 = 0, adminKey: String? = nil,
-                journalSize: Int = 1000, logger: Logger) {
+                journalSize: Int = 1000, recorder: RecordingProxy? = nil, logger: Logger) {
+        self.recorder = recorder
         self.journal = Journal(capacity: journalSize)
         self.adminKey = adminKey
         self.faults = Faults(seed: seed)
@@ -104,6 +107,9 @@ public final class MockShiftApp: HTTPResponder {
             if path.hasPrefix("/v1/") || path == "/ws/session" {
                 // The session upgrade at the SDK's other URL (VECTORSHIFT_WS_URL, no /v1) is journalled too.
                 writer = journaling(request, namespace: namespace, authorization: authorization, transportWriter)
+            }
+            if let recorder, RecordingProxy.forwards(path) {
+                return recorder.forward(request, writer: writer)  // record mode: the upstream answers
             }
             if path.hasPrefix("/v1/") {
                 if let effect = faults.match(namespace: namespace, method: request.head.method.rawValue, path: path) {
@@ -260,6 +266,7 @@ public final class MockShiftApp: HTTPResponder {
         case .notImplemented: .notImplemented
         case .internalError: .internalServerError
         case .unavailable: .serviceUnavailable
+        case .badGateway: .badGateway
         }
     }
 

@@ -25,6 +25,9 @@ import Crypto
 /// way, in Python) give the same ids. As the SDK does for functional agents, `[[inputs.X]]`, `[[outputs.X]]` and
 /// `[[tools.X]]` in the instructions and tool descriptions become `{{inputs.<id>}}` and so on; a placeholder naming
 /// nothing is a fixture error.
+///
+/// An entry holding `llm_client_key` is instead the agent's whole document as the SDK saved it (`GET /v1/agent`'s
+/// `object`; what `mockshift snapshot` writes): its ids are kept as they are.
 extension Fixtures {
     /// One fixture agent: its name and the document stored for it (as ``AgentHandlers/checked(_:)`` gives it).
     struct Agent: Sendable {
@@ -54,9 +57,19 @@ extension Fixtures {
         "show_confidence": false, "enable_tools": true, "base_url": .null, "max_retries": .null, "retry_interval_ms": .null,
     ]
 
-    /// Checks a fixture agent's short form and expands it (see the extension's comment). Throws a 400 ``APIError``
-    /// naming the field; the loader adds the file and the agent's place.
+    /// Checks a fixture agent's short form and expands it (see the extension's comment), or takes an agent's whole
+    /// document as it stands: an entry with `llm_client_key` is the document the SDK saved (as `GET /v1/agent`
+    /// returns it, what `mockshift snapshot` writes), its input, output and tool ids kept, checked and stored as
+    /// `POST /v1/agent` would store it. Throws a 400 ``APIError`` naming the field; the loader adds the file and the
+    /// agent's place.
     static func agent(_ doc: JSONObject) throws -> Agent {
+        if doc["llm_client_key"] != nil {
+            if doc["llm"] != nil {
+                throw APIError(.badRequest, "llm and llm_client_key exclude each other (the short form, or the SDK's document)")
+            }
+            let (name, document) = try AgentHandlers.checked(doc)
+            return Agent(name: name, document: document)
+        }
         if let unknown = doc.keys.sorted().first(where: { !agentKeys.contains($0) }) {
             throw APIError(.badRequest, "unknown key '\(unknown)' (expected \(agentKeys.sorted().joined(separator: ", ")))")
         }

@@ -41,9 +41,22 @@ public enum Fixtures {
         var description: String?
         var deploy: Bool
         var bump: String?
+        /// Deployed snapshots with their own numbers (`versions`, what `mockshift snapshot` writes), oldest first;
+        /// empty unless the file lists them. `deploy` and `versions` exclude each other.
+        var versions: [Version] = []
+
+        /// One listed deployed snapshot: `{"version": "1.2.0", "nodes"?, "canvas_metadata"?, "description"?}`;
+        /// without `nodes` it is the pipeline's own nodes and canvas.
+        struct Version: Sendable {
+            var version: String
+            var nodes: JSONObject
+            var canvasMetadata: JSON
+            var description: String?
+        }
 
         /// How it is written into `namespace` (``Store/SeedPipeline``): over the namespace's pipeline of the same
-        /// name when there is one (keeping its id), else as a new pipeline; a deploy snapshot when `deploy` is true.
+        /// name when there is one (keeping its id), else as a new pipeline; a deploy snapshot when `deploy` is true,
+        /// or the listed `versions` under their own numbers (the newest listed one becoming the latest deployed).
         func seed(into namespace: String) -> Store.SeedPipeline {
             Store.SeedPipeline(name: name) { existing in
                 let now = wallClockMicros()
@@ -58,24 +71,35 @@ public enum Fixtures {
                 record.folderID = folderID
                 record.description = description
                 record.modifiedAt = max(now, record.modifiedAt + 1)
-                guard deploy else { return (record, nil) }
+                if !versions.isEmpty {
+                    record.currentVersion = versions.last?.version
+                    return (record, versions.map {
+                        PipelineVersion(pipelineID: record.id, version: $0.version, nodes: $0.nodes,
+                                        canvasMetadata: $0.canvasMetadata, description: $0.description,
+                                        createdAt: record.modifiedAt)
+                    })
+                }
+                guard deploy else { return (record, []) }
                 let version = SemanticVersion.next(after: record.currentVersion, bump: bump)
                 record.currentVersion = version
-                return (record, PipelineVersion(pipelineID: record.id, version: version, nodes: nodes,
-                                                canvasMetadata: canvasMetadata, description: description,
-                                                createdAt: record.modifiedAt))
+                return (record, [PipelineVersion(pipelineID: record.id, version: version, nodes: nodes,
+                                                 canvasMetadata: canvasMetadata, description: description,
+                                                 createdAt: record.modifiedAt)])
             }
         }
     }
 
     /// One fixture chatbot, checked once at start against the fixture pipeline it names: `{"name", "pipeline":
-    /// PIPELINE_NAME | {"name": PIPELINE_NAME, "version"?: "latest"}, "input"?, "output"?, "description"?,
-    /// "deployed"?, "deployment_options"?, "access_config"?, "twilio_config"?, "slack_config"?}`. It runs the
-    /// pipeline's latest deployed version (a fixture pipeline's deploys are renumbered at every start of `default`,
-    /// so a pinned version is refused); empty `input`/`output` are resolved as `POST /chatbot` does (SPEC §9).
+    /// PIPELINE_NAME | {"name": PIPELINE_NAME, "version"?: "latest" | "MAJOR.MINOR.PATCH"}, "input"?, "output"?,
+    /// "description"?, "deployed"?, "deployment_options"?, "access_config"?, "twilio_config"?, "slack_config"?}`. It
+    /// runs the pipeline's latest deployed version; a pinned version must be one the pipeline lists under
+    /// `versions` (those keep their numbers, while `deploy: true` is renumbered at every start of `default`). Empty
+    /// `input`/`output` are resolved as `POST /chatbot` does (SPEC §9).
     struct Chatbot: Sendable {
         var name: String
         var pipelineName: String
+        /// A pinned deployed version (nil: the latest).
+        var pipelineVersion: String? = nil
         var input: String
         var output: String
         var description: String
@@ -93,7 +117,7 @@ public enum Fixtures {
             Store.SeedChatbot(name: name, pipelineName: pipelineName) { existing, pipelineID in
                 let now = wallClockMicros()
                 return ChatbotRecord(id: existing?.id ?? IDs.make(), namespace: namespace, name: name,
-                                     description: description, pipelineID: pipelineID, pipelineVersion: nil,
+                                     description: description, pipelineID: pipelineID, pipelineVersion: pipelineVersion,
                                      input: input, output: output, deployed: deployed, configs: configs,
                                      createdAt: existing?.createdAt ?? now,
                                      modifiedAt: max(now, (existing?.modifiedAt ?? 0) + 1))
@@ -241,14 +265,16 @@ public enum Fixtures {
         }
         guard let name = try doc.string("name"), !name.isEmpty else { throw APIError(.badRequest, "name is required") }
         let pipelineName: String?
+        var pinned: String?
         switch doc["pipeline"] {
         case let .string(text)?: pipelineName = text
         case let .object(link)?:
             pipelineName = try link.string("name")
             let version = try link.string("version")
-            guard version == nil || version == "latest" else {
-                throw APIError(.badRequest, "pipeline.version: a fixture chatbot runs its pipeline's latest version (\"latest\" or absent)")
+            guard version == nil || version == "latest" || SemanticVersion.isValid(version!) else {
+                throw APIError(.badRequest, "pipeline.version must be \"latest\" or MAJOR.MINOR.PATCH")
             }
+            if version != "latest" { pinned = version }
         default: pipelineName = nil
         }
         guard let pipelineName, !pipelineName.isEmpty else {
@@ -256,22 +282,30 @@ public enum Fixtures {
         }
         var configs = JSONObject()
         for key in ChatbotHandlers.configKeys { configs[key] = .object(try doc.object(key)) }
-        return Chatbot(name: name, pipelineName: pipelineName, input: try doc.string("input") ?? "",
+        return Chatbot(name: name, pipelineName: pipelineName, pipelineVersion: pinned, input: try doc.string("input") ?? "",
                        output: try doc.string("output") ?? "", description: try doc.string("description") ?? "",
                        deployed: try doc.bool("deployed"), configs: configs)
     }
 
     /// Each fixture chatbot names a fixture pipeline (the last one of that name, as seeding keeps the last) with
-    /// the input and output nodes it names; empty names are resolved here, once, as `POST /chatbot` resolves them.
+    /// the input and output nodes it names, in the version it runs (pinned, else the latest listed one, else the
+    /// pipeline's nodes); empty names are resolved here, once, as `POST /chatbot` resolves them.
     static func checkChatbots(_ fixtures: inout Contents) throws {
         for (i, bot) in fixtures.chatbots.enumerated() {
-            guard let pipeline = fixtures.pipelines.last(where: { $0.name == bot.pipelineName }) else {
+            let pipeline = fixtures.pipelines.last(where: { $0.name == bot.pipelineName })
+            if let pinned = bot.pipelineVersion, !(pipeline?.versions.contains(where: { $0.version == pinned }) ?? false) {
+                throw LoadError(file: bot.file, field: bot.field,
+                                message: "pipeline.version \(pinned): a pinned version must be listed under versions of the fixture pipeline '\(bot.pipelineName)'")
+            }
+            guard let pipeline else {
                 throw LoadError(file: bot.file, field: bot.field,
                                 message: "pipeline '\(bot.pipelineName)' is not a fixture pipeline")
             }
+            let nodes = bot.pipelineVersion.flatMap { pinned in pipeline.versions.first(where: { $0.version == pinned })?.nodes }
+                ?? pipeline.versions.last?.nodes ?? pipeline.nodes
             do {
-                fixtures.chatbots[i].input = try ChatbotHandlers.nodeName(bot.input, of: "input", in: pipeline.nodes)
-                fixtures.chatbots[i].output = try ChatbotHandlers.nodeName(bot.output, of: "output", in: pipeline.nodes)
+                fixtures.chatbots[i].input = try ChatbotHandlers.nodeName(bot.input, of: "input", in: nodes)
+                fixtures.chatbots[i].output = try ChatbotHandlers.nodeName(bot.output, of: "output", in: nodes)
             } catch let error as APIError {
                 throw LoadError(file: bot.file, field: bot.field, message: error.message)
             }
@@ -280,10 +314,48 @@ public enum Fixtures {
 
     /// Checks one pipeline document as `POST /v1/update/pipeline` would (node shapes, no cycle, no template
     /// naming a missing node). A node without `name` (or with an empty one) is named after its key, unless
-    /// another node already has that name (then the file is refused, naming both).
+    /// another node already has that name (then the file is refused, naming both). `versions` (deployed snapshots
+    /// under their own numbers, as `mockshift snapshot` writes them) are checked the same way.
     static func pipeline(_ doc: JSONObject) throws -> Pipeline {
         guard let name = try doc.string("name"), !name.isEmpty else { throw APIError(.badRequest, "name is required") }
         guard let nodesValue = doc["nodes"] else { throw APIError(.badRequest, "nodes is required") }
+        let nodes = try namedNodes(nodesValue)
+        let canvas = JSON.object(try doc.object("canvas_metadata"))
+        let deploy = try doc.bool("deploy")
+        var versions: [Pipeline.Version] = []
+        for (i, item) in (try doc.list("versions") ?? []).enumerated() {
+            let field = "versions[\(i)]"
+            guard let entry = item.objectValue else { throw APIError(.badRequest, "\(field) must be an object") }
+            if let unknown = entry.keys.sorted().first(where: { !["version", "nodes", "canvas_metadata", "description"].contains($0) }) {
+                throw APIError(.badRequest, "\(field): unknown key '\(unknown)' (expected version, nodes, canvas_metadata, description)")
+            }
+            guard let number = try entry.string("version"), SemanticVersion.isValid(number) else {
+                throw APIError(.badRequest, "\(field).version must be MAJOR.MINOR.PATCH")
+            }
+            guard !versions.contains(where: { $0.version == number }) else {
+                throw APIError(.badRequest, "\(field): version \(number) is listed twice")
+            }
+            let versionNodes: JSONObject
+            do { versionNodes = try entry["nodes"].map(namedNodes) ?? nodes } catch let error as APIError {
+                throw APIError(.badRequest, "\(field).\(error.message)")
+            }
+            versions.append(Pipeline.Version(
+                version: number, nodes: versionNodes,
+                canvasMetadata: entry["canvas_metadata"] == nil ? canvas : .object(try entry.object("canvas_metadata")),
+                description: try entry.string("description")))
+        }
+        if deploy && !versions.isEmpty {
+            throw APIError(.badRequest, "deploy and versions exclude each other (versions lists the deployed snapshots)")
+        }
+        versions.sort { SemanticVersion.parts($0.version)!.lexicographicallyPrecedes(SemanticVersion.parts($1.version)!) }
+        return Pipeline(name: name, nodes: nodes, canvasMetadata: canvas,
+                        folderID: try doc.string("folder_id"), description: try doc.string("description"),
+                        deploy: deploy, bump: try doc.string("bump"), versions: versions)
+    }
+
+    /// A pipeline's `nodes` checked (``PipelineHandlers/checkedNodes(_:)``), unnamed nodes named after their key,
+    /// and the graph checked (a cycle or a missing node is a fixture error, not a run-time surprise).
+    static func namedNodes(_ nodesValue: JSON) throws -> JSONObject {
         var nodes = try PipelineHandlers.checkedNodes(nodesValue)
         var named: [String: String] = [:]  // node name → key
         for (key, node) in nodes {
@@ -298,10 +370,8 @@ public enum Fixtures {
             nodes[key] = .object(object)
             named[key] = key
         }
-        _ = try PipelineGraph(nodes: nodes)  // a cycle or a missing node is a fixture error, not a run-time surprise
-        return Pipeline(name: name, nodes: nodes, canvasMetadata: .object(try doc.object("canvas_metadata")),
-                        folderID: try doc.string("folder_id"), description: try doc.string("description"),
-                        deploy: try doc.bool("deploy"), bump: try doc.string("bump"))
+        _ = try PipelineGraph(nodes: nodes)
+        return nodes
     }
 }
 

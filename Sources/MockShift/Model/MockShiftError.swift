@@ -29,6 +29,8 @@ public struct APIError: Error, Sendable, Equatable, CustomStringConvertible {
         case internalError
         /// The daemon is shutting down, or storage cannot take writes right now (503, with `Retry-After: 1`).
         case unavailable
+        /// The upstream a recording daemon forwards to gave no answer, or broke one off (502; `serve --record`).
+        case badGateway
     }
 
     public var kind: Kind

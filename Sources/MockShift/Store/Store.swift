@@ -818,12 +818,13 @@ public final class Store: @unchecked Sendable {
 
     /// One pipeline of a namespace's starting state: its `name`, and how to write it given the namespace's pipeline
     /// of that name (nil when there is none): the record to store (a new one, or `existing` changed) and the deploy
-    /// snapshot to add, if any. Called on the writer queue inside the transaction: it must not call the store.
+    /// snapshots to add or replace (same pipeline and version), if any. Called on the writer queue inside the
+    /// transaction: it must not call the store.
     public struct SeedPipeline: Sendable {
         public let name: String
-        public let make: @Sendable (_ existing: PipelineRecord?) throws -> (PipelineRecord, PipelineVersion?)
+        public let make: @Sendable (_ existing: PipelineRecord?) throws -> (PipelineRecord, [PipelineVersion])
 
-        public init(name: String, make: @escaping @Sendable (_ existing: PipelineRecord?) throws -> (PipelineRecord, PipelineVersion?)) {
+        public init(name: String, make: @escaping @Sendable (_ existing: PipelineRecord?) throws -> (PipelineRecord, [PipelineVersion])) {
             self.name = name
             self.make = make
         }
@@ -850,9 +851,9 @@ public final class Store: @unchecked Sendable {
                     SELECT \(Store.pipelineColumns) FROM pipelines WHERE namespace = ? AND name = ?
                     ORDER BY modified_at DESC, rowid DESC LIMIT 1
                     """, [.text(namespace), .text(seed.name)]).first.map(pipeline(from:))
-                let (record, version) = try seed.make(existing)
+                let (record, versions) = try seed.make(existing)
                 try Store.upsertPipeline(record, in: db)
-                if let version { try Store.insertVersion(version, in: db) }
+                for version in versions { try Store.insertVersion(version, in: db) }
             }
             for seed in chatbots { try Store.seed(seed, namespace: namespace, in: db) }
             for seed in agents { try Store.seed(seed, namespace: namespace, in: db) }
