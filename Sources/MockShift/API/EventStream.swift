@@ -37,19 +37,20 @@ final class EventStream: @unchecked Sendable {
         case let .tokens(outputs, tokens):
             // The hot path (one call per token tick): splice each token between cached bytes instead of
             // building a JSON object per event; the bytes are the same as frame("stream", ...) would give.
-            let parts = outputs.map(tokenFrame)
             if channel.isCutArmed {  // a fault counts events: hand them over one by one
+                let parts = outputs.map(tokenFrame)
                 return channel.send(tokens.flatMap { token in
                     parts.map { $0.prefix + JSON.string(token).encoded() + $0.suffix }
                 })
             }
             var bytes: [UInt8] = []
-            bytes.reserveCapacity(tokens.count * outputs.count * 160)
+            bytes.reserveCapacity(tokens.count * outputs.count * 192)
+            // Token by token, each to every output in turn; each token spliced in without a buffer of its own.
+            let parts = outputs.count == 1 ? [tokenFrame(outputs[0])] : outputs.map(tokenFrame)
             for token in tokens {
-                let value = JSON.string(token).encoded()
                 for part in parts {
                     bytes += part.prefix
-                    bytes += value
+                    JSON.appendString(token, to: &bytes)
                     bytes += part.suffix
                 }
             }

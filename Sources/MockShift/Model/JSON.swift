@@ -60,6 +60,10 @@ public enum JSON: Sendable, Equatable {
 
     private static let hex: [UInt8] = Array("0123456789abcdef".utf8)
 
+    /// Appends `s` as a JSON string (quotes and escapes) to `out`: the bytes `JSON.string(s).encoded()` gives,
+    /// without a buffer of their own (the token hot path of event streams).
+    static func appendString(_ s: String, to out: inout [UInt8]) { writeString(s, into: &out) }
+
     private static func writeString(_ s: String, into out: inout [UInt8]) {
         out.append(UInt8(ascii: "\""))
         // The common case, nothing to escape, scanned over the string's contiguous UTF-8 storage.
