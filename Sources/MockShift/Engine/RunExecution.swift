@@ -132,13 +132,51 @@ extension RunEngine {
     }
 
     /// An LLM node's timer fired: send the tokens now due, then finish the node or wait for the next token.
+    ///
+    /// On the real clock, a run that ends here is committed without holding the scheduler's thread: its final state goes to the
+    /// store's committer and the run stays "commit pending" (nothing reports its end: no `result` event, no status,
+    /// no waiter) until it lands, then ends as any commit ends it (``landedAfterTick(_:error:)``). Thousands of
+    /// streams ending within a second no longer hold up the tokens of the others (issue 14 item 2).
     func llmTick(_ run: LiveRun, nodeID: String, generation: UInt64) {
-        let committed = run.state.withLock { st -> Committed? in
+        enum Step { case committed(Committed?), inFlight(RunRecord) }
+        let step = run.state.withLock { st -> Step in
             defer { deliverFeed(run, &st) }  // tokens of a waiting node too; after the commit otherwise
             guard st.record.status == .inProgress, st.llm[nodeID]?.generation == generation,
-                  tickLocked(run, &st, nodeID: nodeID) != .waiting else { return nil }
+                  tickLocked(run, &st, nodeID: nodeID) != .waiting else { return .committed(nil) }
             advance(run, &st)
-            return commitLocked(run, &st)
+            // The manual clock keeps the commit inline: `advance` returns once what fell due is done and stored.
+            guard st.record.status.isFinal, !st.commitPending, scheduler.clock == .real else {
+                return .committed(commitLocked(run, &st))
+            }
+            st.record.events = st.timeline
+            st.commitPending = true
+            return .inFlight(st.record)
+        }
+        switch step {
+        case let .committed(committed): finish(committed)
+        case let .inFlight(record):
+            store.saveRuns([record]) { [self] error in
+                // Off the store's write queue before the run's lock is taken: a thread holding that lock may be
+                // waiting for the write queue (a terminate or the shutdown committing the same run), and what the
+                // end sets off (a chatbot turn's answer stored, a webhook) may write to the store itself.
+                DispatchQueue.global().async { self.landedAfterTick(run, error: error) }
+            }
+        }
+    }
+
+    /// The final commit of ``llmTick(_:nodeID:generation:)`` landed (`error` nil) or failed: the run ends, or waits
+    /// for the pending-commit retry like any run whose commit failed. Nothing happens when a terminate or the
+    /// shutdown committed the run meanwhile.
+    private func landedAfterTick(_ run: LiveRun, error: (any Error)?) {
+        let committed = run.state.withLock { st -> Committed? in
+            guard st.commitPending else { return nil }
+            defer { deliverFeed(run, &st) }
+            if let error {
+                logger.warning("run \(st.record.id): commit pending, will retry: \(error)")
+                pendingCommits.add(run, engine: self)
+                return nil
+            }
+            return landedLocked(&st)
         }
         finish(committed)
     }
