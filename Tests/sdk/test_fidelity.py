@@ -71,10 +71,9 @@ def recording_session(recorder, key):
     chunks = list(pipeline.stream(inputs={"input_0": "Tell me about owls in 20 words."}))
     assert chunks[-1].type == "result" and chunks[-1].status == "completed"
     fetched = Pipeline.fetch(id=pipeline.id)
-    assert fetched.name == name
     handler = fetched.start(inputs={"input_0": "Write 30 words in the background."})
     assert handler.result(poll_interval=0.05, timeout=30)["status"] == "completed"
-    return pipeline
+    return name
 
 
 def test_a_recording_session_through_the_sdk_gives_a_report_of_its_endpoints_with_no_difference(pair):
@@ -90,9 +89,10 @@ def test_a_recording_session_through_the_sdk_gives_a_report_of_its_endpoints_wit
     assert whole["format"] == "mockshift-fidelity-report/1" and whole["endpoints_differing"] == 0, whole
     # Two runs started by a POST: the synchronous one and the background one (its status polled to the end).
     assert seen[RUN]["exchanges"] == 2 and seen[RUN + " (stream)"]["exchanges"] == 1, seen
-    markdown = (folder / "fidelity-report.md").read_text()
+    # The Markdown file is written just after the JSON one: wait for it to catch up.
+    markdown = wait_for(lambda: (lambda text: f"`{RUN} (stream)` (1)" in text and text)(
+        (folder / "fidelity-report.md").read_text()), message="the Markdown summary")
     assert "0 endpoint(s) answered with another shape than the real service" in markdown, markdown
-    assert f"`{RUN} (stream)` (1)" in markdown, markdown
     # The report holds shapes, never values: the key in the LLM node is in neither file.
     for name in ("fidelity-report.json", "fidelity-report.md"):
         assert SECRET not in (folder / name).read_text(), name
@@ -134,8 +134,9 @@ def test_an_upstream_answer_of_another_shape_is_flagged_on_its_endpoint_alone(pa
         ("missing", "$.surprise", "object", "absent"),
         ("status", "status", "503", "200"),
     }, listing["differences"]
-    markdown = (folder / "fidelity-report.md").read_text()
-    assert "## `GET /v1/pipelines`" in markdown and "| $.surprise: missing in mock (object) | 1 |" in markdown, markdown
+    markdown = wait_for(lambda: (lambda text: "## `GET /v1/pipelines`" in text and text)(
+        (folder / "fidelity-report.md").read_text()), message="the Markdown summary")
+    assert "| $.surprise: missing in mock (object) | 1 |" in markdown, markdown
     for name in ("fidelity-report.json", "fidelity-report.md"):
         assert SECRET not in (folder / name).read_text(), name
 
@@ -157,4 +158,13 @@ def test_requests_naming_objects_made_before_the_recording_are_not_compared_and_
         assert [r["count"] for r in seen[name]["not_compared_reasons"]] == [1], seen[name]
         assert "does not know" in seen[name]["not_compared_reasons"][0]["reason"]
     assert report(folder)["endpoints_differing"] == 0
-    assert "Not compared" in (folder / "fidelity-report.md").read_text()
+    wait_for(lambda: "Not compared" in (folder / "fidelity-report.md").read_text(), message="the Markdown summary")
+
+
+def test_a_record_dir_with_its_report_still_loads_as_fixtures(pair, new_daemon):
+    upstream, recorder, folder, key = pair
+    name = recording_session(recorder, key)
+    wait_for(lambda: compared(folder, SESSION_ENDPOINTS) and (folder / "fidelity-report.md").exists(), timeout=20,
+             message="the report written")
+    served = new_daemon("--fixtures", str(folder))
+    assert point_sdk(served, key).fetch(name=name).id
