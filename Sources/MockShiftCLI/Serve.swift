@@ -105,7 +105,7 @@ struct Serve: ParsableCommand {
     @Option(name: .customLong("record"), help: "Record mode: forward every /v1 request (WebSocket sessions excepted) to this API, e.g. https://api.vectorshift.ai/v1, with the caller's key, and keep what goes by in --record-dir. [env: MOCKSHIFT_RECORD]")
     var record: String?
 
-    @Option(name: .customLong("record-dir"), help: "Where record mode keeps the objects and scripted answers it saw, as fixture files (serve --fixtures loads them). [env: MOCKSHIFT_RECORD_DIR]")
+    @Option(name: .customLong("record-dir"), help: "Where record mode keeps the objects and scripted answers it saw, as fixture files (serve --fixtures loads them), and the fidelity report (fidelity-report.json, .md). [env: MOCKSHIFT_RECORD_DIR]")
     var recordDir: String?
 
     /// Exit status when the database file is held by another daemon (issue 11 item 3): EX_TEMPFAIL of
@@ -337,6 +337,7 @@ struct Serve: ParsableCommand {
         sigwait(&signals, &received)
         logger.info("signal \(received): shutting down")
         server.stopAccepting()
+        recorder?.fidelity.close()  // the fidelity report, before the shutdown interrupts the shadow's runs
         engine.shutdown()
         // Session turns that completed just before: their answers are stored off the timer thread; wait for them.
         app.finishSessionTurnEnds()

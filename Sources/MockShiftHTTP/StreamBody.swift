@@ -27,6 +27,8 @@ public final class StreamBody: Sendable {
         var unwatch: (@Sendable () -> Void)?
         /// The connection's socket, for shutting it down when the client is gone.
         var fd: Int32 = -1
+        /// Set by ``capture(_:)``: the body is read in-process, never sent.
+        var sink: (@Sendable ([UInt8], Bool) -> Void)?
     }
 
     let state = Mutex(State())
@@ -40,6 +42,7 @@ public final class StreamBody: Sendable {
     public func write(_ bytes: [UInt8]) {
         state.withLock { st in
             guard !st.finished, !st.closed, !st.aborted else { return }
+            if let sink = st.sink { return sink(bytes, false) }
             st.pending.append(contentsOf: bytes)
             if st.pending.count - st.offset > maxPending {
                 cut(&st)  // a client this far behind is not reading: drop it rather than buffer without end
@@ -51,25 +54,55 @@ public final class StreamBody: Sendable {
 
     /// Queues `bytes` (may be empty) as the last data and ends the body.
     public func finish(with bytes: [UInt8] = []) {
-        state.withLock { st in
-            guard !st.finished, !st.closed else { return }
+        let captured = state.withLock { st -> Bool in
+            guard !st.finished, !st.closed else { return false }
+            if let sink = st.sink {
+                st.finished = true
+                sink(bytes, true)
+                return true
+            }
             st.pending.append(contentsOf: bytes)
             st.finished = true
             wake(&st)
+            return false
         }
+        if captured { released() }
+    }
+
+    /// Reads the body in-process instead of sending it, for a response no transport will send (record mode's
+    /// shadow answers, issue 15 item 4): from now on `sink` gets each write as it is made (`finished` false), then
+    /// the last bytes once with `finished` true (``finish(with:)`` and ``breakOff(with:)``); after that the body
+    /// counts as sent and released (``isClosed``, `onClose` handlers run). Bytes written before are handed over at
+    /// once. `sink` runs under the body's lock, in write order: keep it short (append and return).
+    public func capture(_ sink: @escaping @Sendable (_ bytes: [UInt8], _ finished: Bool) -> Void) {
+        let finishedAlready = state.withLock { st -> Bool in
+            st.sink = sink
+            let pending = Array(st.pending[st.offset...])
+            st.pending = []
+            st.offset = 0
+            if !pending.isEmpty || st.finished { sink(pending, st.finished) }
+            return st.finished
+        }
+        if finishedAlready { released() }
     }
 
     /// Queues `bytes` (may be empty) as the last data, then drops the connection instead of ending the body: the
     /// client gets those bytes and then a connection closed without the chunked terminator, as when the network
     /// fails mid-stream (an injected fault). The `onClose` handlers run as for a client that went away.
     public func breakOff(with bytes: [UInt8] = []) {
-        state.withLock { st in
-            guard !st.finished, !st.closed, !st.aborted else { return }
-            st.pending.append(contentsOf: bytes)
+        let captured = state.withLock { st -> Bool in
+            guard !st.finished, !st.closed, !st.aborted else { return false }
             st.finished = true
+            if let sink = st.sink {
+                sink(bytes, true)
+                return true
+            }
+            st.pending.append(contentsOf: bytes)
             st.brokenOff = true
             wake(&st)
+            return false
         }
+        if captured { released() }
     }
 
     /// True once the transport released the connection (finished and sent, or the client went away).

@@ -88,14 +88,15 @@ import Testing
         #expect(report.exchanges == 4)
         let json = report.json()
         #expect(json.encodedString() == """
-            {"format":"mockshift-fidelity-report/1","exchanges":4,"endpoints_compared":2,"endpoints_differing":1,\
+            {"format":"mockshift-fidelity-report/1","exchanges":4,"exchanges_not_compared":0,"endpoints_compared":2,"endpoints_differing":1,\
             "endpoints":[{"endpoint":"GET /v1/pipeline/:id/run/status/:task","exchanges":3,"exchanges_differing":2,\
             "differences":[{"kind":"extra","path":"$.extra","real":"absent","mock":"boolean","count":1,\
             "summary":"$.extra: extra in mock (boolean)","example":{"path":"$.extra","request":"GET /v1/pipeline/p1/run/status/t2"}},\
             {"kind":"type","path":"$.result.answer","real":"string","mock":"number","count":2,\
             "summary":"$.result.answer: string vs number","example":{"path":"$.result.answer","request":"GET /v1/pipeline/p1/run/status/t1"}}],\
-            "differences_not_listed":0},\
-            {"endpoint":"GET /v1/pipelines","exchanges":1,"exchanges_differing":0,"differences":[],"differences_not_listed":0}]}
+            "differences_not_listed":0,"not_compared":0,"not_compared_reasons":[]},\
+            {"endpoint":"GET /v1/pipelines","exchanges":1,"exchanges_differing":0,"differences":[],"differences_not_listed":0,\
+            "not_compared":0,"not_compared_reasons":[]}]}
             """)
         let markdown = report.markdown()
         #expect(markdown.contains("4 exchange(s) compared on 2 endpoint(s); 1 endpoint(s) answered with another shape"))
@@ -158,7 +159,7 @@ import Testing
         let text = try String(contentsOf: folder.appendingPathComponent(FidelityReport.jsonFileName), encoding: .utf8)
         #expect(text.hasPrefix("{\n  \"format\": \"mockshift-fidelity-report/1\",\n  \"exchanges\": 1,\n"))
         #expect(text.hasSuffix("}\n"))
-        #expect(text.contains("\"differences_not_listed\": 0\n"))
+        #expect(text.contains("\"differences_not_listed\": 0,\n"))
         #expect(try JSON.parse(text) == report.json(), "the indented file reads back to the report")
         report.record(endpoint: "GET /v1/pipelines", realStatus: 200, realBody: ["objects": []], mockStatus: 200, mockBody: ["objects": []])
         try report.write(directory: folder.path)

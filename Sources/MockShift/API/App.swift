@@ -89,6 +89,22 @@ public final class MockShiftApp: HTTPResponder {
         self.apiKeys = apiKeys.isEmpty ? apiKeys : apiKeys.union(adminKey.map { [$0] } ?? [])
         self.maxBodyBytes = maxBodyBytes
         self.logger = logger
+        recorder?.fidelity.attach { [weak self] request, namespace, answered in
+            self?.answerInProcess(request, namespace: namespace, answered: answered)
+        }
+    }
+
+    /// Answers `request` as this daemon would for `namespace`, with no client: no authentication, journal or fault
+    /// rules; the answer (a stream's too, read with ``StreamBody/capture(_:)``) goes to `answered`. Record mode's
+    /// shadow (``FidelityShadow``, issue 15 item 4).
+    func answerInProcess(_ request: Request, namespace: String, answered: @escaping @Sendable (Response) -> Void) {
+        let writer = ReplyWriter(writer: nil, onSend: answered)
+        do {
+            try fixtureSeeder.ensureSeeded(namespace, app: self)
+            try dispatch(request, namespace: namespace, writer: writer, effect: nil)
+        } catch {
+            answer(error, request, writer)
+        }
     }
 
     public func respond(to request: Request, writer transportWriter: ResponseWriter) {
@@ -109,7 +125,7 @@ public final class MockShiftApp: HTTPResponder {
                 writer = journaling(request, namespace: namespace, authorization: authorization, transportWriter)
             }
             if let recorder, RecordingProxy.forwards(path) {
-                return recorder.forward(request, writer: writer)  // record mode: the upstream answers
+                return recorder.forward(request, writer: writer, namespace: namespace)  // record mode: the upstream answers
             }
             if path.hasPrefix("/v1/") {
                 if let effect = faults.match(namespace: namespace, method: request.head.method.rawValue, path: path) {

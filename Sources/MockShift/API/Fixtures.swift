@@ -4,7 +4,7 @@ import Synchronization
 
 /// Fixture files (`serve --fixtures DIR`, SPEC §1, §6 and §7): the starting state of every namespace.
 ///
-/// Every `*.json` file of the folder, in name order, is read once at start and checked as the API would check it.
+/// Every `*.json` file of the folder (a recording's `fidelity-report.json` aside), in name order, is read once at start and checked as the API would check it.
 /// A file holds an object with any of `pipelines` (pipeline documents as the SDK sends them, plus `name` and
 /// optionally `deploy` and `bump`), `chatbots` (``Chatbot``: a chatbot naming its pipeline by name, issue 12
 /// item 6), `agents` (``Agent``: a short form expanded to the document `Agent.new` saves, issue 13 item 5), `llm`
@@ -198,11 +198,13 @@ public enum Fixtures {
         return summary
     }
 
-    /// The `*.json` files of the folder, in name order.
+    /// The `*.json` files of the folder, in name order; not a recording's fidelity report
+    /// (``FidelityReport/jsonFileName``), which a record dir holds beside its fixtures.
     static func files(in directory: String) throws -> [String] {
         let folder = URL(fileURLWithPath: directory)
         do {
-            return try FileManager.default.contentsOfDirectory(atPath: folder.path).filter { $0.hasSuffix(".json") }
+            return try FileManager.default.contentsOfDirectory(atPath: folder.path)
+                .filter { $0.hasSuffix(".json") && $0 != FidelityReport.jsonFileName }
                 .sorted().map { folder.appendingPathComponent($0).path }
         } catch {
             throw LoadError(file: directory, field: "(folder)", message: "cannot read the folder: \(error.localizedDescription)")

@@ -227,14 +227,15 @@ struct FrameTap: Sendable {
 }
 
 /// The writer handlers answer through: forwards to the transport and, for `/v1` requests, writes the journal
-/// entry once the answer is known.
+/// entry once the answer is known. Without a transport writer (record mode's shadow answers, which no client
+/// reads) the answer goes to `onSend` alone.
 public struct ReplyWriter: Sendable {
-    let writer: ResponseWriter
+    let writer: ResponseWriter?
     let onSend: (@Sendable (Response) -> Void)?
 
     /// Sends `response` (the first call counts, as with the transport's writer).
     public func send(_ response: Response) {
         onSend?(response)
-        writer.send(response)
+        writer?.send(response)
     }
 }

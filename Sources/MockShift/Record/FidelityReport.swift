@@ -16,6 +16,7 @@ import Synchronization
 /// {
 ///   "format": "mockshift-fidelity-report/1",
 ///   "exchanges": 12,
+///   "exchanges_not_compared": 1,
 ///   "endpoints_compared": 3,
 ///   "endpoints_differing": 1,
 ///   "endpoints": [
@@ -28,7 +29,9 @@ import Synchronization
 ///          "summary": "$.result.answer: string vs number",
 ///          "example": {"path": "$.result.answer", "request": "GET /v1/pipeline/6652…/run/status/8a1f…"}}
 ///       ],
-///       "differences_not_listed": 0
+///       "differences_not_listed": 0,
+///       "not_compared": 1,
+///       "not_compared_reasons": [{"reason": "the run was in another state on each side", "count": 1}]
 ///     }
 ///   ]
 /// }
@@ -45,6 +48,10 @@ import Synchronization
 ///   recorder gave it, the `request` (method and path, no query) of that exchange.
 /// - At most ``distinctLimit`` distinct differences are listed per endpoint; the exchanges' further ones are
 ///   counted in `differences_not_listed`.
+/// - `not_compared`: exchanges that could not be compared (no mock answer could be made: the request names an
+///   object the mock never saw, the upstream gave no answer, …), with their `not_compared_reasons` (each reason
+///   once, with a count, sorted); they are not in `exchanges` and are no differences. An endpoint whose exchanges
+///   were all left uncompared is listed with `exchanges` 0; `endpoints_compared` counts those with at least one.
 /// - Values from the bodies are never written (they may hold secrets): only where the shapes differ.
 ///
 /// `fidelity-report.md`: the same as a short Markdown summary: totals, a table of differences per endpoint that
@@ -68,6 +75,7 @@ public final class FidelityReport: Sendable {
         var differing = 0
         var differences: [String: Seen] = [:]
         var notListed = 0
+        var notCompared: [String: Int] = [:]
     }
 
     private let endpoints = Mutex<[String: Endpoint]>([:])
@@ -75,7 +83,7 @@ public final class FidelityReport: Sendable {
     public init() {}
 
     /// The routes that name endpoints (the one route table, `Routes.swift`).
-    private static let routes = Router.vectorShiftRoutes()
+    static let routes = Router.vectorShiftRoutes()
 
     /// The endpoint an exchange belongs to: `METHOD /route/:template` from the route table
     /// (`GET /v1/pipeline/:id/run/status/:task`), or `METHOD path` for a path no route takes. `path` without query.
@@ -114,6 +122,17 @@ public final class FidelityReport: Sendable {
         }
     }
 
+    /// Counts one exchange of `endpoint` that could not be compared, for `reason` (a fixed sentence: never a value
+    /// from the exchange).
+    public func notCompared(endpoint: String, reason: String) {
+        endpoints.withLock { all in all[endpoint, default: Endpoint()].notCompared[reason, default: 0] += 1 }
+    }
+
+    /// Exchanges left uncompared so far, all endpoints together.
+    public var exchangesNotCompared: Int {
+        endpoints.withLock { $0.values.reduce(0) { $0 + $1.notCompared.values.reduce(0, +) } }
+    }
+
     /// Exchanges recorded so far, all endpoints together.
     public var exchanges: Int { endpoints.withLock { $0.values.reduce(0) { $0 + $1.exchanges } } }
 
@@ -142,12 +161,17 @@ public final class FidelityReport: Sendable {
                     ])
                 }),
                 "differences_not_listed": .int(Int64(entry.notListed)),
+                "not_compared": .int(Int64(entry.notCompared.values.reduce(0, +))),
+                "not_compared_reasons": .array(entry.notCompared.keys.sorted().map { reason in
+                    .object(["reason": .string(reason), "count": .int(Int64(entry.notCompared[reason]!))])
+                }),
             ]))
         }
         return .object([
             "format": .string(Self.format),
             "exchanges": .int(Int64(all.values.reduce(0) { $0 + $1.exchanges })),
-            "endpoints_compared": .int(Int64(all.count)),
+            "exchanges_not_compared": .int(Int64(all.values.reduce(0) { $0 + $1.notCompared.values.reduce(0, +) })),
+            "endpoints_compared": .int(Int64(all.values.filter { $0.exchanges > 0 }.count)),
             "endpoints_differing": .int(Int64(all.values.filter { $0.differing > 0 }.count)),
             "endpoints": .array(list),
         ])
@@ -159,12 +183,17 @@ public final class FidelityReport: Sendable {
         let endpoints = report["endpoints"]?.arrayValue ?? []
         func int(_ value: JSON?) -> Int64 { value?.intValue ?? 0 }
         var out = "# MockShift fidelity report\n\n"
-        out += "\(int(report["exchanges"])) exchange(s) compared on \(endpoints.count) endpoint(s); "
+        out += "\(int(report["exchanges"])) exchange(s) compared on \(int(report["endpoints_compared"])) endpoint(s); "
         out += "\(int(report["endpoints_differing"])) endpoint(s) answered with another shape than the real service.\n"
         var same: [String] = []
+        var uncompared: [String] = []
         for endpoint in endpoints {
             let name = endpoint["endpoint"]?.stringValue ?? ""
             let differences = endpoint["differences"]?.arrayValue ?? []
+            for reason in endpoint["not_compared_reasons"]?.arrayValue ?? [] {
+                uncompared.append("- `\(name)`: \(reason["reason"]?.stringValue ?? "") (\(int(reason["count"])))")
+            }
+            if int(endpoint["exchanges"]) == 0 { continue }
             guard int(endpoint["exchanges_differing"]) > 0 else {
                 same.append("`\(name)` (\(int(endpoint["exchanges"])))")
                 continue
@@ -182,6 +211,10 @@ public final class FidelityReport: Sendable {
             if notListed > 0 { out += "\n\(notListed) further difference(s) not listed.\n" }
         }
         if !same.isEmpty { out += "\nSame shape as the real service: " + same.joined(separator: ", ") + ".\n" }
+        if !uncompared.isEmpty {
+            out += "\nNot compared (no mock answer could be made; not counted as differences):\n\n"
+            out += uncompared.joined(separator: "\n") + "\n"
+        }
         return out
     }
 

@@ -22,11 +22,16 @@ import Synchronization
 ///   the request names, else the working state), and once the run is known to have completed (the synchronous
 ///   answer, the stream's `result`, or a background run's status poll) its answers are computed and kept. That
 ///   work happens on one queue of its own, never delaying an answer.
+/// - Each exchange relayed is also answered by this daemon itself and the shapes compared (``FidelityShadow``):
+///   `fidelity-report.json` and `fidelity-report.md` in DIR. That too happens after the answer is relayed, on a
+///   queue of its own.
 /// - Not proxied: WebSocket sessions (`/v1/ws/session`, served by this daemon as usual), `/_mock/…` (this daemon's
 ///   own test controls). Not recorded as scripted answers: chatbot turns, agent runs, bulk runs, multipart runs.
 public final class RecordingProxy: Sendable {
     public let proxy: UpstreamProxy
     public let folder: RecordingFolder
+    /// The mock's own answers to what went by, compared with the real ones (issue 15 item 4).
+    public let fidelity: FidelityShadow
     private let logger: Logger
     /// Reads objects and versions from the upstream in the background, in order.
     private let queue = DispatchQueue(label: "mockshift.record")
@@ -49,6 +54,7 @@ public final class RecordingProxy: Sendable {
         guard let proxy = UpstreamProxy(base: upstream) else { return nil }
         self.proxy = proxy
         self.folder = RecordingFolder(directory: directory, logger: logger)
+        self.fidelity = FidelityShadow(directory: directory, logger: logger)
         self.logger = logger
     }
 
@@ -81,8 +87,9 @@ public final class RecordingProxy: Sendable {
         }
     }
 
-    /// Forwards `request` and relays the answer through `writer`.
-    public func forward(_ request: Request, writer: ReplyWriter) {
+    /// Forwards `request` and relays the answer through `writer`; then hands the exchange to ``fidelity``, whose
+    /// shadow answers for `namespace` (the caller's, as this daemon authenticated it).
+    public func forward(_ request: Request, writer: ReplyWriter, namespace: String) {
         let authorization = request.head.headerFields[.authorization]
         let key = Self.key(authorization)
         let parts = request.path.split(separator: "/", omittingEmptySubsequences: true).map(String.init)
@@ -113,6 +120,7 @@ public final class RecordingProxy: Sendable {
                     let outcome = relay.end(error)
                     if let outcome { observe(method: method, parts: parts, query: request.query, key: key, status: outcome.status, body: outcome.body, run: run) }
                     if let run, run.outputs != nil { queue.async { [self] in finish(run) } }
+                    fidelity.submit(relay.exchange(request, namespace: namespace, error: error))
                 }))
         relay.onClientGone { cancel() }
     }
@@ -138,6 +146,9 @@ public final class RecordingProxy: Sendable {
         private var reader = SSEReader()
         private var runID = ""
         private var sawResult = false
+        /// A stream's events (type, data) for the fidelity report, at most ``FidelityShadow/maxEventsPerType`` each.
+        private var events: [(type: String, data: JSON)] = []
+        private var eventCounts: [String: Int] = [:]
         /// The last two bytes relayed: a blank line there means the stream stopped between two events.
         private var tail: [UInt8] = [10, 10]
         private let lock = Mutex<(ended: Bool, gone: (@Sendable () -> Void)?)>((false, nil))
@@ -180,6 +191,10 @@ public final class RecordingProxy: Sendable {
         private func see(_ event: SSEReader.Event, at time: Double) {
             let type = event.type ?? event.data?["type"]?.stringValue
             if let id = event.data?["run_id"]?.stringValue { runID = id }
+            if let type, let data = event.data, eventCounts[type, default: 0] < FidelityShadow.maxEventsPerType {
+                eventCounts[type, default: 0] += 1
+                events.append((type, .object(data)))
+            }
             switch type {
             case "start": if run?.startedAt == nil { run?.startedAt = time }
             case "stream":
@@ -220,6 +235,16 @@ public final class RecordingProxy: Sendable {
                 run.outputs = outputs  // a synchronous run's answer
             }
             return (status, buffer)
+        }
+
+        /// The exchange as the fidelity shadow takes it (after ``end(_:)``): the request, the real status and body
+        /// (its bytes, parsed on the shadow's queue) or the stream's events.
+        func exchange(_ request: Request, namespace: String, error: String?) -> FidelityShadow.Exchange {
+            FidelityShadow.Exchange(
+                namespace: namespace, method: request.head.method.rawValue, path: request.path, query: request.query,
+                contentType: request.head.headerFields[.contentType], body: request.body, realStatus: status,
+                realBytes: stream == nil ? buffer : nil, realEvents: stream == nil ? nil : events,
+                broken: error != nil && !(stream != nil && sawResult))
         }
     }
 
