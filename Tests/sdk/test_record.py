@@ -173,3 +173,36 @@ def test_objects_seen_through_the_recorder_are_fixture_files_without_secrets(pai
     point_sdk(recorder, key)
     bot.delete()
     wait_for(lambda: not (folder / "chatbot-rec_bot.json").exists(), message="the deleted chatbot's file removed")
+
+
+def test_the_readme_record_and_replay_example_runs_as_written(new_daemon, tmp_path):
+    """README "Snapshot, record, replay": the record-example block, run by bash against a local upstream MockShift."""
+    import os
+    import pathlib
+    import re
+    import socket
+    import subprocess
+    import sys
+    from conftest import BIN, REPO
+    blocks = re.findall(r"<!-- record-example -->\s*```sh\n(.*?)```", (REPO / "README.md").read_text(), re.S)
+    assert len(blocks) == 1, "README.md must hold exactly one record example block"
+    upstream = new_daemon("--time-scale", "0")
+    key = f"rec-{uuid.uuid4().hex[:8]}"
+    name = unique("orders")
+    build_streaming_pipeline(point_sdk(upstream, key), name)
+    (tmp_path / "bin").mkdir()
+    (tmp_path / "bin" / "mockshift").symlink_to(BIN)
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        port = s.getsockname()[1]
+    venv_bin = pathlib.Path(sys.executable).parent  # python3 with the SDK
+    env = dict(os.environ, PATH=f"{tmp_path / 'bin'}:{venv_bin}:{os.environ['PATH']}", UPSTREAM=upstream.root, PORT=str(port),
+               PIPELINE=name, VECTORSHIFT_API_KEY=key)
+    env.pop("VECTORSHIFT_BASE_URL", None)
+    done = subprocess.run(["bash", "-euo", "pipefail", "-c", blocks[0]], cwd=tmp_path, env=env, capture_output=True,
+                          text=True, timeout=120)
+    assert done.returncode == 0, f"the example failed:\nstdout:\n{done.stdout}\nstderr:\n{done.stderr}"
+    assert "replayed what was recorded" in done.stdout, done.stdout
+    recorded = (tmp_path / "recorded.txt").read_text()
+    assert "Where is my order" not in recorded and recorded.strip(), recorded  # the upstream's simulated answer
+    assert (tmp_path / "recording" / f"llm-{name}.json").exists() and (tmp_path / "recording" / "fidelity-report.json").exists()
