@@ -45,11 +45,7 @@ public final class UpstreamProxy: Sendable {
     /// `base`: `http(s)://HOST[:PORT][/PREFIX]`; `/v1` is added unless it ends with it. Nil when it is no http(s)
     /// URL with a host.
     public init?(base text: String) {
-        var trimmed = text
-        while trimmed.hasSuffix("/") { trimmed.removeLast() }
-        if !trimmed.hasSuffix("/v1") { trimmed += "/v1" }
-        guard let url = URL(string: trimmed), let scheme = url.scheme?.lowercased(), ["http", "https"].contains(scheme),
-              let host = url.host, !host.isEmpty else { return nil }
+        guard let url = URLSessionUpstream.apiBase(text) else { return nil }
         base = url
         relay = Relay()
         let configuration = URLSessionConfiguration.ephemeral

@@ -23,6 +23,20 @@ public enum UpstreamError: Error, Sendable, CustomStringConvertible {
     }
 }
 
+extension URLSessionUpstream {
+    /// The API's base URL from what a user wrote (`--from`, `--record`): `http(s)://HOST[:PORT][/PREFIX]` with
+    /// `/v1` added unless it ends with it (the SDK's `VECTORSHIFT_BASE_URL` ends with it, a MockShift root does
+    /// not), trailing slashes dropped. Nil when it is no http(s) URL with a host.
+    public static func apiBase(_ text: String) -> URL? {
+        var trimmed = text
+        while trimmed.hasSuffix("/") { trimmed.removeLast() }
+        if !trimmed.hasSuffix("/v1") { trimmed += "/v1" }
+        guard let url = URL(string: trimmed), let scheme = url.scheme?.lowercased(), ["http", "https"].contains(scheme),
+              let host = url.host, !host.isEmpty else { return nil }
+        return url
+    }
+}
+
 /// Reads JSON from the upstream API: `GET` of a path under the base URL (`…/v1`), with query items.
 /// A protocol so that the snapshot logic can be tested without a network.
 public protocol UpstreamReading: Sendable {
@@ -42,11 +56,7 @@ public final class URLSessionUpstream: UpstreamReading {
     /// `base`: `http(s)://HOST[:PORT][/PREFIX]`; `/v1` is added unless it ends with it (the SDK's
     /// `VECTORSHIFT_BASE_URL` ends with it, a MockShift root does not). Nil when `base` is no http(s) URL.
     public init?(base text: String, apiKey: String, timeout: Double = 60) {
-        var trimmed = text
-        while trimmed.hasSuffix("/") { trimmed.removeLast() }
-        if !trimmed.hasSuffix("/v1") { trimmed += "/v1" }
-        guard let url = URL(string: trimmed), let scheme = url.scheme?.lowercased(), ["http", "https"].contains(scheme),
-              let host = url.host, !host.isEmpty else { return nil }
+        guard let url = Self.apiBase(text) else { return nil }
         base = url
         self.apiKey = apiKey
         let configuration = URLSessionConfiguration.ephemeral
