@@ -170,7 +170,17 @@ struct Serve: ParsableCommand {
         let upstream = setting(record, "RECORD", { $0 }), folder = setting(recordDir, "RECORD_DIR", { $0 })
         if (upstream == nil) != (folder == nil) { throw ValidationError("--record and --record-dir go together") }
         if let upstream, UpstreamProxy(base: upstream) == nil {
-            throw ValidationError("--record must be an http:// or https:// URL, e.g. https://api.vectorshift.ai/v1")
+            throw ValidationError("--record must be an http:// or https:// URL without a query, e.g. https://api.vectorshift.ai/v1")
+        }
+        if let folder {  // a recording that cannot be kept is refused at start, not lost request by request
+            let probe = URL(fileURLWithPath: folder).appendingPathComponent(".mockshift-write-check")
+            do {
+                try FileManager.default.createDirectory(atPath: folder, withIntermediateDirectories: true)
+                try Data().write(to: probe)
+                try FileManager.default.removeItem(at: probe)
+            } catch {
+                throw ValidationError("--record-dir \(folder): cannot write there: \(error.localizedDescription)")
+            }
         }
     }
 

@@ -51,7 +51,7 @@ struct SnapshotCommand: ParsableCommand {
         }
         guard timeout.isFinite, timeout > 0, timeout <= 3600 else { throw ValidationError("--timeout must be 1 to 3600 seconds") }
         guard URLSessionUpstream(base: from, apiKey: "-") != nil else {
-            throw ValidationError("--from must be an http:// or https:// URL, e.g. https://api.vectorshift.ai/v1")
+            throw ValidationError("--from must be an http:// or https:// URL without a query, e.g. https://api.vectorshift.ai/v1")
         }
         if out.isEmpty { throw ValidationError("--out must name a folder") }
     }

@@ -264,3 +264,21 @@ def test_readme_snapshot_example_runs_as_written(account, new_daemon, tmp_path):
     assert "seeded 2 pipeline(s), 1 chatbot(s), 1 agent(s)" in done.stdout, done.stdout
     Pipeline = point_sdk(daemon, "test-key")
     assert sorted(p.name for p in Pipeline.list(verbose=True)) == ["snap_chat", "snap_plain"]
+
+
+def test_an_upstream_url_with_a_query_is_a_bad_option_for_snapshot_and_record(tmp_path):
+    """`…/v1?x=1` would make every API path land after the query: refused at once (exit 64), not read as 404s."""
+    done = snapshot("http://127.0.0.1:9/v1?x=1", "key", tmp_path / "out")
+    assert done.returncode == 64 and "--from must be an http:// or https:// URL without a query" in done.stderr, done.stderr
+    done = subprocess.run([str(BIN), "serve", "--port", "0", "--db", ":memory:", "--record", "http://127.0.0.1:9/v1?x=1",
+                           "--record-dir", str(tmp_path / "rec")], capture_output=True, text=True, timeout=60)
+    assert done.returncode == 64 and "--record must be an http:// or https:// URL without a query" in done.stderr, done.stderr
+
+
+def test_a_record_dir_that_cannot_be_written_is_refused_at_start(tmp_path):
+    """A recording that cannot be kept must not look like one that is: the start fails naming the folder."""
+    (tmp_path / "afile").write_text("not a folder")
+    done = subprocess.run([str(BIN), "serve", "--port", "0", "--db", ":memory:", "--record", "http://127.0.0.1:9",
+                           "--record-dir", str(tmp_path / "afile" / "sub")], capture_output=True, text=True, timeout=60)
+    assert done.returncode == 64, (done.returncode, done.stderr)
+    assert f"--record-dir {tmp_path / 'afile' / 'sub'}: cannot write there" in done.stderr, done.stderr

@@ -26,8 +26,10 @@ public enum UpstreamError: Error, Sendable, CustomStringConvertible {
 extension URLSessionUpstream {
     /// The API's base URL from what a user wrote (`--from`, `--record`): `http(s)://HOST[:PORT][/PREFIX]` with
     /// `/v1` added unless it ends with it (the SDK's `VECTORSHIFT_BASE_URL` ends with it, a MockShift root does
-    /// not), trailing slashes dropped. Nil when it is no http(s) URL with a host.
+    /// not), trailing slashes dropped. Nil when it is no http(s) URL with a host, or has a query or a fragment
+    /// (the paths of the API go after it: `…/v1?x=1/v1` would be no URL of the API).
     public static func apiBase(_ text: String) -> URL? {
+        guard !text.contains("?"), !text.contains("#") else { return nil }
         var trimmed = text
         while trimmed.hasSuffix("/") { trimmed.removeLast() }
         if !trimmed.hasSuffix("/v1") { trimmed += "/v1" }
