@@ -63,13 +63,20 @@ import Testing
         defer { scheduler.stop() }
         let note = { @Sendable (name: String) in batches.withLock { $0[$0.count - 1].append(name) } }
         let victim = Mutex<TimerID?>(nil)
-        // Due 1, 2 and 3 ms from now: all within the first 1 s tick, so one batch.
-        scheduler.schedule(afterNanoseconds: 2_000_000) {
+        // Due 30, 20 and 10 ms before a tick boundary at least a whole tick away: all three fire together at that
+        // boundary however slowly this thread schedules them (within most of a second).
+        let tick: UInt64 = 1_000_000_000
+        let boundary = Scheduler.roundUp(scheduler.now + tick, to: tick)
+        let before = { @Sendable (ms: UInt64) -> UInt64 in
+            let due = boundary - ms * 1_000_000, now = scheduler.now
+            return due > now ? due - now : 0
+        }
+        scheduler.schedule(afterNanoseconds: before(20)) {
             note("b")
             if let id = victim.withLock({ $0 }) { _ = scheduler.cancel(id) }
         }
-        scheduler.schedule(afterNanoseconds: 1_000_000) { note("a") }
-        victim.withLock { $0 = scheduler.schedule(afterNanoseconds: 3_000_000) { note("cancelled") } }
+        scheduler.schedule(afterNanoseconds: before(30)) { note("a") }
+        victim.withLock { $0 = scheduler.schedule(afterNanoseconds: before(10)) { note("cancelled") } }
         let deadline = ContinuousClock.now + .seconds(5)
         while batches.withLock({ $0.flatMap { $0 }.count < 2 }) && ContinuousClock.now < deadline {
             try await Task.sleep(for: .milliseconds(5))
