@@ -111,6 +111,37 @@ import Testing
         #expect(Set(all.map(\.thread)).count == 2, "two lanes, two threads")
     }
 
+    /// A cancelled timer lets its action (and what it holds: a live run) go at once, not when its deadline comes
+    /// round; `stop()` lets every pending one go. Tags count per name.
+    @Test func cancelAndStopLetTheActionGoAndTagsCountPerName() {
+        final class Held: Sendable {}
+        let scheduler = Scheduler(clock: .manual)
+        let a = scheduler.tag("ns-a"), b = scheduler.tag("ns-b")
+        #expect(scheduler.tag("ns-a") === a, "one tag per name")
+        weak var cancelledHeld: Held?
+        weak var stoppedHeld: Held?
+        do {
+            let held = Held(), other = Held()
+            cancelledHeld = held
+            stoppedHeld = other
+            let timer = scheduler.schedule(afterNanoseconds: 1_000_000_000, tag: a) { _ = held }
+            scheduler.schedule(afterNanoseconds: 2_000_000_000, tag: b) { _ = other }
+            scheduler.schedule(afterNanoseconds: 2_000_000_000, tag: a) {}
+            #expect(scheduler.pendingCount(tag: "ns-a") == 2)
+            #expect(scheduler.pendingCount(tag: "ns-b") == 1)
+            #expect(scheduler.pendingCount(tag: "unknown") == 0)
+            #expect(scheduler.cancel(timer))
+        }
+        #expect(cancelledHeld == nil, "the cancelled timer's action was let go before its deadline")
+        #expect(stoppedHeld != nil, "a pending timer holds its action")
+        #expect(scheduler.pendingCount(tag: "ns-a") == 1)
+        #expect(scheduler.pendingCount == 2)
+        scheduler.stop()
+        #expect(stoppedHeld == nil, "stop() lets pending actions go")
+        #expect(scheduler.pendingCount == 0)
+        #expect(scheduler.pendingCount(tag: "ns-b") == 0)
+    }
+
     @Test func roundUpToTicksSaturates() {
         #expect(Scheduler.roundUp(0, to: 1_000) == 0)
         #expect(Scheduler.roundUp(1, to: 1_000) == 1_000)

@@ -22,6 +22,8 @@ final class LiveRun: Sendable {
     /// Injected LLM failures for this run.
     let failures: [RunOptions.LLMFailure]
     let state: Mutex<LiveState>
+    /// Counts this run's timers with the rest of its namespace's (``Scheduler/tag(_:)``).
+    let timerTag: Scheduler.TimerTag?
 
     /// Scripted answers that may apply to this run's LLM nodes.
     let scripts: [LLMScript]
@@ -33,7 +35,9 @@ final class LiveRun: Sendable {
     let files: [ChatFile]?
 
     init(graph: PipelineGraph, record: RunRecord, streamAll: Bool, streaming: Bool, failures: [RunOptions.LLMFailure] = [],
-         scripts: [LLMScript] = [], scriptedPipeline: String? = nil, chat: ChatHistory? = nil, files: [ChatFile]? = nil) {
+         scripts: [LLMScript] = [], scriptedPipeline: String? = nil, chat: ChatHistory? = nil, files: [ChatFile]? = nil,
+         timerTag: Scheduler.TimerTag? = nil) {
+        self.timerTag = timerTag
         self.scriptedPipeline = scriptedPipeline
         self.chat = chat
         self.files = files

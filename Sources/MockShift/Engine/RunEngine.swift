@@ -306,7 +306,7 @@ public final class RunEngine: Sendable {
             createdAt: now, startedAt: now, endedAt: nil, nodes: graph.nodes.map { ($0.id, .pending) })
         let run = LiveRun(graph: graph, record: record, streamAll: options.streamAllOutputs, streaming: observer != nil,
                           failures: options.llmFailures, scripts: options.llmScripts, scriptedPipeline: options.scriptedPipeline,
-                          chat: options.chatHistory, files: options.chatFiles)
+                          chat: options.chatHistory, files: options.chatFiles, timerTag: scheduler.tag(namespace))
         run.state.withLock { st in
             st.feed = feed
             if let onFinish { st.waiters.append(onFinish) }

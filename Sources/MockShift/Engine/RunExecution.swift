@@ -105,11 +105,11 @@ extension RunEngine {
         let dueAt = progress.timing.due(token: target)
         progress.generation &+= 1
         let generation = progress.generation
-        let namespace = run.record.namespace  // the timers are counted per namespace (liveTimerCount)
+        let tag = run.timerTag  // the timers are counted per namespace (liveTimerCount)
         let lane = run.lane  // one run's timers stay on one scheduler lane, in order
         // The run is held strongly (a timer that fires or is cancelled lets it go; nothing of the run holds the
         // closure), the engine weakly (tests drop engines whose scheduler lives on).
-        progress.timer = scheduler.schedule(afterNanoseconds: dueAt > elapsed ? dueAt - elapsed : 0, tag: namespace,
+        progress.timer = scheduler.schedule(afterNanoseconds: dueAt > elapsed ? dueAt - elapsed : 0, tag: tag,
                                             lane: lane) {
             [weak self, run] in
             self?.llmTick(run, nodeID: nodeID, generation: generation)
@@ -119,7 +119,7 @@ extension RunEngine {
         let firstDue = progress.timing.due(token: 1)
         if progress.streamsTo.isEmpty, !progress.firstTokenLogged, progress.outputsOverride == nil, total > 0, firstDue < dueAt {
             progress.firstTokenTimer = scheduler.schedule(afterNanoseconds: firstDue > elapsed ? firstDue - elapsed : 0,
-                                                          tag: namespace, lane: lane) {
+                                                          tag: tag, lane: lane) {
                 [weak self, weak run] in
                 guard let self, let run else { return }
                 run.state.withLock { st in
@@ -141,8 +141,8 @@ extension RunEngine {
         enum Step { case committed(Committed?), inFlight(RunRecord) }
         let step = run.state.withLock { st -> Step in
             defer { deliverFeed(run, &st) }  // tokens of a waiting node too; after the commit otherwise
-            guard st.record.status == .inProgress, st.llm[nodeID]?.generation == generation,
-                  tickLocked(run, &st, nodeID: nodeID) != .waiting else { return .committed(nil) }
+            guard st.record.status == .inProgress,
+                  tickLocked(run, &st, nodeID: nodeID, generation: generation) != .waiting else { return .committed(nil) }
             advance(run, &st)
             // The manual clock keeps the commit inline: `advance` returns once what fell due is done and stored.
             guard st.record.status.isFinal, !st.commitPending, scheduler.clock == .real else {
@@ -185,10 +185,16 @@ extension RunEngine {
     enum TickOutcome { case waiting, completed, failed }
 
     /// Sends an LLM (or wait) node's tokens now due; then finishes the node (its outputs set, the run not yet
-    /// advanced), fails the run (an injected failure), or schedules the next timer.
-    func tickLocked(_ run: LiveRun, _ st: inout LiveState, nodeID: String) -> TickOutcome {
-        // The hot path (a tick per token per live run): the node's progress is looked up and copied once.
-        guard var progress = st.llm[nodeID] else { return .waiting }
+    /// advanced), fails the run (an injected failure), or schedules the next timer. With a `generation`, a node
+    /// rescheduled since (a pause, a resume) is left alone: `.waiting`.
+    func tickLocked(_ run: LiveRun, _ st: inout LiveState, nodeID: String, generation: UInt64? = nil) -> TickOutcome {
+        // The hot path (a tick per token per live run): the node's progress is moved out of the table and back
+        // (a copy would retain and release each of its references, per token).
+        guard var progress = st.llm.removeValue(forKey: nodeID) else { return .waiting }
+        if let generation, progress.generation != generation {
+            st.llm[nodeID] = progress
+            return .waiting
+        }
         let now = scheduler.now
         if !progress.firstTokenLogged, progress.emitted(at: now) > 0 {  // as noteFirstToken does
             progress.firstTokenLogged = true
@@ -206,12 +212,11 @@ extension RunEngine {
             st.llm[nodeID] = progress
             return .waiting
         }
-        st.llm[nodeID] = progress
         if let failure = progress.failure {  // an injected fault: the node fails here, and the run with it
+            st.llm[nodeID] = progress  // stopLocked logs what it produced
             stopLocked(run, &st, status: .failed, error: "node \(nodeID): \(failure.message)")
             return .failed
         }
-        st.llm[nodeID] = nil
         if let timer = progress.firstTokenTimer { scheduler.cancel(timer) }
         logTokens(&st, nodeID: nodeID, progress, emitted: emitted)
         st.log("node_completed", node: nodeID, clock: scheduler.now)

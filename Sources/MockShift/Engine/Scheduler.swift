@@ -1,9 +1,12 @@
 import Foundation
 import Synchronization
 
-/// Identifies one scheduled timer, for ``Scheduler/cancel(_:)``.
+/// Identifies one scheduled timer, for ``Scheduler/cancel(_:)``. Equal when it names the same timer.
 public struct TimerID: Hashable, Sendable {
-    let value: UInt64
+    let slot: Scheduler.Slot
+
+    public static func == (a: TimerID, b: TimerID) -> Bool { a.slot === b.slot }
+    public func hash(into hasher: inout Hasher) { hasher.combine(ObjectIdentifier(slot)) }
 }
 
 /// The one timer scheduler that drives every run (SPEC §6): a deadline heap served by a single thread, so
@@ -21,9 +24,43 @@ public final class Scheduler: Sendable {
         case manual
     }
 
+    /// Counts the pending timers scheduled with it (``pendingCount(tag:)``); the engine keeps one per namespace
+    /// (``tag(_:)``), so a token's timer costs no lookup by name.
+    public final class TimerTag: Sendable {
+        let pending = Atomic<Int>(0)
+    }
+
+    /// One timer: its action until it is taken, by firing or by a cancel, whichever comes first.
+    final class Slot: @unchecked Sendable {
+        let lane: Int
+        let tag: TimerTag?
+        private let taken = Atomic<Bool>(false)
+        /// Read and cleared only by the one caller of ``take()`` that wins (the atomic flag orders it).
+        private var action: (@Sendable () -> Void)?
+
+        init(lane: Int, tag: TimerTag?, action: @escaping @Sendable () -> Void) {
+            self.lane = lane
+            self.tag = tag
+            self.action = action
+        }
+
+        var isTaken: Bool { taken.load(ordering: .acquiring) }
+
+        /// The action, to the first caller only (nil to later ones); the slot lets it go, so a cancelled timer
+        /// holds nothing (a run, a stream) while its heap entry waits for its deadline.
+        func take() -> (@Sendable () -> Void)? {
+            guard !taken.exchange(true, ordering: .acquiringAndReleasing) else { return nil }
+            defer { action = nil }
+            return action
+        }
+    }
+
+    /// A heap entry: a plain value, so heap moves cost no reference counting; the heap owns one retain of `slot`.
     private struct Entry: Comparable {
         let deadline: UInt64
         let sequence: UInt64
+        let slot: Unmanaged<Slot>
+        static func == (a: Entry, b: Entry) -> Bool { a.sequence == b.sequence }
         static func < (a: Entry, b: Entry) -> Bool {
             (a.deadline, a.sequence) < (b.deadline, b.sequence)
         }
@@ -31,23 +68,13 @@ public final class Scheduler: Sendable {
 
     private struct State {
         var heap: [Entry] = []
-        var actions: [UInt64: (tag: String?, lane: Int, action: @Sendable () -> Void)] = [:]
-        /// Pending timers by tag (a namespace), kept as timers are set, fire and are cancelled.
-        var pendingByTag: [String: Int] = [:]
-
-        /// Takes timer `id` out, with its tag's count.
-        mutating func remove(_ id: UInt64) -> (@Sendable () -> Void)? {
-            guard let entry = actions.removeValue(forKey: id) else { return nil }
-            if let tag = entry.tag {
-                let left = (pendingByTag[tag] ?? 1) - 1
-                pendingByTag[tag] = left > 0 ? left : nil
-            }
-            return entry.action
-        }
         var nextSequence: UInt64 = 1
         var manualNow: UInt64 = 0
         var stopped = false
     }
+
+    /// A timer due in a batch: who fires it, and when it was due.
+    typealias Due = (slot: Slot, deadline: UInt64)
 
     /// How late timers fire on the real clock: a histogram of (fire time - deadline) in 50 µs buckets up to
     /// 100 ms, plus the maximum. Read by `GET /_mock/stats` and `scripts/bench-live-runs` (issue 5 target:
@@ -87,6 +114,10 @@ public final class Scheduler: Sendable {
 
     public let clock: Clock
     private let state = Mutex(State())
+    /// Timers set and not yet fired or cancelled.
+    private let pending = Atomic<Int>(0)
+    /// The tags handed out by name (``tag(_:)``).
+    private let tags = Mutex<[String: TimerTag]>([:])
     private let lateness = Mutex(Lateness())
     private let wakeup = NSCondition()  // signalled when an earlier deadline arrives or on stop
     private let origin = DispatchTime.now().uptimeNanoseconds
@@ -140,19 +171,19 @@ public final class Scheduler: Sendable {
 
     /// One further lane's thread: gets its share of a batch, fires it, says it is done.
     private final class LaneThread: Sendable {
-        private let work = Mutex<(due: [(id: UInt64, deadline: UInt64)], stopped: Bool)>(([], false))
+        private let work = Mutex<(due: [Due], stopped: Bool)>(([], false))
         private let go = DispatchSemaphore(value: 0)
         private let done = DispatchSemaphore(value: 0)
 
         /// Hands `due` over (the scheduler's thread).
-        func start(_ due: [(id: UInt64, deadline: UInt64)]) {
+        func start(_ due: [Due]) {
             work.withLock { $0.due = due }
             go.signal()
         }
         /// Waits until the share handed over is fired (the scheduler's thread).
         func wait() { done.wait() }
         /// The next share to fire, nil once stopped (the lane's thread).
-        func next() -> [(id: UInt64, deadline: UInt64)]? {
+        func next() -> [Due]? {
             go.wait()
             return work.withLock { $0.stopped ? nil : $0.due }
         }
@@ -171,46 +202,66 @@ public final class Scheduler: Sendable {
         }
     }
 
+    /// The tag that counts a namespace's timers (the same object for the same name, kept for the scheduler's life).
+    public func tag(_ name: String) -> TimerTag {
+        tags.withLock { tags in
+            if let tag = tags[name] { return tag }
+            let tag = TimerTag()
+            tags[name] = tag
+            return tag
+        }
+    }
+
     /// Runs `action` on the scheduler's thread once `delay` nanoseconds have passed. Timers with equal deadlines
-    /// fire in the order they were scheduled. A `tag` (the run engine gives its runs' namespace) counts the timer
-    /// in ``pendingCount(tag:)`` until it fires or is cancelled.
+    /// fire in the order they were scheduled. A `tag` (the run engine gives its runs' namespace, ``tag(_:)``)
+    /// counts the timer in ``pendingCount(tag:)`` until it fires or is cancelled.
     ///
     /// `lane`: a key that keeps timers together on one of the scheduler's lanes (see
     /// ``init(clock:tickNanoseconds:lanes:aroundBatch:)``); nil = lane 0.
     @discardableResult
-    public func schedule(afterNanoseconds delay: UInt64, tag: String? = nil, lane: UInt64? = nil,
+    public func schedule(afterNanoseconds delay: UInt64, tag: TimerTag? = nil, lane: UInt64? = nil,
                          _ action: @escaping @Sendable () -> Void) -> TimerID {
         let laneIndex = lane.map { Int($0 % UInt64(helpers.count + 1)) } ?? 0
         let (sum, overflow) = now.addingReportingOverflow(delay)
         let deadline = overflow ? UInt64.max : sum  // saturates: a wrapped deadline would fire at once
-        let (id, isEarliest) = state.withLock { st -> (UInt64, Bool) in
-            let id = st.nextSequence
+        let slot = Slot(lane: laneIndex, tag: tag, action: action)
+        tag?.pending.add(1, ordering: .relaxed)
+        pending.add(1, ordering: .relaxed)
+        let isEarliest = state.withLock { st -> Bool in
+            let entry = Entry(deadline: deadline, sequence: st.nextSequence, slot: .passRetained(slot))
             st.nextSequence += 1
-            st.actions[id] = (tag, laneIndex, action)
-            if let tag { st.pendingByTag[tag, default: 0] += 1 }
-            let entry = Entry(deadline: deadline, sequence: id)
             Scheduler.push(entry, into: &st.heap)
-            return (id, st.heap.first == entry)
+            return st.heap.first == entry
         }
         if isEarliest && clock == .real {
             wakeup.lock()
             wakeup.signal()
             wakeup.unlock()
         }
-        return TimerID(value: id)
+        return TimerID(slot: slot)
     }
 
     /// Cancels a timer; returns false when it already fired or was cancelled.
     @discardableResult
     public func cancel(_ id: TimerID) -> Bool {
-        state.withLock { $0.remove(id.value) != nil }
+        take(id.slot) != nil
+    }
+
+    /// Takes `slot`'s action (to fire it, or to drop it for a cancel) and uncounts it; nil when already taken.
+    private func take(_ slot: Slot) -> (@Sendable () -> Void)? {
+        guard let action = slot.take() else { return nil }
+        slot.tag?.pending.subtract(1, ordering: .relaxed)
+        pending.subtract(1, ordering: .relaxed)
+        return action
     }
 
     /// Number of timers waiting to fire.
-    public var pendingCount: Int { state.withLock { $0.actions.count } }
+    public var pendingCount: Int { pending.load(ordering: .relaxed) }
 
-    /// Number of timers set with `tag` that wait to fire.
-    public func pendingCount(tag: String) -> Int { state.withLock { $0.pendingByTag[tag] ?? 0 } }
+    /// Number of timers set with the tag named `tag` that wait to fire.
+    public func pendingCount(tag: String) -> Int {
+        tags.withLock { $0[tag] }?.pending.load(ordering: .relaxed) ?? 0
+    }
 
     /// Lateness of every timer fired so far by the real clock's thread (the manual clock is never late).
     public var latenessSnapshot: Lateness { lateness.withLock { $0 } }
@@ -227,13 +278,14 @@ public final class Scheduler: Sendable {
         state.withLock { $0.manualNow = max($0.manualNow, target) }
     }
 
-    /// Stops the thread; pending timers never fire.
+    /// Stops the thread; pending timers never fire (their actions are let go now).
     public func stop() {
-        state.withLock {
-            $0.stopped = true
-            $0.actions.removeAll()
-            $0.pendingByTag.removeAll()
+        let heap = state.withLock { st -> [Entry] in
+            st.stopped = true
+            defer { st.heap.removeAll() }
+            return st.heap
         }
+        for entry in heap { _ = take(entry.slot.takeRetainedValue()) }
         for helper in helpers { helper.stop() }
         wakeup.lock()
         wakeup.broadcast()
@@ -242,42 +294,48 @@ public final class Scheduler: Sendable {
 
     // MARK: Internals
 
-    /// Pops the earliest live timer due at `limit`, skipping cancelled entries.
+    /// Pops the earliest live timer due at `limit` and takes its action, skipping cancelled entries.
     private func popDue(upTo limit: UInt64, settingNow: Bool) -> (deadline: UInt64, action: @Sendable () -> Void)? {
-        state.withLock { st in
-            while let top = st.heap.first, top.deadline <= limit {
+        while true {
+            let popped = state.withLock { st -> Entry? in
+                guard let top = st.heap.first, top.deadline <= limit else { return nil }
                 Scheduler.popFirst(&st.heap)
-                if let action = st.remove(top.sequence) {
-                    if settingNow { st.manualNow = max(st.manualNow, top.deadline) }
-                    return (top.deadline, action)
-                }
+                if settingNow { st.manualNow = max(st.manualNow, top.deadline) }
+                return top
             }
-            return nil
+            guard let popped else { return nil }
+            if let action = take(popped.slot.takeRetainedValue()) { return (popped.deadline, action) }
         }
     }
 
-    /// Takes every timer due at `limit` off the heap, in deadline order, skipping cancelled ones; their actions
-    /// stay registered (so ``cancel(_:)`` still works) until each is fired.
-    private func takeDue(upTo limit: UInt64) -> [(id: UInt64, deadline: UInt64, lane: Int)] {
+    /// Takes every timer due at `limit` off the heap, in deadline order, skipping cancelled ones; each keeps its
+    /// action (so ``cancel(_:)`` still works) until it is fired.
+    private func takeDue(upTo limit: UInt64) -> [(due: Due, lane: Int)] {
+        var entries: [Entry] = []
         state.withLock { st in
-            var due: [(id: UInt64, deadline: UInt64, lane: Int)] = []
             while let top = st.heap.first, top.deadline <= limit {
                 Scheduler.popFirst(&st.heap)
-                if let entry = st.actions[top.sequence] { due.append((top.sequence, top.deadline, entry.lane)) }
+                entries.append(top)
             }
-            return due
         }
+        var due: [(due: Due, lane: Int)] = []
+        due.reserveCapacity(entries.count)
+        for entry in entries {
+            let slot = entry.slot.takeRetainedValue()  // the heap's retain, now ours
+            if !slot.isTaken { due.append(((slot, entry.deadline), slot.lane)) }
+        }
+        return due
     }
 
     /// Fires one lane's share of a batch, in order, inside `aroundBatch`, on the calling thread.
-    private func fireBatch(_ due: [(id: UInt64, deadline: UInt64)]) {
+    private func fireBatch(_ due: [Due]) {
         guard !due.isEmpty else { return }
         let fire = { @Sendable [self] in
             var late: [UInt64] = []
             late.reserveCapacity(due.count)
-            for (id, deadline) in due {
-                // Taken out one by one: an earlier timer of the batch may have cancelled this one.
-                guard let action = state.withLock({ $0.remove(id) }) else { continue }
+            for (slot, deadline) in due {
+                // Taken one by one: an earlier timer of the batch may have cancelled this one.
+                guard let action = take(slot) else { continue }
                 let l = now &- deadline
                 late.append(l > (1 << 62) ? 0 : l)
                 action()
@@ -298,8 +356,8 @@ public final class Scheduler: Sendable {
             if state.withLock({ $0.stopped }) { return }
             let due = takeDue(upTo: now)
             if !due.isEmpty {
-                var shares = [[(id: UInt64, deadline: UInt64)]](repeating: [], count: helpers.count + 1)
-                for timer in due { shares[timer.lane].append((timer.id, timer.deadline)) }
+                var shares = [[Due]](repeating: [], count: helpers.count + 1)
+                for timer in due { shares[timer.lane].append(timer.due) }
                 var started: [LaneThread] = []
                 for (i, helper) in helpers.enumerated() where !shares[i + 1].isEmpty {
                     helper.start(shares[i + 1])
@@ -310,7 +368,10 @@ public final class Scheduler: Sendable {
                 continue
             }
             let next: UInt64? = state.withLock { st in
-                while let top = st.heap.first, st.actions[top.sequence] == nil { Scheduler.popFirst(&st.heap) }
+                while let top = st.heap.first, top.slot.takeUnretainedValue().isTaken {
+                    Scheduler.popFirst(&st.heap)
+                    top.slot.release()
+                }
                 return st.heap.first?.deadline
             }
             wakeup.lock()
