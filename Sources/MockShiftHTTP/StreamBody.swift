@@ -40,10 +40,21 @@ public final class StreamBody: Sendable {
 
     /// Queues `bytes` for sending. Ignored after ``finish()`` or once the client is gone.
     public func write(_ bytes: [UInt8]) {
+        write { $0.append(contentsOf: bytes) }
+    }
+
+    /// Queues what `fill` appends to the buffer it is given (the bytes waiting to be sent), under the body's
+    /// lock: the hot path of a token event, written in place without a buffer of its own (issue 14 item 2).
+    /// `fill` must only append, and quickly. Not called after ``finish()`` or once the client is gone.
+    public func write(_ fill: (inout [UInt8]) -> Void) {
         state.withLock { st in
             guard !st.finished, !st.closed, !st.aborted else { return }
-            if let sink = st.sink { return sink(bytes, false) }
-            st.pending.append(contentsOf: bytes)
+            if let sink = st.sink {
+                var bytes: [UInt8] = []
+                fill(&bytes)
+                return sink(bytes, false)
+            }
+            fill(&st.pending)
             if st.pending.count - st.offset > maxPending {
                 cut(&st)  // a client this far behind is not reading: drop it rather than buffer without end
                 return

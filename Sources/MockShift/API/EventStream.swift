@@ -43,18 +43,29 @@ final class EventStream: @unchecked Sendable {
                     parts.map { $0.prefix + JSON.string(token).encoded() + $0.suffix }
                 })
             }
-            var bytes: [UInt8] = []
-            bytes.reserveCapacity(tokens.count * outputs.count * 192)
-            // Token by token, each to every output in turn; each token spliced in without a buffer of its own.
-            let parts = outputs.count == 1 ? [tokenFrame(outputs[0])] : outputs.map(tokenFrame)
-            for token in tokens {
-                for part in parts {
-                    bytes += part.prefix
-                    JSON.appendString(token, to: &bytes)
-                    bytes += part.suffix
+            // Token by token, each to every output in turn, written straight into the body's buffer: tokens due
+            // together go out in one write.
+            if outputs.count == 1 {  // the usual case: no list of frames
+                let part = tokenFrame(outputs[0])
+                channel.send { bytes in
+                    for token in tokens {
+                        bytes += part.prefix
+                        JSON.appendString(token, to: &bytes)
+                        bytes += part.suffix
+                    }
+                }
+                return
+            }
+            let parts = outputs.map(tokenFrame)
+            channel.send { bytes in
+                for token in tokens {
+                    for part in parts {
+                        bytes += part.prefix
+                        JSON.appendString(token, to: &bytes)
+                        bytes += part.suffix
+                    }
                 }
             }
-            channel.send(bytes: bytes)  // tokens due together go out in one write
         case let .output(name, value):
             channel.send([frame("stream", ["output_name": .string(name), "output_value": value])])
         }

@@ -12,11 +12,12 @@ final class KeepAlive: Sendable {
     private let scheduler: Scheduler
     private let interval: UInt64
     private struct State {
-        var lastWrite: UInt64 = 0
         var timer: TimerID?
         var stopped = false
     }
     private let state = Mutex(State())
+    /// When the last write was, on the scheduler's clock: set at every event, so a plain atomic, no lock.
+    private let lastWrite = Atomic<UInt64>(0)
 
     init(body: StreamBody, scheduler: Scheduler, interval: UInt64 = KeepAlive.defaultInterval) {
         self.body = body
@@ -25,7 +26,7 @@ final class KeepAlive: Sendable {
     }
 
     /// Records a write now (the next comment comes a full interval later).
-    func wrote() { state.withLock { $0.lastWrite = scheduler.now } }
+    func wrote() { lastWrite.store(scheduler.now, ordering: .relaxed) }
 
     /// Starts the timer (a first write should come before).
     func start() { schedule(after: interval) }
@@ -51,7 +52,9 @@ final class KeepAlive: Sendable {
     }
 
     private func tick() {
-        let (stopped, quiet) = state.withLock { ($0.stopped, scheduler.now &- $0.lastWrite) }
+        let stopped = state.withLock { $0.stopped }
+        let last = lastWrite.load(ordering: .relaxed), now = scheduler.now  // in this order: now >= last
+        let quiet = now > last ? now - last : 0
         guard !stopped, !body.isClosed else { return }
         if quiet >= interval {
             body.write(Array(": keep-alive\n\n".utf8))

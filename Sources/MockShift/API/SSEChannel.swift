@@ -15,7 +15,7 @@ final class SSEChannel: Sendable {
     private let keepAlive: KeepAlive
     private let cut: Mutex<StreamCut>
     /// A cut fault counts events: callers then hand events over one frame each (``send(_:)``), never merged
-    /// (``send(bytes:)``). Set once, so the token hot path checks it without a lock.
+    /// (``send(filling:)``). Set once, so the token hot path checks it without a lock.
     let isCutArmed: Bool
 
     /// - Parameters:
@@ -49,10 +49,11 @@ final class SSEChannel: Sendable {
         if breakOff { body.breakOff(with: bytes) } else { body.write(bytes) }
     }
 
-    /// Queues bytes holding any number of events at once (the token hot path). Only while no cut is armed.
-    func send(bytes: [UInt8]) {
+    /// Queues what `fill` appends, any number of events at once, straight into the body's buffer (the token hot
+    /// path, ``StreamBody/write(_:)-(inout [UInt8]) -> Void``). Only while no cut is armed.
+    func send(filling fill: (inout [UInt8]) -> Void) {
         keepAlive.wrote()
-        body.write(bytes)
+        body.write(fill)
     }
 
     /// Queues the last events and ends the body (or breaks it off, when an armed cut runs out on them).
