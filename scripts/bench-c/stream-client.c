@@ -5,6 +5,11 @@
  * TTFT + k / rate). Midway, M runs are terminated one at a time (on a separate connection) and the time from
  * sending the terminate to the arrival of that stream's terminal event is recorded.
  *
+ * An arrival is the moment the bytes reached this client's socket: the kernel's receive timestamp of the read
+ * (SO_TIMESTAMPNS; for TCP, that of the newest segment the read returned, so never early), not the moment this
+ * loop got round to reading them. The client shares the machine's cores with the server; its own lag (read time
+ * - receive time) is printed apart (`read_lag_*`), and is what the figures would add if arrivals were read times.
+ *
  * Usage: stream-client HOST PORT PIPELINE_ID N TTFT_MS TOKENS_PER_S SECONDS TERMINATES
  * Prints one line of `key=value` figures (bytes_per_event: all bytes read / `stream` events, chunk framing and the
  * start and result events included: how two servers' events compare in size). Loopback only; stops by itself
@@ -42,6 +47,34 @@ static double now_ms(void) {
     return ts.tv_sec * 1000.0 + ts.tv_nsec / 1e6;
 }
 
+/* CLOCK_MONOTONIC - CLOCK_REALTIME in ms, taken at start: turns the kernel's receive timestamps (real time)
+   into this client's clock. */
+static double mono_minus_real;
+
+static void clock_offset(void) {
+    struct timespec r;
+    clock_gettime(CLOCK_REALTIME, &r);
+    mono_minus_real = now_ms() - (r.tv_sec * 1000.0 + r.tv_nsec / 1e6);
+}
+
+/* read() that also gives the kernel's receive time of the data (ms, this client's clock), or -1 without one. */
+static ssize_t read_stamped(int fd, char *buf, size_t len, double *received) {
+    char control[256];
+    struct iovec iov = {.iov_base = buf, .iov_len = len};
+    struct msghdr msg = {.msg_iov = &iov, .msg_iovlen = 1, .msg_control = control, .msg_controllen = sizeof control};
+    ssize_t r = recvmsg(fd, &msg, 0);
+    *received = -1;
+    if (r <= 0) return r;
+    for (struct cmsghdr *c = CMSG_FIRSTHDR(&msg); c; c = CMSG_NXTHDR(&msg, c)) {
+        if (c->cmsg_level == SOL_SOCKET && c->cmsg_type == SCM_TIMESTAMPNS) {
+            struct timespec ts;
+            memcpy(&ts, CMSG_DATA(c), sizeof ts);
+            *received = ts.tv_sec * 1000.0 + ts.tv_nsec / 1e6 + mono_minus_real;
+        }
+    }
+    return r;
+}
+
 static int cmp_double(const void *a, const void *b) {
     double x = *(const double *) a, y = *(const double *) b;
     return x < y ? -1 : x > y;
@@ -59,6 +92,7 @@ static int connect_to(const char *host, int port, int nonblocking) {
     inet_pton(AF_INET, host, &addr.sin_addr);
     int one = 1;
     setsockopt(fd, IPPROTO_TCP, TCP_NODELAY, &one, sizeof one);
+    if (nonblocking) setsockopt(fd, SOL_SOCKET, SO_TIMESTAMPNS, &one, sizeof one);  /* the streams' arrivals */
     if (connect(fd, (struct sockaddr *) &addr, sizeof addr) < 0 && errno != EINPROGRESS) { close(fd); return -1; }
     return fd;
 }
@@ -104,7 +138,12 @@ int main(int argc, char **argv) {
     long mid_n = 0;
     double first_end_at = 0;
     double *term_latency = malloc(sizeof(double) * (size_t) (terminates + 1));
+    double *term_answer = malloc(sizeof(double) * (size_t) (terminates + 1));  /* send -> answer read, closed */
+    long term_answer_n = 0;
     long lateness_n = 0, term_n = 0, events = 0, failed_connect = 0, bytes = 0;
+    double *read_lag = malloc(sizeof(double) * (size_t) lateness_cap);  /* per read: read time - receive time */
+    long read_lag_n = 0;
+    clock_offset();
     int ep = epoll_create1(0);
     for (long i = 0; i < n; i++) {
         streams[i].fd = connect_to(host, port, 1);
@@ -130,8 +169,10 @@ int main(int argc, char **argv) {
                 }
             }
             if (!(evs[e].events & (EPOLLIN | EPOLLHUP | EPOLLERR))) continue;
-            ssize_t r = read(s->fd, buf, sizeof buf);
-            double at = now_ms();
+            double received;
+            ssize_t r = read_stamped(s->fd, buf, sizeof buf, &received);
+            double read_at = now_ms(), at = received >= 0 && received <= read_at ? received : read_at;
+            if (r > 0 && read_lag_n < lateness_cap) read_lag[read_lag_n++] = read_at - at;
             if (r <= 0) {
                 if (r < 0 && errno == EAGAIN) continue;
                 close(s->fd);
@@ -193,7 +234,10 @@ int main(int argc, char **argv) {
                     pipeline, host, strlen(tbody), tbody);
                 int tfd = connect_to(host, port, 0);
                 s->terminate_at = now_ms();
-                if (tfd >= 0 && write(tfd, treq, (size_t) tlen) == tlen) { while (read(tfd, resp, sizeof resp) > 0) {} }
+                if (tfd >= 0 && write(tfd, treq, (size_t) tlen) == tlen) {
+                    while (read(tfd, resp, sizeof resp) > 0) {}
+                    term_answer[term_answer_n++] = now_ms() - s->terminate_at;
+                }
                 if (tfd >= 0) close(tfd);
             }
             next_terminate++;
@@ -204,6 +248,8 @@ int main(int argc, char **argv) {
     qsort(steady, (size_t) steady_n, sizeof(double), cmp_double);
     qsort(mid, (size_t) mid_n, sizeof(double), cmp_double);
     qsort(term_latency, (size_t) term_n, sizeof(double), cmp_double);
+    qsort(term_answer, (size_t) term_answer_n, sizeof(double), cmp_double);
+    qsort(read_lag, (size_t) read_lag_n, sizeof(double), cmp_double);
     double span = (last_event - first_event) / 1000.0;
     long not_done = 0;
     for (long i = 0; i < n; i++) if (!streams[i].done) not_done++;
@@ -211,11 +257,14 @@ int main(int argc, char **argv) {
            "lateness_p50_ms=%.1f lateness_p99_ms=%.1f lateness_max_ms=%.1f "
            "terminates=%ld terminate_to_result_p50_ms=%.2f terminate_to_result_p99_ms=%.2f "
            "steady_lateness_p50_ms=%.1f steady_lateness_p99_ms=%.1f start_span_ms=%.0f "
-           "mid_lateness_p50_ms=%.1f mid_lateness_p99_ms=%.1f\n",
+           "mid_lateness_p50_ms=%.1f mid_lateness_p99_ms=%.1f "
+           "terminate_answer_p50_ms=%.2f terminate_answer_p99_ms=%.2f read_lag_p50_ms=%.1f read_lag_p99_ms=%.1f\n",
            n, failed_connect, not_done, events, span > 0 ? events / span : 0, events ? (double) bytes / events : 0,
            pct(lateness, lateness_n, 50), pct(lateness, lateness_n, 99), lateness_n ? lateness[lateness_n - 1] : -1,
            term_n, pct(term_latency, term_n, 50), pct(term_latency, term_n, 99),
            pct(steady, steady_n, 50), pct(steady, steady_n, 99),
-           all_started_at > 0 ? all_started_at - t0 : -1, pct(mid, mid_n, 50), pct(mid, mid_n, 99));
+           all_started_at > 0 ? all_started_at - t0 : -1, pct(mid, mid_n, 50), pct(mid, mid_n, 99),
+           pct(term_answer, term_answer_n, 50), pct(term_answer, term_answer_n, 99),
+           pct(read_lag, read_lag_n, 50), pct(read_lag, read_lag_n, 99));
     return 0;
 }
