@@ -24,6 +24,8 @@ final class Checkpointer: @unchecked Sendable {
     private let stopped = Atomic<Bool>(false)
     /// Checkpoints run so far (for tests).
     let completed = Atomic<Int>(0)
+    /// Checkpoints the writer finished itself, the WAL being past twice the threshold (for tests).
+    let finishedByWriter = Atomic<Int>(0)
 
     /// Opens the checkpointer's own connection to `path` and starts its thread. Throws ``SQLiteError``.
     init(path: String, thresholdPages: Int32) throws {
@@ -36,10 +38,24 @@ final class Checkpointer: @unchecked Sendable {
 
     /// Puts the WAL hook on `writer`: its commits no longer checkpoint; they wake this thread past the threshold.
     /// ``detach(from:)`` must run before this object goes away.
+    ///
+    /// Past twice the threshold the writer itself finishes a PASSIVE checkpoint, right after its commit (SQLite's
+    /// own automatic checkpoint runs from this hook the same way). Under writes that never pause, this thread's
+    /// checkpoints never reach the WAL's end (each commit adds frames while one runs), and SQLite restarts the WAL
+    /// only once a checkpoint has copied all of it: the WAL grew without end (1.5 GB after 100,000 instant runs,
+    /// each commit extending the file). The writer's checkpoint has only the frames this thread has not copied yet
+    /// (it skips at once if this thread is checkpointing: PASSIVE never waits), then its next commit starts the
+    /// WAL over from the beginning, in pages the file already has.
     func attach(to writer: SQLiteConnection) {
-        sqlite3_wal_hook(writer.handle, { context, _, _, pages in
+        sqlite3_wal_hook(writer.handle, { context, db, name, pages in
             let me = Unmanaged<Checkpointer>.fromOpaque(context!).takeUnretainedValue()
-            if pages >= me.thresholdPages { me.request() }
+            if pages >= 2 * me.thresholdPages {
+                if sqlite3_wal_checkpoint_v2(db, name, SQLITE_CHECKPOINT_PASSIVE, nil, nil) == SQLITE_OK {
+                    me.finishedByWriter.add(1, ordering: .relaxed)
+                }
+            } else if pages >= me.thresholdPages {
+                me.request()
+            }
             return SQLITE_OK
         }, Unmanaged.passUnretained(self).toOpaque())
     }
