@@ -209,7 +209,7 @@ enum AgentHandlers {
         var system = literal(agent.document["instructions"]?.stringValue ?? "")
         if !additional.isEmpty { system += "\n" + literal(additional) }
         var nodes = JSONObject()
-        for (i, io) in inputs.enumerated() {
+        for i in inputs.indices {
             nodes["input_\(i)"] = ["id": .string("input_\(i)"), "type": "input", "name": .string("input_\(i)"),
                                    "inputs": ["input_type": "string"], "outputs": ["text"]]
         }
